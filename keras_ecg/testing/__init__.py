@@ -1,0 +1,2 @@
+from keras_ecg.testing.test_case import assert_config_round_trip
+from keras_ecg.testing.test_case import assert_saved_model_round_trip
