@@ -67,3 +67,17 @@ def _seed_everything():
     keras.utils.set_random_seed(1337)
     np.random.seed(1337)
     yield
+
+
+@pytest.fixture(scope="session")
+def ptbxl_signals(ptbxl_dir):
+    """The first 64 PTB-XL records at 100 Hz as a `(64, 1000, 12)` float32 array.
+
+    Read with `wfdb` directly (not through keras_ecg's reader) so model tests do
+    not depend on the data layer under test.
+    """
+    import wfdb
+
+    paths = sorted((ptbxl_dir / "records100" / "00000").glob("*_lr.hea"))[:64]
+    signals = [wfdb.rdsamp(str(p.with_suffix("")))[0] for p in paths]
+    return np.stack(signals).astype("float32")

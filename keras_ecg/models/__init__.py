@@ -1,1 +1,4 @@
 """keras_ecg.models."""
+from keras_ecg.models.cpc import CPC
+from keras_ecg.models.ecg_classifier import ECGClassifier
+from keras_ecg.models.swav import SwAV

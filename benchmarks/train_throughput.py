@@ -1,0 +1,140 @@
+"""Training throughput (steps/s, samples/s) of each self-supervised method.
+
+Runs plain `model.fit` on synthetic inputs of the paper's shapes (SimCLR/BYOL/
+SwAV: two views of 250 x 12; CPC: 1000 x 12), so the number is the model's
+training step alone, not the input pipeline (see `input_pipeline.py`). The first
+epoch (tracing/compilation) is timed separately from the steady state.
+
+Usage:
+    KERAS_BACKEND=jax python benchmarks/train_throughput.py --methods simclr cpc \
+        --size paper --batch-size 32 --steps 20
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _device_name(keras):
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return str(jax.devices()[0])
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return gpus[0].name if gpus else "cpu"
+
+
+def make_inputs(method, batch_size, steps, leads=12, seed=0):
+    import tensorflow as tf
+
+    from keras_ecg.models.method_factory import CROP_LENGTHS
+
+    rng = np.random.default_rng(seed)
+    length = CROP_LENGTHS[method]
+    x = rng.standard_normal((batch_size, length, leads)).astype("float32")
+    if method == "cpc":
+        dataset = tf.data.Dataset.from_tensors(x)
+    else:
+        y = rng.standard_normal((batch_size, length, leads)).astype("float32")
+        dataset = tf.data.Dataset.from_tensors(((x, y),))
+    return dataset.repeat(steps)
+
+
+def benchmark(method, size, batch_size, steps, warmup_steps):
+    import keras
+
+    from keras_ecg.models.method_factory import build_method
+
+    keras.utils.set_random_seed(0)
+    model = build_method(method, size=size)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    model.fit(make_inputs(method, batch_size, warmup_steps), epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(make_inputs(method, batch_size, steps), epochs=1, verbose=0)
+    seconds = time.perf_counter() - start
+    return {
+        "method": method,
+        "size": size,
+        "batch_size": batch_size,
+        "steps": steps,
+        "params": int(model.count_params()),
+        "steps_per_s": steps / seconds,
+        "samples_per_s": steps * batch_size / seconds,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--methods", nargs="+", default=["simclr", "byol", "swav", "cpc"]
+    )
+    parser.add_argument("--size", default="paper", choices=("paper", "small", "tiny"))
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--cpc-batch-size",
+        type=int,
+        default=None,
+        help="batch for CPC (1000-sample inputs); default --batch-size",
+    )
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup-steps", type=int, default=2)
+    parser.add_argument("--json", default=None, help="also write results here")
+    args = parser.parse_args(argv)
+
+    import keras
+
+    print(
+        f"machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, "
+        f"{platform.system()} {platform.machine()}; device: {_device_name(keras)}"
+    )
+    print(
+        f"backend: {keras.backend.backend()} (keras {keras.__version__}); "
+        f"encoder size: {args.size}; inputs: random float32 of the paper's shapes; "
+        f"{args.warmup_steps} warm-up steps then {args.steps} timed steps"
+    )
+    rows = []
+    for method in args.methods:
+        batch = (
+            (args.cpc_batch_size or args.batch_size)
+            if method == "cpc"
+            else (args.batch_size)
+        )
+        row = benchmark(method, args.size, batch, args.steps, args.warmup_steps)
+        row["backend"] = keras.backend.backend()
+        rows.append(row)
+        print(
+            f"{method:>6}: batch {batch:4d}, {row['params']:>10,d} params, "
+            f"{row['steps_per_s']:7.2f} steps/s, {row['samples_per_s']:8.1f} samples/s",
+            flush=True,
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,344 @@
+"""Reader for PTB-XL in its PhysioNet layout, with the benchmark's label sets."""
+
+import ast
+import logging
+import os
+import pathlib
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from keras_ecg.data.ecg_dataset import STANDARD_LEADS
+from keras_ecg.data.ecg_dataset import ECGDataset
+from keras_ecg.data.errors import ECGDataError
+from keras_ecg.data.errors import ECGDataWarning
+from keras_ecg.data.errors import FailureLog
+from keras_ecg.data.errors import check_on_error
+from keras_ecg.data.errors import warn_skipped
+from keras_ecg.data.signal_cache import SignalCache
+from keras_ecg.data.wfdb_folder import read_wfdb_record
+
+logger = logging.getLogger(__name__)
+
+# The recommended PTB-XL split used by the paper and the benchmark.
+TRAIN_FOLDS = (1, 2, 3, 4, 5, 6, 7, 8)
+VAL_FOLDS = (9,)
+TEST_FOLDS = (10,)
+
+PTBXL_SAMPLING_RATES = (100, 500)
+# Label sets of Strodthoff et al. 2020 (`utils.compute_label_aggregations`).
+LABEL_SETS = (
+    "all",
+    "diagnostic",
+    "subdiagnostic",
+    "superdiagnostic",
+    "form",
+    "rhythm",
+)
+
+
+def ptbxl_label_map(scp_statements, label_set):
+    """Maps each SCP statement to the label(s) it contributes in `label_set`.
+
+    Args:
+        scp_statements: the `scp_statements.csv` table indexed by statement.
+        label_set: one of `LABEL_SETS`.
+
+    Returns:
+        `(classes, mapping)`: the sorted class list of the set (fixed by the
+        statements table, so it does not depend on which records are loaded)
+        and a dict statement -> class for the statements that count.
+    """
+    if label_set not in LABEL_SETS:
+        raise ValueError(f"label_set must be one of {LABEL_SETS}, got {label_set!r}.")
+    table = scp_statements
+    if label_set == "all":
+        mapping = {code: code for code in table.index}
+    elif label_set in ("diagnostic", "subdiagnostic", "superdiagnostic"):
+        diagnostic = table[table["diagnostic"] == 1.0]
+        column = {
+            "diagnostic": None,
+            "subdiagnostic": "diagnostic_subclass",
+            "superdiagnostic": "diagnostic_class",
+        }[label_set]
+        mapping = {}
+        for code, row in diagnostic.iterrows():
+            target = code if column is None else row[column]
+            if isinstance(target, str) and target:  # NaN aggregates are skipped
+                mapping[code] = target
+    else:
+        mapping = {code: code for code in table.index[table[label_set] == 1.0]}
+    classes = sorted(set(mapping.values()))
+    return classes, mapping
+
+
+def _parse_scp_codes(ecg_id, text, known, path):
+    try:
+        codes = ast.literal_eval(text)
+    except (ValueError, SyntaxError) as error:
+        raise ECGDataError(ecg_id, f"malformed scp_codes {text!r}", path) from error
+    if not isinstance(codes, dict):
+        raise ECGDataError(ecg_id, f"malformed scp_codes {text!r}", path)
+    unknown = sorted(code for code in codes if code not in known)
+    if unknown:
+        raise ECGDataError(
+            ecg_id,
+            f"unknown label(s) {unknown} in scp_codes (not in scp_statements.csv)",
+            path,
+        )
+    return codes
+
+
+def _resolve_ptbxl_leads(leads):
+    if leads is None:
+        return STANDARD_LEADS
+    if isinstance(leads, str):
+        raise ValueError(f"leads must be a sequence of lead names, got {leads!r}.")
+    lookup = {name.lower(): name for name in STANDARD_LEADS}
+    resolved = []
+    for name in leads:
+        canonical = lookup.get(str(name).strip().lower())
+        if canonical is None:
+            raise ValueError(
+                f"unknown lead name {name!r}; PTB-XL leads are {list(STANDARD_LEADS)}."
+            )
+        resolved.append(canonical)
+    if not resolved or len(set(resolved)) != len(resolved):
+        raise ValueError(f"leads must be non-empty without duplicates, got {leads}.")
+    return tuple(resolved)
+
+
+def load_ptbxl(
+    path,
+    sampling_rate=100,
+    label_set="all",
+    folds=None,
+    drop_unlabelled=True,
+    cache_dir=None,
+    on_error="raise",
+    leads=None,
+):
+    """Loads PTB-XL from its PhysioNet layout.
+
+    The folder holds `ptbxl_database.csv`, `scp_statements.csv` and
+    `records100/` / `records500/` (paths in the `filename_lr` / `filename_hr`
+    columns). Labels follow the PTB-XL benchmark (Strodthoff et al. 2020):
+    every statement key of `scp_codes` counts, whatever its likelihood.
+
+    | label_set         | classes | statements used                     |
+    |-------------------|---------|-------------------------------------|
+    | `all`             | 71      | all                                 |
+    | `diagnostic`      | 44      | diagnostic == 1                     |
+    | `subdiagnostic`   | 23      | their `diagnostic_subclass`         |
+    | `superdiagnostic` | 5       | their `diagnostic_class`            |
+    | `form`            | 19      | form == 1                           |
+    | `rhythm`          | 12      | rhythm == 1                         |
+
+    Records listed in the CSV whose header is absent on disk are skipped with
+    one `ECGDataWarning` (count and first ids). The number of records dropped
+    as unlabelled and missing is also in `metadata.attrs`
+    (`"num_unlabelled_dropped"`, `"num_missing"`).
+
+    Args:
+        path: the PTB-XL folder.
+        sampling_rate: 100 (`records100`) or 500 (`records500`).
+        label_set: one of `LABEL_SETS`.
+        folds: `strat_fold` values to keep (e.g. `TRAIN_FOLDS`); `None` keeps all.
+        drop_unlabelled: drop records with no statement of `label_set` (as the
+            benchmark does).
+        cache_dir: optional `SignalCache` folder; a second identical call reads
+            the decoded signals from a memory map instead of the WFDB files.
+        on_error: `"raise"` raises the first `ECGDataError`; `"skip"` skips bad
+            records with one `ECGDataWarning`.
+        leads: optional lead names to keep, in this order (case-insensitive);
+            default all 12 in the standard order.
+
+    Returns:
+        An `ECGDataset` with float32 `(timesteps, leads)` signals in mV,
+        `record_ids` the `ecg_id`s as `str`, multi-hot float32 `labels` over
+        the sorted `classes`, `folds` the `strat_fold`s and `metadata` the
+        CSV rows (indexed by integer `ecg_id`) of the kept records.
+
+    Example:
+
+    ```python
+    train = keras_ecg.data.load_ptbxl(
+        "ptbxl/", label_set="superdiagnostic", folds=keras_ecg.data.TRAIN_FOLDS
+    )
+    ```
+    """
+    root = pathlib.Path(path).expanduser()
+    if (
+        isinstance(sampling_rate, bool)
+        or not isinstance(sampling_rate, (int, np.integer))
+        or int(sampling_rate) not in PTBXL_SAMPLING_RATES
+    ):
+        raise ECGDataError(
+            root,
+            f"unsupported sampling rate {sampling_rate!r}: PTB-XL provides "
+            f"{PTBXL_SAMPLING_RATES} Hz",
+            root,
+        )
+    sampling_rate = int(sampling_rate)
+    check_on_error(on_error)
+    if label_set not in LABEL_SETS:
+        raise ValueError(f"label_set must be one of {LABEL_SETS}, got {label_set!r}.")
+    leads = _resolve_ptbxl_leads(leads)
+    database_path = root / "ptbxl_database.csv"
+    statements_path = root / "scp_statements.csv"
+    for csv_path in (database_path, statements_path):
+        if not csv_path.is_file():
+            raise ECGDataError(root, f"{csv_path.name} not found", csv_path)
+
+    database = pd.read_csv(database_path, index_col="ecg_id")
+    statements = pd.read_csv(statements_path, index_col=0)
+    file_column = "filename_lr" if sampling_rate == 100 else "filename_hr"
+    for column in ("scp_codes", "strat_fold", file_column):
+        if column not in database.columns:
+            raise ECGDataError(
+                root, f"ptbxl_database.csv has no {column!r} column", database_path
+            )
+    if folds is not None:
+        folds = sorted({int(f) for f in np.atleast_1d(folds)})
+        database = database[database["strat_fold"].isin(folds)]
+
+    # Existence first: only the records on disk need their labels parsed.
+    # One directory walk instead of ~20k stat calls (most records are absent).
+    on_disk = set()
+    for folder, _, names in os.walk(root / f"records{sampling_rate}"):
+        relative = os.path.relpath(folder, root).replace(os.sep, "/")
+        on_disk.update(f"{relative}/{n[:-4]}" for n in names if n.endswith(".hea"))
+    present = np.array([name in on_disk for name in database[file_column]], dtype=bool)
+    num_missing = int((~present).sum())
+    if num_missing:
+        missing_ids = database.index[~present][:10].tolist()
+        warnings.warn(
+            f"{num_missing} of {len(present)} PTB-XL record(s) listed in "
+            f"ptbxl_database.csv are not in {root} at {sampling_rate} Hz and "
+            f"were skipped (first ecg_ids: {missing_ids})",
+            ECGDataWarning,
+            stacklevel=2,
+        )
+    database = database[present]
+    header_paths = [root / f"{name}.hea" for name in database[file_column]]
+
+    log = FailureLog(on_error)
+    classes, mapping = ptbxl_label_map(statements, label_set)
+    column_of = {name: j for j, name in enumerate(classes)}
+    known = set(statements.index)
+    label_rows = np.zeros((len(database), len(classes)), dtype=np.float32)
+    valid = np.ones(len(database), dtype=bool)
+    for i, (ecg_id, text) in enumerate(database["scp_codes"].items()):
+        try:
+            codes = _parse_scp_codes(ecg_id, text, known, database_path)
+        except ECGDataError as error:
+            log.record(error)
+            valid[i] = False
+            continue
+        for code in codes:
+            target = mapping.get(code)
+            if target is not None:
+                label_rows[i, column_of[target]] = 1.0
+
+    num_unlabelled = 0
+    if drop_unlabelled:
+        labelled = label_rows.any(axis=1)
+        num_unlabelled = int((valid & ~labelled).sum())
+        valid &= labelled
+    if num_unlabelled:
+        logger.info(
+            "dropped %d PTB-XL record(s) without a %r label", num_unlabelled, label_set
+        )
+    database = database[valid]
+    label_rows = label_rows[valid]
+    header_paths = [p for p, ok in zip(header_paths, valid, strict=True) if ok]
+
+    cache = None
+    kept = None
+    num_label_failures = len(log.failures)
+    if cache_dir is not None:
+        cache = SignalCache(cache_dir)
+        settings = {
+            "reader": "load_ptbxl",
+            "sampling_rate": sampling_rate,
+            "label_set": label_set,
+            "folds": folds,
+            "drop_unlabelled": drop_unlabelled,
+            "on_error": on_error,
+            "leads": list(leads),
+        }
+        files = [database_path, statements_path]
+        for header_path in header_paths:
+            files += [header_path, header_path.with_suffix(".dat")]
+        key = cache.key(root, settings, files)
+        hit = cache.load(key)
+        if hit is not None:
+            cached, extra = hit
+            failures = log.messages() + extra.get("failures", [])
+            warn_skipped(failures, str(root))
+            signals = cached.signals
+            kept = np.asarray([int(r) for r in cached.record_ids], dtype=np.int64)
+
+    if kept is None:
+        signals, kept_list = [], []
+        for ecg_id, header_path in zip(database.index, header_paths, strict=True):
+            try:
+                rec = read_wfdb_record(header_path, ecg_id, leads, sampling_rate=None)
+                if rec.sampling_rate != sampling_rate:
+                    raise ECGDataError(
+                        ecg_id,
+                        f"unsupported sampling rate: header says "
+                        f"{rec.sampling_rate:g} Hz, expected {sampling_rate} Hz",
+                        header_path,
+                    )
+            except ECGDataError as error:
+                log.record(error)
+                continue
+            signals.append(rec.signal)
+            kept_list.append(ecg_id)
+        log.warn(str(root))
+        failures = log.messages()
+        kept = np.asarray(kept_list, dtype=np.int64)
+
+    positions = database.index.get_indexer(kept)
+    metadata = database.iloc[positions].copy()
+    metadata.attrs["num_unlabelled_dropped"] = num_unlabelled
+    metadata.attrs["num_missing"] = num_missing
+    metadata.attrs["num_failed"] = len(failures)
+    dataset = ECGDataset(
+        signals=signals,
+        record_ids=[str(ecg_id) for ecg_id in kept],
+        sampling_rate=sampling_rate,
+        lead_names=leads,
+        labels=label_rows[positions],
+        classes=list(classes),
+        folds=metadata["strat_fold"].to_numpy(dtype=np.int64),
+        metadata=metadata,
+    )
+    if cache is not None and hit is None:
+        # Labels and metadata are rebuilt from the CSV on every load, so only the
+        # decoded signals and the kept ids need caching.
+        cache.save(
+            key,
+            ECGDataset(
+                signals=signals,
+                record_ids=dataset.record_ids,
+                sampling_rate=sampling_rate,
+                lead_names=leads,
+            ),
+            extra={"failures": failures[num_label_failures:]},
+        )
+    return dataset
+
+
+def split_ptbxl(dataset):
+    """Splits a PTB-XL `ECGDataset` into the recommended folds.
+
+    Returns:
+        `(train, val, test)` for `TRAIN_FOLDS`, `VAL_FOLDS` and `TEST_FOLDS`
+        (any may be empty when the folds are not loaded).
+    """
+    return tuple(
+        dataset.select_folds(folds) for folds in (TRAIN_FOLDS, VAL_FOLDS, TEST_FOLDS)
+    )

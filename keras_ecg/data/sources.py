@@ -1,0 +1,101 @@
+"""One entry point for "the data at this path": PTB-XL, a WFDB folder, or synthetic."""
+
+import os
+
+import numpy as np
+
+from keras_ecg.data.ptbxl import TEST_FOLDS
+from keras_ecg.data.ptbxl import TRAIN_FOLDS
+from keras_ecg.data.ptbxl import VAL_FOLDS
+
+SYNTHETIC = "synthetic"
+
+
+def detect_source(path):
+    """Returns `"synthetic"`, `"ptbxl"` or `"wfdb"` for a `--data` argument."""
+    if path == SYNTHETIC:
+        return SYNTHETIC
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"--data {path!r} is neither 'synthetic' nor an existing folder."
+        )
+    if os.path.exists(os.path.join(path, "ptbxl_database.csv")):
+        return "ptbxl"
+    return "wfdb"
+
+
+def load_source(
+    path,
+    sampling_rate=100,
+    label_set="all",
+    num_synthetic_records=1200,
+    cache_dir=None,
+    on_error="raise",
+    seed=0,
+):
+    """Loads `path` as an `ECGDataset` (see `detect_source`).
+
+    Args:
+        path: `"synthetic"`, a PTB-XL folder (with `ptbxl_database.csv`) or a
+            folder of WFDB records (PhysioNet/CinC layout).
+        sampling_rate: target sampling rate in Hz.
+        label_set: PTB-XL label set (`"all"`, `"diagnostic"`, ...).
+        num_synthetic_records: size of the synthetic dataset.
+        cache_dir: where decoded signals are cached (real data only).
+        on_error: `"raise"` or `"skip"` for bad records.
+        seed: seed of the synthetic generator.
+    """
+    source = detect_source(path)
+    if source == SYNTHETIC:
+        from keras_ecg.data.synthetic import make_synthetic_ecg
+
+        return make_synthetic_ecg(
+            num_records=num_synthetic_records, sampling_rate=sampling_rate, seed=seed
+        )
+    if source == "ptbxl":
+        from keras_ecg.data.ptbxl import load_ptbxl
+
+        return load_ptbxl(
+            path,
+            sampling_rate=sampling_rate,
+            label_set=label_set,
+            cache_dir=cache_dir,
+            on_error=on_error,
+        )
+    from keras_ecg.data.wfdb_folder import load_wfdb_folder
+
+    return load_wfdb_folder(
+        path, sampling_rate=sampling_rate, cache_dir=cache_dir, on_error=on_error
+    )
+
+
+def split_dataset(
+    data,
+    train_folds=TRAIN_FOLDS,
+    val_folds=VAL_FOLDS,
+    test_folds=TEST_FOLDS,
+    val_fraction=0.1,
+    test_fraction=0.1,
+    seed=0,
+):
+    """Splits into `(train, val, test)`.
+
+    With folds (PTB-XL, synthetic) the fold lists decide; a split whose folds are
+    absent comes back empty (the PTB-XL subset here has no fold 10). Without
+    folds (a plain WFDB folder), records are split at random under `seed`.
+    """
+    if data.folds is not None:
+        return tuple(
+            data.select_folds(folds) for folds in (train_folds, val_folds, test_folds)
+        )
+    order = np.random.default_rng(seed).permutation(len(data))
+    num_val = int(round(val_fraction * len(data)))
+    num_test = int(round(test_fraction * len(data)))
+    val = order[:num_val]
+    test = order[num_val : num_val + num_test]
+    train = order[num_val + num_test :]
+    return (
+        data.subset(np.sort(train)),
+        data.subset(np.sort(val)),
+        data.subset(np.sort(test)),
+    )

@@ -1,0 +1,141 @@
+"""Builds each self-supervised method with the paper's or a CPU-sized setup.
+
+`build_method` and `make_method_dataset` keep the CLI, the examples and the
+benchmarks on one definition of "the paper's SimCLR", "a small CPC", etc.
+"""
+
+METHODS = ("simclr", "byol", "swav", "cpc")
+ENCODER_SIZES = ("paper", "small", "tiny")
+
+# Paper: xresnet1d50, kernel 5, all stage widths 64 (SimCLR/BYOL/SwAV); CPC with
+# the 4-layer per-timestep MLP encoder and a 2-layer LSTM with 512 units.
+_XRESNET_CONFIGS = {
+    "paper": dict(
+        block_depths=(3, 4, 6, 3), widths=(64, 64, 64, 64), expansion=4, kernel_size=5
+    ),
+    "small": dict(
+        block_depths=(1, 1, 1, 1),
+        widths=(32, 32, 64, 64),
+        expansion=1,
+        kernel_size=5,
+        stem_filters=(16, 16, 32),
+    ),
+    "tiny": dict(
+        block_depths=(1, 1),
+        widths=(16, 16),
+        expansion=1,
+        kernel_size=5,
+        stem_filters=(8, 8, 16),
+    ),
+}
+_CPC_CONFIGS = {
+    "paper": dict(encoder_filters=(512,) * 4, context_units=512, context_layers=2),
+    "small": dict(encoder_filters=(128,) * 4, context_units=128, context_layers=1),
+    "tiny": dict(encoder_filters=(16,) * 2, context_units=16, context_layers=1),
+}
+_HEAD_DIMS = {"paper": (512, 128), "small": (256, 64), "tiny": (32, 16)}
+
+# Paper pretraining input lengths at 100 Hz: 2.5 s crops; CPC 10 s.
+CROP_LENGTHS = {"simclr": 250, "byol": 250, "swav": 250, "cpc": 1000}
+
+
+def build_encoder(size="small", input_leads=12):
+    """An `XResNet1D` encoder with concat pooling for SimCLR/BYOL/SwAV."""
+    from keras_ecg.models.encoders.xresnet1d import XResNet1D
+
+    _check(size, ENCODER_SIZES, "encoder size")
+    return XResNet1D(
+        input_leads=input_leads, pooling="concat", **_XRESNET_CONFIGS[size]
+    )
+
+
+def build_method(method, size="small", input_leads=12, **kwargs):
+    """Returns an uncompiled self-supervised model.
+
+    Args:
+        method: one of `"simclr"`, `"byol"`, `"swav"`, `"cpc"`.
+        size: `"paper"` (the paper's architecture), `"small"` (CPU-sized) or
+            `"tiny"` (tests).
+        input_leads: number of leads.
+        **kwargs: forwarded to the method's constructor (temperature, tau, ...).
+    """
+    from keras_ecg.layers.projection_head import ProjectionHead
+
+    _check(method, METHODS, "method")
+    _check(size, ENCODER_SIZES, "size")
+    hidden, output = _HEAD_DIMS[size]
+    if method == "cpc":
+        from keras_ecg.models.cpc import CPC
+        from keras_ecg.models.encoders.cpc_encoder import CPCContext
+        from keras_ecg.models.encoders.cpc_encoder import CPCEncoder
+
+        config = _CPC_CONFIGS[size]
+        filters = config["encoder_filters"]
+        return CPC(
+            encoder=CPCEncoder(
+                filters=filters,
+                kernel_sizes=(1,) * len(filters),
+                strides=(1,) * len(filters),
+            ),
+            context=CPCContext(
+                units=config["context_units"], num_layers=config["context_layers"]
+            ),
+            **kwargs,
+        )
+    encoder = build_encoder(size, input_leads)
+    if method == "simclr":
+        from keras_ecg.models.simclr import SimCLR
+
+        return SimCLR(
+            encoder,
+            projection_head=ProjectionHead(hidden_dims=(hidden,), output_dim=output),
+            **kwargs,
+        )
+    if method == "byol":
+        from keras_ecg.models.byol import BYOL
+
+        return BYOL(
+            encoder,
+            projection_head=ProjectionHead(hidden_dims=(hidden,), output_dim=output),
+            prediction_head=ProjectionHead(hidden_dims=(hidden,), output_dim=output),
+            **kwargs,
+        )
+    from keras_ecg.models.swav import SwAV
+
+    kwargs.setdefault("num_prototypes", 300 if size == "paper" else 32)
+    return SwAV(
+        encoder,
+        projection_head=ProjectionHead(hidden_dims=(hidden,), output_dim=output),
+        **kwargs,
+    )
+
+
+def make_method_dataset(
+    method, data, batch_size, augmentation=None, crop_length=None, seed=0
+):
+    """The tf.data pretraining input each method expects.
+
+    SimCLR/BYOL/SwAV get two augmented views of a random crop; CPC gets plain
+    crops (the paper pretrains CPC without augmentation).
+    """
+    from keras_ecg.data.pipelines import make_pretraining_dataset
+
+    _check(method, METHODS, "method")
+    crop_length = crop_length or CROP_LENGTHS[method]
+    shortest = min(len(s) for s in data.signals)
+    crop_length = min(crop_length, shortest)
+    return make_pretraining_dataset(
+        data,
+        crop_length=crop_length,
+        num_views=1 if method == "cpc" else 2,
+        augmentation=None if method == "cpc" else augmentation,
+        batch_size=batch_size,
+        shuffle=True,
+        seed=seed,
+        drop_remainder=True,
+    )
+
+
+def _check(value, allowed, what):
+    if value not in allowed:
+        raise ValueError(f"Unknown {what} {value!r}; expected one of {allowed}.")

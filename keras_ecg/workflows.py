@@ -1,0 +1,237 @@
+"""The CLI's jobs: demo, pretrain, linear-eval / finetune, evaluate, embed."""
+
+import os
+import platform
+
+import keras
+import numpy as np
+
+from keras_ecg.data.lead_standardizer import LeadStandardizer
+from keras_ecg.data.sources import load_source
+from keras_ecg.data.sources import split_dataset
+from keras_ecg.evaluation.downstream import evaluate_records
+from keras_ecg.evaluation.downstream import train_downstream
+from keras_ecg.models.method_factory import CROP_LENGTHS
+from keras_ecg.models.method_factory import build_method
+from keras_ecg.models.method_factory import make_method_dataset
+
+
+def _print_header(args, what):
+    print(
+        f"keras-ecg {what} | backend={keras.backend.backend()} | data={args.data} | "
+        f"python {platform.python_version()} on {platform.machine()} "
+        f"({os.cpu_count()} CPUs)",
+        flush=True,
+    )
+
+
+def prepare_data(args, standardizer_path=None):
+    """Loads `--data`, splits it and standardises every lead on the train split."""
+    data = load_source(
+        args.data,
+        sampling_rate=args.sampling_rate,
+        label_set=args.label_set,
+        num_synthetic_records=args.num_records,
+        cache_dir=args.cache_dir,
+        on_error="skip" if args.skip_bad_records else "raise",
+        seed=args.seed,
+    )
+    train, val, test = split_dataset(data, seed=args.seed)
+    if standardizer_path and os.path.exists(standardizer_path):
+        standardizer = LeadStandardizer.load(standardizer_path)
+    else:
+        standardizer = LeadStandardizer().fit(train)
+        if standardizer_path:
+            standardizer.save(standardizer_path)
+    train, val, test = (standardizer.transform(d) for d in (train, val, test))
+    print(
+        f"records: {len(train)} train / {len(val)} val / {len(test)} test, "
+        f"{data.num_leads} leads at {data.sampling_rate} Hz, "
+        f"{data.num_classes} classes",
+        flush=True,
+    )
+    return train, val, test
+
+
+def _augmentation(name):
+    from keras_ecg.layers.augmentation.presets import paper_augmentations
+
+    return paper_augmentations(name)
+
+
+def pretrain(args, train, output_dir, augmentation="rrc_to"):
+    """Pretrains `args.method`; checkpoints every epoch and resumes if interrupted."""
+    keras.utils.set_random_seed(args.seed)
+    model = build_method(args.method, size=args.size, input_leads=train.num_leads)
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.lr))
+    dataset = make_method_dataset(
+        args.method,
+        train,
+        batch_size=min(args.batch_size, len(train)),
+        augmentation=_augmentation(augmentation),
+        seed=args.seed,
+    )
+    callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    history = model.fit(dataset, epochs=args.epochs, callbacks=callbacks, verbose=2)
+    path = os.path.join(output_dir, "pretrained.keras")
+    model.save(path)
+    print(f"pretrained model saved to {path}", flush=True)
+    return model, history.history
+
+
+def _linear_eval(backbone, train, val, test, args, mode="linear"):
+    result = train_downstream(
+        backbone,
+        train,
+        val,
+        mode=mode,
+        epochs=args.eval_epochs,
+        batch_size=min(args.eval_batch_size, len(train)),
+        learning_rate=args.eval_lr,
+        seed=args.seed,
+        verbose=2,
+    )
+    row = {
+        "best_epoch": result["best_epoch"],
+        "val_macro_auc": result["best_val_auc"],
+    }
+    if len(test):
+        row["test_macro_auc"] = evaluate_records(result["model"], test)["macro_auc"]
+    return result["model"], row
+
+
+def _table(rows, columns):
+    header = "| " + " | ".join(columns) + " |"
+    lines = [header, "|" + "|".join("---" for _ in columns) + "|"]
+    for row in rows:
+        cells = [
+            f"{row[c]:.4f}" if isinstance(row.get(c), float) else str(row.get(c, ""))
+            for c in columns
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_demo(args):
+    _print_header(args, "demo")
+    if args.data == "synthetic":
+        print(
+            "Data: the embedded SYNTHETIC 12-lead ECG generator (not clinical data).",
+            flush=True,
+        )
+    train, val, test = prepare_data(args)
+    print(
+        f"\n[1/3] pretraining {args.method} ({args.size} encoder), "
+        f"{args.epochs} epochs",
+        flush=True,
+    )
+    model, history = pretrain(args, train, args.output)
+    rows = []
+    print("\n[2/3] linear evaluation of the pretrained encoder", flush=True)
+    _, row = _linear_eval(model.backbone, train, val, test, args)
+    rows.append({"encoder": f"{args.method} pretrained", **row})
+    print("\n[3/3] linear evaluation of a randomly initialised encoder", flush=True)
+    keras.utils.set_random_seed(args.seed + 1)
+    random_model = build_method(
+        args.method, size=args.size, input_leads=train.num_leads
+    )
+    _, row = _linear_eval(random_model.backbone, train, val, test, args)
+    rows.append({"encoder": "random init", **row})
+    table = _table(rows, ["encoder", "val_macro_auc", "test_macro_auc", "best_epoch"])
+    print("\nLinear evaluation, macro ROC AUC (windows averaged per record):")
+    print(table)
+    return {
+        "method": args.method,
+        "backend": keras.backend.backend(),
+        "data": args.data,
+        "pretrain_loss": [float(v) for v in history["loss"]],
+        "results": rows,
+        "table": table,
+    }
+
+
+def run_pretrain(args):
+    _print_header(args, "pretrain")
+    train, _, _ = prepare_data(
+        args, standardizer_path=os.path.join(args.output, "standardizer.json")
+    )
+    _, history = pretrain(args, train, args.output, augmentation=args.augmentation)
+    return {
+        "method": args.method,
+        "backend": keras.backend.backend(),
+        "loss": [float(v) for v in history["loss"]],
+    }
+
+
+def _load_backbone(args, num_leads):
+    if args.random_init or not args.checkpoint:
+        if not args.random_init:
+            raise ValueError("Pass --checkpoint PATH or --random-init.")
+        return build_method(args.method, size=args.size, input_leads=num_leads).backbone
+    import keras_ecg.models  # noqa: F401  (registers the serializable classes)
+
+    return keras.saving.load_model(args.checkpoint).backbone
+
+
+def run_downstream(args):
+    mode = "linear" if args.command == "linear-eval" else "finetune"
+    _print_header(args, args.command)
+    standardizer = None
+    if args.checkpoint:
+        standardizer = os.path.join(
+            os.path.dirname(args.checkpoint), "standardizer.json"
+        )
+    train, val, test = prepare_data(args, standardizer_path=standardizer)
+    backbone = _load_backbone(args, train.num_leads)
+    model, row = _linear_eval(backbone, train, val, test, args, mode=mode)
+    path = os.path.join(args.output, f"{mode}_classifier.keras")
+    model.save(path)
+    print(_table([row], list(row)))
+    return {"mode": mode, "checkpoint": args.checkpoint, **row, "model": path}
+
+
+def run_evaluate(args):
+    _print_header(args, "evaluate")
+    import keras_ecg.models  # noqa: F401
+
+    splits = dict(zip(("train", "val", "test"), prepare_data(args)))
+    model = keras.saving.load_model(args.model)
+    result = evaluate_records(model, splits[args.split])
+    print(f"{args.split} macro AUC: {result['macro_auc']:.4f}")
+    return {"split": args.split, "macro_auc": result["macro_auc"]}
+
+
+def run_embed(args):
+    _print_header(args, "embed")
+    import keras_ecg.models  # noqa: F401
+    from keras_ecg.data.pipelines import make_window_dataset
+    from keras_ecg.evaluation.window_aggregation import aggregate_windows
+
+    standardizer = os.path.join(os.path.dirname(args.checkpoint), "standardizer.json")
+    splits = dict(
+        zip(
+            ("train", "val", "test"), prepare_data(args, standardizer_path=standardizer)
+        )
+    )
+    data = splits[args.split]
+    backbone = keras.saving.load_model(args.checkpoint).backbone
+    dataset, record_index = make_window_dataset(
+        data, window_length=CROP_LENGTHS.get("simclr"), stride=125, batch_size=256
+    )
+    features = backbone.predict(dataset, verbose=0)
+    if features.ndim == 3:  # sequence backbones (CPC): average over time
+        features = features.mean(axis=1)
+    embeddings = aggregate_windows(features, record_index, method="mean")
+    path = os.path.join(args.output, "embeddings.npz")
+    np.savez(
+        path,
+        embeddings=embeddings,
+        record_ids=np.asarray(data.record_ids, dtype=str),
+        labels=data.labels if data.labels is not None else np.zeros((len(data), 0)),
+        classes=np.asarray(data.classes, dtype=str),
+    )
+    print(f"{embeddings.shape[0]} embeddings of size {embeddings.shape[1]} -> {path}")
+    return {"embeddings": path, "shape": list(embeddings.shape)}

@@ -1,0 +1,176 @@
+"""Tests of the CPC model."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_ecg.losses.info_nce import sample_cpc_negative_indices
+from keras_ecg.models import CPC
+from keras_ecg.models.encoders import CPCContext
+from keras_ecg.models.encoders import CPCEncoder
+from keras_ecg.models.encoders import cpc_fc_encoder
+from keras_ecg.models.encoders import cpc_strided_encoder
+from keras_ecg.testing import assert_config_round_trip
+from keras_ecg.testing import assert_saved_model_round_trip
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def _tiny_cpc(**kwargs):
+    kwargs.setdefault("prediction_steps", 3)
+    kwargs.setdefault("num_negatives", 5)
+    kwargs.setdefault("seed", 11)
+    return CPC(
+        cpc_fc_encoder(filters=(6, 5), use_batch_norm=False),
+        CPCContext(units=4, num_layers=1),
+        **kwargs,
+    )
+
+
+def _numpy_cpc_loss(encodings, predictions, steps, indices_per_step):
+    batch, length, dim = encodings.shape
+    pool = encodings.reshape(-1, dim).astype("float64")
+    losses, accuracies = [], []
+    for j, (step, indices) in enumerate(zip(steps, indices_per_step)):
+        p = predictions[:, : length - step, j].astype("float64")
+        positive = np.sum(p * encodings[:, step:], axis=-1, keepdims=True)
+        negative = np.einsum("bpd,bpnd->bpn", p, pool[indices])
+        logits = np.concatenate([positive, negative], axis=-1)
+        m = logits.max(-1, keepdims=True)
+        log_probs = logits - m - np.log(np.exp(logits - m).sum(-1, keepdims=True))
+        losses.append(-log_probs[..., 0].mean())
+        accuracies.append((logits[..., 0] > logits[..., 1:].max(-1)).mean())
+    return np.mean(losses), np.mean(accuracies)
+
+
+def test_call_outputs_match_numpy():
+    x = np.random.default_rng(0).normal(size=(2, 10, 12)).astype("float32")
+    model = _tiny_cpc()
+    out = model(x)
+    z, c, p = (_np(out[k]) for k in ("encodings", "context", "predictions"))
+    np.testing.assert_allclose(z, _np(model.encoder(x)), atol=1e-6)
+    np.testing.assert_allclose(c, _np(model.context(z)), atol=1e-6)
+    kernel = _np(model.predictor.kernel)
+    assert kernel.shape == (4, 3 * 5) and len(model.predictor.weights) == 1
+    assert p.shape == (2, 10, 3, 5)
+    for j in range(3):
+        # One linear map per step, no bias.
+        np.testing.assert_allclose(
+            p[:, :, j], c @ kernel[:, j * 5 : (j + 1) * 5], rtol=1e-5, atol=1e-6
+        )
+    np.testing.assert_allclose(_np(model.backbone(x)), c, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "negatives_from,predict_all_steps,scoring",
+    [
+        ("sequence", True, "auto"),
+        ("batch", True, "gather"),
+        ("batch", False, "auto"),
+    ],
+)
+def test_loss_matches_numpy_with_the_same_negatives(
+    negatives_from, predict_all_steps, scoring
+):
+    x = np.random.default_rng(1).normal(size=(3, 9, 12)).astype("float32")
+    model = _tiny_cpc(
+        negatives_from=negatives_from,
+        predict_all_steps=predict_all_steps,
+        scoring=scoring,
+    )
+    y_pred = model(x)
+    loss = _np(model.compute_loss(x=x, y_pred=y_pred, training=False))
+    accuracy = _np(model.accuracy_tracker.result())
+    # Replays the sampler: a generator with the same seed draws the same
+    # negatives in the same order (one draw per step).
+    replay = keras.random.SeedGenerator(11)
+    steps = (1, 2, 3) if predict_all_steps else (3,)
+    indices = [
+        _np(sample_cpc_negative_indices(3, 9, k, 5, negatives_from, seed=replay))
+        for k in steps
+    ]
+    expected_loss, expected_accuracy = _numpy_cpc_loss(
+        _np(y_pred["encodings"]), _np(y_pred["predictions"]), steps, indices
+    )
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(accuracy, expected_accuracy, atol=1e-6)
+    # The sampler state advanced: the next draw differs from the first one.
+    loss2 = _np(model.compute_loss(x=x, y_pred=y_pred, training=False))
+    assert not np.isclose(loss, loss2)
+
+
+def test_rejects_too_short_sequences_and_bad_arguments():
+    model = _tiny_cpc(prediction_steps=4)
+    x = np.zeros((2, 4, 12), "float32")
+    with pytest.raises(ValueError, match="too few to predict 4 steps"):
+        model.compute_loss(x=x, y_pred=model(x))
+    with pytest.raises(ValueError, match="negatives_from"):
+        CPC(negatives_from="everywhere")
+    with pytest.raises(ValueError, match="sequence_matrix"):
+        CPC(negatives_from="batch", scoring="sequence_matrix")
+
+
+def test_defaults_are_the_paper_setup():
+    model = CPC()
+    assert isinstance(model.encoder, CPCEncoder)
+    assert model.encoder.filters == (512,) * 4 and model.encoder.strides == (1,) * 4
+    assert model.context.units == 512 and model.context.num_layers == 2
+    assert model.prediction_steps == 12 and model.num_negatives == 128
+    assert model.steps == tuple(range(1, 13))
+
+
+def test_trains_on_ptbxl_with_steps_per_execution(ptbxl_signals):
+    x = ptbxl_signals[:8]
+    model = CPC(
+        cpc_strided_encoder(filters=(16, 16, 16, 16)),
+        CPCContext(units=16, num_layers=1),
+        prediction_steps=4,
+        num_negatives=16,
+        seed=3,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), steps_per_execution=2)
+    # The same batch again and again: the loss must go down.
+    dataset = tf.data.Dataset.from_tensors(x).repeat(2)
+    history = model.fit(dataset, epochs=8, verbose=0).history
+    losses = history["loss"]
+    assert np.all(np.isfinite(losses))
+    assert np.mean(losses[-2:]) < losses[0] - 0.05, losses
+    assert history["accuracy"][-1] > history["accuracy"][0], history["accuracy"]
+    # Backbone: (batch, 1000, 12) -> (batch, 63, 16) for the downstream head.
+    assert tuple(model.backbone(x[:2]).shape) == (2, 63, 16)
+
+
+def test_trains_under_mixed_precision(ptbxl_signals):
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = CPC(
+            cpc_strided_encoder(filters=(8, 8, 8, 8)),
+            CPCContext(units=8, num_layers=1),
+            prediction_steps=2,
+            num_negatives=4,
+            negatives_from="batch",
+            seed=5,
+        )
+        model.compile(optimizer="adam")
+        x = ptbxl_signals[:4, :256]
+        history = model.fit(x, batch_size=2, epochs=1, verbose=0).history
+        assert np.isfinite(history["loss"][0])
+        assert keras.backend.standardize_dtype(model(x)["predictions"].dtype) == (
+            "float16"
+        )
+        assert all(w.dtype == "float32" for w in model.trainable_weights)
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+def test_config_and_saved_model_round_trips(tmp_path):
+    model = _tiny_cpc(negatives_from="batch", name="cpc")
+    x = np.random.default_rng(2).normal(size=(2, 8, 12)).astype("float32")
+    model(x)
+    rebuilt = assert_config_round_trip(model)
+    assert rebuilt.negatives_from == "batch" and rebuilt.seed == 11
+    restored = assert_saved_model_round_trip(model, x, tmp_path)
+    assert restored.steps == (1, 2, 3)

@@ -1,0 +1,271 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from keras_ecg.models.encoders import XResNet1D
+from keras_ecg.models.encoders import paper_xresnet1d50
+from keras_ecg.models.encoders import xresnet1d18
+from keras_ecg.models.encoders import xresnet1d34
+from keras_ecg.models.encoders import xresnet1d50
+from keras_ecg.models.encoders import xresnet1d101
+from keras_ecg.testing import assert_config_round_trip
+from keras_ecg.testing import assert_saved_model_round_trip
+
+TINY = dict(block_depths=(1, 1), widths=(8, 8), expansion=1, stem_filters=(8, 8, 8))
+
+
+def _randomize(model, rng):
+    """Random weights everywhere (BN gammas too) so no branch is trivially zero."""
+    for w in model.weights:
+        shape = tuple(w.shape)
+        if "moving_variance" in w.path:
+            value = rng.uniform(0.5, 1.5, shape)
+        else:
+            value = rng.normal(0.0, 0.5, shape)
+        w.assign(value.astype("float32"))
+
+
+# --- independent numpy re-statement of the reference (torch) xresnet1d ---------
+
+
+def _np_conv(x, kernel, stride):
+    k = kernel.shape[0]
+    pad = (k - 1) // 2
+    x = np.pad(x, ((0, 0), (pad, pad), (0, 0)))
+    out_len = (x.shape[1] - k) // stride + 1
+    out = np.zeros((x.shape[0], out_len, kernel.shape[2]))
+    for t in range(out_len):
+        window = x[:, t * stride : t * stride + k, :]  # (B, k, Cin)
+        out[:, t] = np.einsum("bkc,kco->bo", window, kernel)
+    return out
+
+
+def _np_bn(x, gamma, beta, mean, var, eps=1e-5):
+    return gamma * (x - mean) / np.sqrt(var + eps) + beta
+
+
+def _np_conv_bn(model, x, name, stride, relu=True):
+    (kernel,) = model.get_layer(f"{name}_conv").get_weights()
+    x = _np_bn(
+        _np_conv(x, kernel, stride), *model.get_layer(f"{name}_bn").get_weights()
+    )
+    return np.maximum(x, 0.0) if relu else x
+
+
+def _np_maxpool_3_2_1(x):
+    # torch MaxPool1d(3, stride=2, padding=1): -inf padding.
+    x = np.pad(x, ((0, 0), (1, 1), (0, 0)), constant_values=-np.inf)
+    out_len = (x.shape[1] - 3) // 2 + 1
+    return np.stack([x[:, 2 * t : 2 * t + 3].max(axis=1) for t in range(out_len)], 1)
+
+
+def _np_avgpool_ceil(x):
+    # torch AvgPool1d(2, ceil_mode=True): a trailing half window averages 1 sample.
+    out_len = math.ceil(x.shape[1] / 2)
+    return np.stack([x[:, 2 * t : 2 * t + 2].mean(axis=1) for t in range(out_len)], 1)
+
+
+def _np_forward(model, x, stem_filters, block_depths, widths, expansion):
+    for i in range(len(stem_filters)):
+        x = _np_conv_bn(model, x, f"stem_{i + 1}", 2 if i == 0 else 1)
+    x = _np_maxpool_3_2_1(x)
+    channels = stem_filters[-1]
+    for s, (depth, width) in enumerate(zip(block_depths, widths, strict=True)):
+        for b in range(depth):
+            name = f"stage{s + 1}_block{b + 1}"
+            stride = 2 if (s > 0 and b == 0) else 1
+            if expansion == 1:
+                y = _np_conv_bn(model, x, f"{name}_1", stride)
+                y = _np_conv_bn(model, y, f"{name}_2", 1, relu=False)
+            else:
+                y = _np_conv_bn(model, x, f"{name}_1", 1)
+                y = _np_conv_bn(model, y, f"{name}_2", stride)
+                y = _np_conv_bn(model, y, f"{name}_3", 1, relu=False)
+            shortcut = _np_avgpool_ceil(x) if stride != 1 else x
+            if channels != width * expansion:
+                shortcut = _np_conv_bn(model, shortcut, f"{name}_shortcut", 1, False)
+            x = np.maximum(y + shortcut, 0.0)
+            channels = width * expansion
+    return x
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        # Basic blocks: identity shortcut, then pool + 1x1 conv shortcut.
+        dict(
+            block_depths=(1, 1),
+            widths=(4, 5),
+            expansion=1,
+            stem_filters=(3, 4, 4),
+            kernel_size=3,
+            stem_kernel_size=5,
+        ),
+        # Bottleneck: 1x1 conv shortcut at stride 1, then pool only (6 == 3 * 2).
+        dict(
+            block_depths=(2, 1),
+            widths=(3, 3),
+            expansion=2,
+            stem_filters=(4, 5),
+            kernel_size=5,
+            stem_kernel_size=3,
+        ),
+    ],
+)
+def test_forward_matches_numpy_reference(config):
+    rng = np.random.default_rng(0)
+    model = XResNet1D(pooling=None, input_leads=2, **config)
+    _randomize(model, rng)
+    # Odd length exercises the ceil-mode shortcut pooling and the padding.
+    x = rng.normal(size=(2, 37, 2)).astype("float32")
+    actual = keras.ops.convert_to_numpy(model(x, training=False))
+    expected = _np_forward(
+        model,
+        x.astype("float64"),
+        config["stem_filters"],
+        config["block_depths"],
+        config["widths"],
+        config["expansion"],
+    )
+    assert actual.shape == expected.shape
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_last_bn_of_each_branch_starts_at_zero_gamma():
+    model = XResNet1D(block_depths=(2, 1), widths=(4, 4), expansion=4)
+    gammas = {
+        layer.name: keras.ops.convert_to_numpy(layer.gamma)
+        for layer in model.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    }
+    zero = {n for n in gammas if n.startswith("stage") and n.endswith("_3_bn")}
+    assert zero == {"stage1_block1_3_bn", "stage1_block2_3_bn", "stage2_block1_3_bn"}
+    for name, gamma in gammas.items():
+        np.testing.assert_array_equal(gamma, 0.0 if name in zero else 1.0)
+
+
+def _num_blocks(model):
+    return sum(layer.name.endswith("_add") for layer in model.layers)
+
+
+@pytest.mark.parametrize(
+    "factory, depths, expansion",
+    [
+        (xresnet1d18, (2, 2, 2, 2), 1),
+        (xresnet1d34, (3, 4, 6, 3), 1),
+        (xresnet1d50, (3, 4, 6, 3), 4),
+        (xresnet1d101, (3, 4, 23, 3), 4),
+    ],
+)
+def test_factories_depths_and_output_shapes(factory, depths, expansion):
+    # Narrow widths keep the build cheap; depth/expansion come from the factory.
+    model = factory(widths=(2, 2, 2, 3), stem_filters=(2, 2, 4), pooling=None)
+    assert model.block_depths == depths
+    assert _num_blocks(model) == sum(depths)
+    assert model.output_dim == 3 * expansion
+    # Symbolic shape inference keeps this cheap; real forwards are tested below.
+    # 100 -> 50 (stem) -> 25 (max pool) -> 13 -> 7 -> 4 (stages 2-4).
+    assert model.compute_output_shape((2, 100, 12)) == (2, 4, 3 * expansion)
+    assert tuple(model.output.shape) == (None, None, 3 * expansion)
+
+
+@pytest.mark.parametrize(
+    "pooling, multiplier", [("concat", 2), ("avg", 1), ("max", 1), (None, 1)]
+)
+def test_pooling_modes(pooling, multiplier):
+    rng = np.random.default_rng(1)
+    features = XResNet1D(pooling=None, **TINY)
+    _randomize(features, rng)
+    model = XResNet1D(pooling=pooling, **TINY)
+    model.set_weights(features.get_weights())
+    assert model.output_dim == 8 * multiplier
+    x = rng.normal(size=(3, 64, 12)).astype("float32")
+    fmap = keras.ops.convert_to_numpy(features(x, training=False))
+    expected = {
+        "concat": np.concatenate([fmap.max(1), fmap.mean(1)], axis=-1),
+        "avg": fmap.mean(1),
+        "max": fmap.max(1),
+        None: fmap,
+    }[pooling]
+    actual = keras.ops.convert_to_numpy(model(x, training=False))
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_variable_input_length():
+    model = XResNet1D(pooling=None, **TINY)
+    for length, expected in [(97, 13), (16, 2)]:
+        # stem /2, max pool /2, stage 2 /2, each rounding up.
+        out = model(np.ones((2, length, 12), "float32"), training=False)
+        assert tuple(out.shape) == (2, expected, 8)
+    pooled = XResNet1D(**TINY)
+    for length in (97, 16):
+        assert tuple(pooled(np.ones((2, length, 12), "float32")).shape) == (2, 16)
+
+
+def _np_param_count(depths, widths, expansion, kernel, stem, stem_kernel, leads):
+    bn = 4  # gamma, beta, moving mean, moving variance
+    count, cin = 0, leads
+    for f in stem:
+        count += stem_kernel * cin * f + bn * f
+        cin = f
+    for depth, width in zip(depths, widths, strict=True):
+        out = width * expansion
+        for _ in range(depth):
+            if expansion == 1:
+                count += kernel * cin * width + bn * width
+                count += kernel * width * out + bn * out
+            else:
+                count += cin * width + bn * width
+                count += kernel * width * width + bn * width
+                count += width * out + bn * out
+            if cin != out:
+                count += cin * out + bn * out
+            cin = out
+    return count
+
+
+def test_parameter_count_hand_computed_small_config():
+    model = XResNet1D(
+        block_depths=(1,),
+        widths=(2,),
+        expansion=2,
+        kernel_size=3,
+        stem_filters=(3,),
+        stem_kernel_size=3,
+        input_leads=1,
+    )
+    # stem conv 3*1*3 + BN 4*3 = 21; block 3->4 channels: 1x1 3*2 + 8, 3-tap
+    # 3*2*2 + 8, 1x1 2*4 + 16, shortcut 1x1 3*4 + 16 = 86.
+    assert model.count_params() == 21 + 86
+    non_trainable = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+    assert non_trainable == 2 * (3 + 2 + 2 + 4 + 4)  # moving mean + variance
+
+
+def test_paper_xresnet1d50_parameter_count_and_output():
+    model = paper_xresnet1d50()
+    assert model.block_depths == (3, 4, 6, 3) and model.expansion == 4
+    assert model.widths == (64, 64, 64, 64) and model.kernel_size == 5
+    assert model.output_dim == 512  # 2 (concat) * 64 * 4
+    assert model.count_params() == _np_param_count(
+        (3, 4, 6, 3), (64,) * 4, 4, 5, (32, 32, 64), 5, 12
+    )
+    assert tuple(model.output.shape) == (None, 512)
+    assert model.compute_output_shape((2, 250, 12)) == (2, 512)
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="pooling"):
+        XResNet1D(pooling="mean", **TINY)
+    with pytest.raises(ValueError, match="equal"):
+        XResNet1D(block_depths=(1, 1), widths=(8,))
+
+
+def test_config_and_saved_model_round_trip(tmp_path):
+    model = XResNet1D(input_leads=3, kernel_size=3, **TINY)
+    _randomize(model, np.random.default_rng(2))
+    rebuilt = assert_config_round_trip(model)
+    assert rebuilt.output_dim == model.output_dim
+    x = np.random.default_rng(3).normal(size=(2, 40, 3)).astype("float32")
+    assert_saved_model_round_trip(model, x, tmp_path, atol=1e-5)
