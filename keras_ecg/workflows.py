@@ -71,15 +71,28 @@ def pretrain(args, train, output_dir, augmentation="rrc_to"):
         augmentation=_augmentation(augmentation),
         seed=args.seed,
     )
+    build_on_batch(model, dataset)
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
         keras.callbacks.TerminateOnNaN(),
     ]
-    history = model.fit(dataset, epochs=args.epochs, callbacks=callbacks, verbose=2)
+    history = model.fit(
+        dataset, epochs=args.epochs, callbacks=callbacks, verbose=2, shuffle=False
+    )
     path = os.path.join(output_dir, "pretrained.keras")
     model.save(path)
     print(f"pretrained model saved to {path}", flush=True)
     return model, history.history
+
+
+def build_on_batch(model, dataset):
+    """Builds `model` on one batch of `dataset` (needed by `BackupAndRestore`)."""
+    batch = next(iter(dataset))
+    x = batch[0] if isinstance(batch, tuple) else batch
+    x = keras.tree.map_structure(
+        lambda t: keras.ops.convert_to_tensor(np.asarray(t)), x
+    )
+    model(x, training=False)
 
 
 def _linear_eval(backbone, train, val, test, args, mode="linear"):

@@ -194,6 +194,7 @@ def train_downstream(
         epochs=epochs,
         callbacks=[selector, *(callbacks or [])],
         verbose=verbose,
+        shuffle=False,
     )
     return {
         "model": model,

@@ -1,4 +1,5 @@
 """keras_ecg.layers."""
+
 from keras_ecg.layers.augmentation import NOISE_LEVELS
 from keras_ecg.layers.augmentation import AugmentationStack
 from keras_ecg.layers.augmentation import BaselineShift

@@ -1,4 +1,7 @@
 """keras_ecg.models."""
+
+from keras_ecg.models.byol import BYOL
 from keras_ecg.models.cpc import CPC
 from keras_ecg.models.ecg_classifier import ECGClassifier
+from keras_ecg.models.simclr import SimCLR
 from keras_ecg.models.swav import SwAV

@@ -168,6 +168,7 @@ class BYOL(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.tau_tracker = keras.metrics.Mean(name="tau")
         self._warned_unknown_steps = False
+        self._pending_total_steps = 0.0
 
     @property
     def backbone(self):
@@ -224,7 +225,9 @@ class BYOL(keras.Model):
         )
         self.total_steps_variable = self.add_weight(
             shape=(),
-            initializer=keras.initializers.Constant(float(self.total_steps or 0)),
+            initializer=keras.initializers.Constant(
+                float(self.total_steps or self._pending_total_steps)
+            ),
             dtype="float32",
             trainable=False,
             name="total_steps",
@@ -247,7 +250,7 @@ class BYOL(keras.Model):
     def tau_at(self, step):
         """The EMA decay `tau_k` at step `k` under the current `total_steps`."""
         k = ops.cast(step, "float32")
-        total = ops.convert_to_tensor(self.total_steps_variable, "float32")
+        total = ops.cast(self.total_steps_variable.value, "float32")
         progress = ops.where(
             total > 0, ops.minimum(k / ops.maximum(total, 1.0), 1.0), 0.0
         )
@@ -301,14 +304,14 @@ class BYOL(keras.Model):
         z_1 = self._target_projection(views[0], training)
         z_2 = self._target_projection(views[1], training)
         loss = byol_loss(predictions[0], predictions[1], z_1, z_2)
+        tau = self.tau_at(self.ema_step.value)
         if training:
-            tau = self.tau_at(self.ema_step)
+            # Pre-update online weights: the optimizer applies this step's
+            # gradients only after compute_loss returns.
             for o, t in zip(online, target, strict=True):
                 if o.trainable:
                     t.assign(tau * t.value + (1.0 - tau) * ops.stop_gradient(o.value))
             self.ema_step.assign_add(1)
-        else:
-            tau = self.tau_at(self.ema_step)
         self.tau_tracker.update_state(tau)
         regularization = _regularization_loss(self)
         if regularization is not None:
@@ -347,6 +350,8 @@ class BYOL(keras.Model):
                     self._build_from_fit_input(a["x"])
                 epochs = max(int(a["epochs"]) - int(a["initial_epoch"]), 0)
                 total = float(int(self.ema_step.numpy()) + epochs * per_epoch)
+            # Read by build() when Keras builds the model later (symbolically).
+            self._pending_total_steps = total
             if self.built:
                 self.total_steps_variable.assign(total)
         return super().fit(*args, **kwargs)

@@ -62,7 +62,7 @@ class CPC(keras.Model):
     >>> model.compile(optimizer="adam")
     >>> x = np.random.randn(8, 100, 12).astype("float32")
     >>> history = model.fit(x, batch_size=4, epochs=1, verbose=0)
-    >>> model.backbone(x).shape
+    >>> tuple(model.backbone(x).shape)
     (8, 100, 16)
     """
 
@@ -119,7 +119,8 @@ class CPC(keras.Model):
         return (self.prediction_steps,)
 
     def build(self, input_shape):
-        input_shape = tuple(input_shape)
+        # Length-agnostic build, so the backbone accepts any input length.
+        input_shape = (input_shape[0], None) + tuple(input_shape[2:])
         if not self.encoder.built:
             self.encoder.build(input_shape)
         encoded_shape = tuple(self.encoder.compute_output_shape(input_shape))
@@ -148,8 +149,7 @@ class CPC(keras.Model):
         # (batch, T', steps, D): predictions[:, t, j] estimates z_{t + steps[j]}.
         predictions = ops.reshape(
             predictions,
-            tuple(ops.shape(predictions)[:-1])
-            + (len(self.steps), self._encoding_dim),
+            tuple(ops.shape(predictions)[:-1]) + (len(self.steps), self._encoding_dim),
         )
         return {"encodings": encodings, "context": context, "predictions": predictions}
 

@@ -138,6 +138,8 @@ class SwAV(keras.Model):
 
     def build(self, input_shape):
         view_shape = _first_view_shape(input_shape)
+        # Length-agnostic build: multi-crop views and downstream inputs vary.
+        view_shape = (view_shape[0], None) + tuple(view_shape[2:])
         if not self.encoder.built:
             self.encoder.build(view_shape)
         feature_shape = tuple(self.encoder.compute_output_shape(view_shape))
@@ -196,9 +198,7 @@ class SwAV(keras.Model):
         while start < len(views):
             # Group consecutive views of equal length into one encoder pass.
             stop = start + 1
-            while (
-                stop < len(views) and views[stop].shape[1] == views[start].shape[1]
-            ):
+            while stop < len(views) and views[stop].shape[1] == views[start].shape[1]:
                 stop += 1
             group = views[start:stop]
             batch = group[0] if len(group) == 1 else ops.concatenate(group, axis=0)
@@ -298,7 +298,9 @@ class SwAV(keras.Model):
 
 
 def _l2_normalize(x):
-    return x / ops.maximum(ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True)), 1e-12)
+    return x / ops.maximum(
+        ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True)), 1e-12
+    )
 
 
 def _first_view_shape(input_shape):

@@ -34,9 +34,7 @@ def assert_saved_model_round_trip(model, inputs, tmp_path, atol=1e-6, call=None)
             `model(inputs, training=False)`.
     """
     call = call or (lambda m, x: m(x, training=False))
-    expected = keras.tree.map_structure(
-        keras.ops.convert_to_numpy, call(model, inputs)
-    )
+    expected = keras.tree.map_structure(keras.ops.convert_to_numpy, call(model, inputs))
     path = os.path.join(str(tmp_path), f"{model.name}.keras")
     model.save(path)
     restored = keras.saving.load_model(path)

@@ -62,9 +62,7 @@ def test_logits_and_loss_match_numpy(negatives_from, method):
     batch, length, dim, step, num_negatives = 3, 9, 5, 2, 4
     encodings = rng.normal(size=(batch, length, dim)).astype("float32")
     predictions = rng.normal(size=(batch, length - step, dim)).astype("float32")
-    indices = _numpy_negatives(
-        rng, batch, length, step, num_negatives, negatives_from
-    )
+    indices = _numpy_negatives(rng, batch, length, step, num_negatives, negatives_from)
     expected = _numpy_logits(predictions, encodings, step, indices)
     logits = cpc_info_nce_logits(
         predictions, encodings, step, indices.astype("int32"), method=method

@@ -40,7 +40,9 @@ def _numpy_swav(scores, crops_for_assign, temperature, epsilon, iterations, queu
         sub = 0.0
         for v in range(len(scores)):
             if v != crop_id:
-                sub -= np.mean(np.sum(q * _numpy_log_softmax(scores[v] / temperature), 1))
+                sub -= np.mean(
+                    np.sum(q * _numpy_log_softmax(scores[v] / temperature), 1)
+                )
         total += sub / (len(scores) - 1)
     return total / len(crops_for_assign)
 

@@ -8,7 +8,12 @@ from keras_ecg.testing import assert_config_round_trip
 from keras_ecg.testing import assert_saved_model_round_trip
 
 TINY = dict(
-    block_depths=(1,), widths=(4,), expansion=1, stem_filters=(4,), input_leads=3
+    block_depths=(1,),
+    widths=(4,),
+    expansion=1,
+    stem_filters=(3, 4, 4),
+    kernel_size=3,
+    input_leads=3,
 )
 
 

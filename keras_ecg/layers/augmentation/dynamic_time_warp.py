@@ -21,8 +21,9 @@ class DynamicTimeWarp(ECGAugmentation):
     The reference `DynamicTimeWarp` squeezes `warps=3` random neighbourhoods of
     `radius=10` samples by a factor `step=2` and refills by interpolation; its
     index bookkeeping cannot be vectorised per batch. This smooth variant keeps
-    its spirit: `warps=3` local changes of speed by up to about a factor of 2
-    (`strength=0.5` gives `|z| < 1` i.e. factors `exp(1)` at 95%).
+    its spirit: `warps=3` local changes of playback speed of the order of the
+    reference's factor `step=2` (`strength=0.5`: 95% of the knot speeds lie
+    within a factor `exp(1) ~ 2.7` of normal speed).
 
     Args:
         warps: number of interior knots of the speed profile. Defaults to `3`.

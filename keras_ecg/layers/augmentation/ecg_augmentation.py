@@ -137,6 +137,11 @@ class ECGAugmentation(DataLayer):
     def transform(self, x, transformation):
         """Applies drawn parameters to a batch `(batch, timesteps, leads)`."""
         x = self.backend.cast(self.backend.convert_to_tensor(x), self.compute_dtype)
+        # Parameters may come back as numpy arrays (e.g. after inspection).
+        transformation = {
+            key: self.backend.convert_to_tensor(value)
+            for key, value in transformation.items()
+        }
         outputs = self._transform(x, transformation)
         if "apply" in transformation:
             apply = transformation["apply"][:, None, None]

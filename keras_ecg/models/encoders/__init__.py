@@ -1,4 +1,5 @@
 """keras_ecg.models.encoders."""
+
 from keras_ecg.models.encoders.cpc_encoder import CPCContext
 from keras_ecg.models.encoders.cpc_encoder import CPCEncoder
 from keras_ecg.models.encoders.cpc_encoder import cpc_fc_encoder

@@ -24,7 +24,7 @@ class CPCEncoder(keras.layers.Layer):
 
     >>> import numpy as np
     >>> encoder = CPCEncoder(filters=(16, 16))
-    >>> encoder(np.zeros((2, 100, 12), "float32")).shape
+    >>> tuple(encoder(np.zeros((2, 100, 12), "float32")).shape)
     (2, 100, 16)
     """
 
@@ -160,7 +160,7 @@ class CPCContext(keras.layers.Layer):
 
     >>> import numpy as np
     >>> context = CPCContext(units=8, num_layers=2)
-    >>> context(np.zeros((2, 20, 16), "float32")).shape
+    >>> tuple(context(np.zeros((2, 20, 16), "float32")).shape)
     (2, 20, 8)
     """
 

@@ -91,32 +91,32 @@ def _np_forward(model, x, stem_filters, block_depths, widths, expansion):
     return x
 
 
-@pytest.mark.parametrize(
-    "config",
-    [
-        # Basic blocks: identity shortcut, then pool + 1x1 conv shortcut.
-        dict(
-            block_depths=(1, 1),
-            widths=(4, 5),
-            expansion=1,
-            stem_filters=(3, 4, 4),
-            kernel_size=3,
-            stem_kernel_size=5,
-        ),
-        # Bottleneck: 1x1 conv shortcut at stride 1, then pool only (6 == 3 * 2).
-        dict(
-            block_depths=(2, 1),
-            widths=(3, 3),
-            expansion=2,
-            stem_filters=(4, 5),
-            kernel_size=5,
-            stem_kernel_size=3,
-        ),
-    ],
+# Basic blocks: identity shortcut, then pool + 1x1 conv shortcut.
+BASIC = dict(
+    block_depths=(1, 1),
+    widths=(4, 5),
+    expansion=1,
+    stem_filters=(3, 4, 4),
+    kernel_size=3,
+    stem_kernel_size=5,
+    input_leads=2,
 )
+# Bottleneck: 1x1 conv shortcut at stride 1, then pool only (6 == 3 * 2).
+BOTTLENECK = dict(
+    block_depths=(2, 1),
+    widths=(3, 3),
+    expansion=2,
+    stem_filters=(4, 5),
+    kernel_size=5,
+    stem_kernel_size=3,
+    input_leads=2,
+)
+
+
+@pytest.mark.parametrize("config", [BASIC, BOTTLENECK], ids=["basic", "bottleneck"])
 def test_forward_matches_numpy_reference(config):
     rng = np.random.default_rng(0)
-    model = XResNet1D(pooling=None, input_leads=2, **config)
+    model = XResNet1D(pooling=None, **config)
     _randomize(model, rng)
     # Odd length exercises the ceil-mode shortcut pooling and the padding.
     x = rng.normal(size=(2, 37, 2)).astype("float32")
@@ -134,7 +134,7 @@ def test_forward_matches_numpy_reference(config):
 
 
 def test_last_bn_of_each_branch_starts_at_zero_gamma():
-    model = XResNet1D(block_depths=(2, 1), widths=(4, 4), expansion=4)
+    model = XResNet1D(**BOTTLENECK)
     gammas = {
         layer.name: keras.ops.convert_to_numpy(layer.gamma)
         for layer in model.layers
@@ -227,20 +227,16 @@ def _np_param_count(depths, widths, expansion, kernel, stem, stem_kernel, leads)
 
 
 def test_parameter_count_hand_computed_small_config():
-    model = XResNet1D(
-        block_depths=(1,),
-        widths=(2,),
-        expansion=2,
-        kernel_size=3,
-        stem_filters=(3,),
-        stem_kernel_size=3,
-        input_leads=1,
-    )
-    # stem conv 3*1*3 + BN 4*3 = 21; block 3->4 channels: 1x1 3*2 + 8, 3-tap
-    # 3*2*2 + 8, 1x1 2*4 + 16, shortcut 1x1 3*4 + 16 = 86.
-    assert model.count_params() == 21 + 86
+    model = XResNet1D(**BASIC)
+    # Conv k*cin*cout, BN 4*c. Stem: 5*2*3 + 12, 5*3*4 + 16, 5*4*4 + 16 = 214.
+    # Stage 1 (4 -> 4, identity): 2 * (3*4*4 + 16) = 128.
+    # Stage 2 (4 -> 5): 3*4*5 + 20, 3*5*5 + 20, shortcut 4*5 + 20 = 215.
+    assert model.count_params() == 214 + 128 + 215
     non_trainable = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
-    assert non_trainable == 2 * (3 + 2 + 2 + 4 + 4)  # moving mean + variance
+    assert non_trainable == 2 * (3 + 4 + 4 + 4 + 4 + 5 + 5 + 5)  # moving mean, var
+    assert model.count_params() == _np_param_count(
+        (1, 1), (4, 5), 1, 3, (3, 4, 4), 5, 2
+    )
 
 
 def test_paper_xresnet1d50_parameter_count_and_output():
@@ -263,9 +259,9 @@ def test_invalid_arguments():
 
 
 def test_config_and_saved_model_round_trip(tmp_path):
-    model = XResNet1D(input_leads=3, kernel_size=3, **TINY)
+    model = XResNet1D(**TINY)
     _randomize(model, np.random.default_rng(2))
     rebuilt = assert_config_round_trip(model)
     assert rebuilt.output_dim == model.output_dim
-    x = np.random.default_rng(3).normal(size=(2, 40, 3)).astype("float32")
+    x = np.random.default_rng(3).normal(size=(2, 64, 12)).astype("float32")
     assert_saved_model_round_trip(model, x, tmp_path, atol=1e-5)
