@@ -32,6 +32,13 @@ def _add_common(parser):
     parser.add_argument("--skip-bad-records", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="runs/latest")
+    parser.add_argument(
+        "--size",
+        default="small",
+        choices=("paper", "small", "tiny"),
+        help="encoder size: the paper's architecture, CPU-sized, or tiny (tests)",
+    )
+    parser.add_argument("--batch-size", type=int, default=128)
 
 
 def _add_downstream(parser):
@@ -56,21 +63,23 @@ def build_parser():
     demo.add_argument(
         "--method", default="simclr", choices=("simclr", "byol", "swav", "cpc")
     )
-    demo.add_argument("--size", default="small", choices=("paper", "small", "tiny"))
     demo.add_argument("--epochs", type=int, default=8)
-    demo.add_argument("--batch-size", type=int, default=64)
     demo.add_argument("--lr", type=float, default=1e-3)
-    demo.set_defaults(output="runs/demo", eval_epochs=8)
+    demo.set_defaults(output="runs/demo", eval_epochs=8, batch_size=64)
 
     pretrain = sub.add_parser("pretrain", help="self-supervised pretraining")
     _add_common(pretrain)
     pretrain.add_argument(
         "--method", required=True, choices=("simclr", "byol", "swav", "cpc")
     )
-    pretrain.add_argument("--size", default="small", choices=("paper", "small", "tiny"))
     pretrain.add_argument("--epochs", type=int, default=20)
-    pretrain.add_argument("--batch-size", type=int, default=128)
     pretrain.add_argument("--lr", type=float, default=1e-3)
+    pretrain.add_argument(
+        "--checkpoint-every-steps",
+        type=int,
+        default=50,
+        help="save a resumable checkpoint every N steps (0: every epoch only)",
+    )
     pretrain.add_argument(
         "--augmentation",
         default="rrc_to",
@@ -100,7 +109,6 @@ def build_parser():
             choices=("simclr", "byol", "swav", "cpc"),
             help="architecture for --random-init",
         )
-        p.add_argument("--size", default="small", choices=("paper", "small", "tiny"))
 
     evaluate = sub.add_parser("evaluate", help="macro AUC of a saved classifier")
     _add_common(evaluate)

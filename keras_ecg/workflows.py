@@ -6,6 +6,9 @@ import platform
 import keras
 import numpy as np
 
+from keras_ecg.callbacks import StepCheckpoint
+from keras_ecg.callbacks import StopOnNonFiniteLoss
+from keras_ecg.callbacks import resumable_fit
 from keras_ecg.data.lead_standardizer import LeadStandardizer
 from keras_ecg.data.sources import load_source
 from keras_ecg.data.sources import split_dataset
@@ -60,7 +63,7 @@ def _augmentation(name):
 
 
 def pretrain(args, train, output_dir, augmentation="rrc_to"):
-    """Pretrains `args.method`; checkpoints every epoch and resumes if interrupted."""
+    """Pretrains `args.method`; checkpoints every N steps, resumes if interrupted."""
     keras.utils.set_random_seed(args.seed)
     model = build_method(args.method, size=args.size, input_leads=train.num_leads)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.lr))
@@ -72,17 +75,23 @@ def pretrain(args, train, output_dir, augmentation="rrc_to"):
         seed=args.seed,
     )
     build_on_batch(model, dataset)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
-        keras.callbacks.TerminateOnNaN(),
-    ]
-    history = model.fit(
-        dataset, epochs=args.epochs, callbacks=callbacks, verbose=2, shuffle=False
+    # Step checkpoints: a killed run resumes from its last step; a NaN/inf loss
+    # raises NonFiniteLossError before the bad state can be checkpointed.
+    history = resumable_fit(
+        model,
+        dataset,
+        epochs=args.epochs,
+        backup_dir=os.path.join(output_dir, "backup"),
+        save_every_steps=getattr(args, "checkpoint_every_steps", 50),
+        callbacks=[StopOnNonFiniteLoss(method=args.method)],
+        verbose=2,
+        shuffle=False,
     )
     path = os.path.join(output_dir, "pretrained.keras")
     model.save(path)
+    StepCheckpoint(os.path.join(output_dir, "backup")).delete()
     print(f"pretrained model saved to {path}", flush=True)
-    return model, history.history
+    return model, history
 
 
 def build_on_batch(model, dataset):

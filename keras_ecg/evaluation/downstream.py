@@ -132,6 +132,7 @@ def train_downstream(
     seed=0,
     callbacks=None,
     verbose="auto",
+    discriminative_lr=None,
 ):
     """Trains a classifier on `backbone` and selects the epoch by val macro AUC.
 
@@ -151,6 +152,9 @@ def train_downstream(
         seed: seeds the crops and shuffling.
         callbacks: extra Keras callbacks.
         verbose: Keras `fit` verbosity.
+        discriminative_lr: optional factor `f` (finetune/scratch): the backbone
+            trains with `f * learning_rate`, the head with `learning_rate`
+            (see `keras_ecg.evaluation.finetuning.discriminative_optimizer`).
 
     Returns:
         A dict with the trained `model` (best epoch restored), `history`,
@@ -171,10 +175,22 @@ def train_downstream(
         dropout=dropout,
         freeze_backbone=mode == "linear",
     )
-    model.compile(
-        optimizer=keras.optimizers.AdamW(
+    if discriminative_lr is not None and mode != "linear":
+        from keras_ecg.evaluation.finetuning import discriminative_optimizer
+
+        model.build((None, crop_length, train_data.num_leads))
+        optimizer = discriminative_optimizer(
+            model,
+            backbone_lr=float(discriminative_lr) * learning_rate,
+            head_lr=learning_rate,
+            weight_decay=weight_decay,
+        )
+    else:
+        optimizer = keras.optimizers.AdamW(
             learning_rate=learning_rate, weight_decay=weight_decay
-        ),
+        )
+    model.compile(
+        optimizer=optimizer,
         loss=keras.losses.BinaryCrossentropy(from_logits=True),
     )
     train_ds = make_supervised_dataset(

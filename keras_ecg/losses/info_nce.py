@@ -93,7 +93,7 @@ def sample_cpc_negative_indices(
 
 
 def cpc_info_nce_logits(
-    predictions, encodings, step, negative_indices, method="gather"
+    predictions, encodings, step, negative_indices, method="gather", pool=None
 ):
     """Scores predictions against their positive and negative encodings.
 
@@ -110,6 +110,9 @@ def cpc_info_nce_logits(
             `T < N*D`; valid only when all negatives come from the same
             sequence); `"batch_matrix"` scores against all `B*T` encodings.
             All three give the same values.
+        pool: optional `(G, T, D)` candidate encodings that `negative_indices`
+            index into (e.g. gathered from all devices, `G >= B`); defaults to
+            `encodings`. Not used by `"sequence_matrix"`.
 
     Returns:
         float32 logits `(B, P, 1 + N)`; the positive is at index 0.
@@ -121,8 +124,9 @@ def cpc_info_nce_logits(
     dim = encodings.shape[-1]
     positives = encodings[:, step:, :]
     positive_logits = ops.sum(predictions * positives, axis=-1, keepdims=True)
+    pool = encodings if pool is None else ops.cast(pool, "float32")
     if method == "gather":
-        pool = ops.reshape(encodings, (-1, dim))
+        pool = ops.reshape(pool, (-1, dim))
         negatives = ops.take(pool, ops.reshape(negative_indices, (-1,)), axis=0)
         # The batch may be dynamic (tf.data); positions/negatives are static.
         _, num_positions, num_negatives = negative_indices.shape
@@ -138,7 +142,7 @@ def cpc_info_nce_logits(
             scores, negative_indices - batch_offsets, axis=2
         )
     elif method == "batch_matrix":
-        pool = ops.reshape(encodings, (-1, dim))
+        pool = ops.reshape(pool, (-1, dim))
         scores = ops.einsum("bpd,nd->bpn", predictions, pool)
         negative_logits = ops.take_along_axis(scores, negative_indices, axis=2)
     else:

@@ -140,7 +140,9 @@ def nt_xent_loss(
     return loss
 
 
-def multi_view_nt_xent_loss(projections, temperature=0.5, return_accuracy=False):
+def multi_view_nt_xent_loss(
+    projections, temperature=0.5, return_accuracy=False, keys=None, offset=0
+):
     """NT-Xent averaged over every unordered pair of views.
 
     With two views this is exactly `nt_xent_loss`; more views (e.g. SimCLR
@@ -150,6 +152,9 @@ def multi_view_nt_xent_loss(projections, temperature=0.5, return_accuracy=False)
         projections: a list of `V >= 2` `(N, D)` projections, one per view.
         temperature: softmax temperature.
         return_accuracy: whether to also return the mean contrastive accuracy.
+        keys: optional list of `V` `(G, D)` projections gathered over all
+            devices, view by view (see `nt_xent_loss`).
+        offset: row of this device's first sample in each entry of `keys`.
 
     Returns:
         The scalar float32 loss, or `(loss, accuracy)`.
@@ -157,11 +162,22 @@ def multi_view_nt_xent_loss(projections, temperature=0.5, return_accuracy=False)
     projections = list(projections)
     if len(projections) < 2:
         raise ValueError(f"NT-Xent needs at least 2 views, got {len(projections)}.")
+    if keys is not None and len(keys) != len(projections):
+        raise ValueError(
+            f"NT-Xent: got {len(keys)} gathered key sets for "
+            f"{len(projections)} views."
+        )
     losses, accuracies = [], []
     for i in range(len(projections)):
         for j in range(i + 1, len(projections)):
             loss, accuracy = nt_xent_loss(
-                projections[i], projections[j], temperature, return_accuracy=True
+                projections[i],
+                projections[j],
+                temperature,
+                keys_a=None if keys is None else keys[i],
+                keys_b=None if keys is None else keys[j],
+                offset=offset,
+                return_accuracy=True,
             )
             losses.append(loss)
             accuracies.append(accuracy)

@@ -7,6 +7,8 @@ on `keras.ops` tensors, computed in float32.
 
 from keras import ops
 
+from keras_ecg.distribute import gather_across_replicas
+
 
 def sinkhorn_knopp(scores, epsilon=0.05, num_iterations=3, sample_mask=None):
     """Equipartitioned soft codes from prototype scores (SwAV's Sinkhorn-Knopp).
@@ -106,6 +108,12 @@ def swav_loss(
             `(L, K)` scores of queued embeddings, prepended in Sinkhorn only.
         queue_mask: optional list of `(L,)` 0/1 masks of the valid queue slots.
 
+    Under a multi-replica TF step (`keras_ecg.distribute.data_parallel`),
+    Sinkhorn runs on the scores gathered from all replicas (the equipartition
+    is over the global batch, as in SwAV's distributed Sinkhorn) and this
+    replica's rows of the codes are kept; `queue_scores` are then expected to
+    be identical on all replicas (a queue of gathered embeddings).
+
     Returns:
         float32 scalar loss.
     """
@@ -120,7 +128,8 @@ def swav_loss(
             )
     total = 0.0
     for i, crop_id in enumerate(crops_for_assign):
-        scores = ops.cast(view_scores[crop_id], "float32")
+        local_scores = ops.cast(view_scores[crop_id], "float32")
+        scores, offset = gather_across_replicas(local_scores, return_offset=True)
         if queue_scores is not None:
             queued = ops.cast(queue_scores[i], "float32")
             all_scores = ops.concatenate([queued, scores], axis=0)
@@ -132,6 +141,8 @@ def swav_loss(
             codes = codes[queued.shape[0] :]
         else:
             codes = sinkhorn_knopp(scores, epsilon, sinkhorn_iterations)
+        if scores is not local_scores:
+            codes = codes[offset : offset + ops.shape(local_scores)[0]]
         subloss = 0.0
         for v in range(num_views):
             if v != crop_id:

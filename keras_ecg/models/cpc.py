@@ -3,6 +3,10 @@
 import keras
 from keras import ops
 
+from keras_ecg.distribute import gather_across_replicas
+from keras_ecg.distribute import num_replicas
+from keras_ecg.distribute import replicated_seed_generator
+from keras_ecg.distribute import scale_loss_for_replicas
 from keras_ecg.losses.info_nce import NEGATIVES_FROM
 from keras_ecg.losses.info_nce import cpc_info_nce_logits
 from keras_ecg.losses.info_nce import info_nce_accuracy
@@ -106,7 +110,9 @@ class CPC(keras.Model):
         self.predict_all_steps = bool(predict_all_steps)
         self.scoring = scoring
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed, name="cpc_sampler")
+        # Updated once per step under TF MirroredStrategy, so all replicas
+        # draw the same global-batch negatives.
+        self.seed_generator = replicated_seed_generator(seed, name="cpc_sampler")
         self.predictor = None
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
@@ -185,23 +191,41 @@ class CPC(keras.Model):
                 "fewer prediction_steps."
             )
         batch_size = ops.shape(encodings)[0]
-        method = self._scoring_method(batch_size, sequence_length)
+        pool, offset, local_shift = encodings, 0, 0
+        pool_size = batch_size
+        if self.negatives_from == "batch":
+            # Under TF MirroredStrategy: negatives from the global batch.
+            pool, offset = gather_across_replicas(encodings, return_offset=True)
+            pool_size = ops.shape(pool)[0]
+        elif num_replicas() > 1:
+            # Same-sequence negatives need no gathering, but drawing them for
+            # the global batch (then keeping this replica's rows) makes the
+            # draw identical to one device's.
+            rows, offset = gather_across_replicas(
+                ops.stop_gradient(encodings[:, 0, 0]), return_offset=True
+            )
+            pool_size = ops.shape(rows)[0]
+            local_shift = offset * sequence_length
+        method = self._scoring_method(pool_size, sequence_length)
         losses, accuracies = [], []
         for j, step in enumerate(self.steps):
             indices = sample_cpc_negative_indices(
-                batch_size,
+                pool_size,
                 sequence_length,
                 step,
                 self.num_negatives,
                 self.negatives_from,
                 seed=self.seed_generator,
             )
+            if pool_size is not batch_size:
+                indices = indices[offset : offset + batch_size] - local_shift
             logits = cpc_info_nce_logits(
                 predictions[:, : sequence_length - step, j, :],
                 encodings,
                 step,
                 indices,
                 method=method,
+                pool=pool,
             )
             losses.append(info_nce_loss(logits))
             accuracies.append(info_nce_accuracy(logits))
@@ -211,7 +235,7 @@ class CPC(keras.Model):
             loss = loss + ops.cast(ops.sum(self.losses), "float32")
         self.loss_tracker.update_state(loss)
         self.accuracy_tracker.update_state(ops.mean(ops.stack(accuracies)))
-        return loss
+        return scale_loss_for_replicas(loss)
 
     @property
     def metrics(self):

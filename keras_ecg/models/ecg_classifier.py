@@ -82,7 +82,7 @@ class ECGClassifier(keras.Model):
         self.activation = activation
         self.freeze_backbone = bool(freeze_backbone)
         if self.freeze_backbone:
-            self.backbone.trainable = False
+            _freeze(self.backbone)
 
         self.pool = GlobalPooling1D(pooling, name="pool")
         self.head_norms = []
@@ -123,6 +123,10 @@ class ECGClassifier(keras.Model):
     def build(self, input_shape):
         if not self.backbone.built:
             self.backbone.build(input_shape)
+        if self.freeze_backbone:
+            # Variables created while building an unbuilt backbone start
+            # trainable: freeze again once they exist.
+            _freeze(self.backbone)
         # A symbolic call works for functional and subclassed backbones alike.
         spec = self.backbone.compute_output_spec(
             keras.KerasTensor(tuple(input_shape), dtype=self.compute_dtype)
@@ -175,3 +179,14 @@ class ECGClassifier(keras.Model):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
+
+
+def _freeze(layer):
+    """Sets `trainable=False` on `layer` and, explicitly, on every nested layer.
+
+    A functional model rebuilt from its config does not always propagate its
+    own `trainable` flag to its layers, so the flag is set at every level.
+    """
+    layer.trainable = False
+    for sublayer in getattr(layer, "layers", ()):
+        _freeze(sublayer)

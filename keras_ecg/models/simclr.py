@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_ecg.distribute import gather_across_replicas
+from keras_ecg.distribute import scale_loss_for_replicas
 from keras_ecg.losses.nt_xent import multi_view_nt_xent_loss
 
 
@@ -172,15 +174,25 @@ class SimCLR(keras.Model):
                 "(a dataset yielding ((view_1, view_2),)) or construct the model "
                 "with an `augmenter`."
             )
+        # Under TF MirroredStrategy each replica contrasts its local anchors
+        # with the projections of the whole global batch (identity otherwise).
+        keys, offset = [], 0
+        for z in projections:
+            gathered, offset = gather_across_replicas(z, return_offset=True)
+            keys.append(gathered)
         loss, accuracy = multi_view_nt_xent_loss(
-            projections, temperature=self.temperature, return_accuracy=True
+            projections,
+            temperature=self.temperature,
+            return_accuracy=True,
+            keys=keys,
+            offset=offset,
         )
         self.accuracy_tracker.update_state(accuracy)
         regularization = _regularization_loss(self)
         if regularization is not None:
             loss = loss + regularization
         self.loss_tracker.update_state(loss)
-        return loss
+        return scale_loss_for_replicas(loss)
 
     def get_config(self):
         config = super().get_config()

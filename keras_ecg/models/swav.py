@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_ecg.distribute import gather_across_replicas
+from keras_ecg.distribute import scale_loss_for_replicas
 from keras_ecg.losses.swav_loss import swav_loss
 
 
@@ -126,6 +128,8 @@ class SwAV(keras.Model):
             dtype="int32",
             initializer="zeros",
             trainable=False,
+            # Identical on all TF replicas: update it once, not summed.
+            aggregation="only_first_replica",
             name="train_step_counter",
         )
         self.queue = None
@@ -159,6 +163,8 @@ class SwAV(keras.Model):
                 dtype="float32",
                 initializer="zeros",
                 trainable=False,
+                # Holds globally gathered embeddings, the same on every replica.
+                aggregation="only_first_replica",
                 name="queue",
             )
         self.built = True
@@ -248,7 +254,9 @@ class SwAV(keras.Model):
             if self.queue is not None:
                 updated = []
                 for i, crop_id in enumerate(self.crops_for_assign):
-                    newest = ops.stop_gradient(ops.cast(embeddings[crop_id], "float32"))
+                    newest = gather_across_replicas(
+                        ops.stop_gradient(ops.cast(embeddings[crop_id], "float32"))
+                    )
                     rows = ops.concatenate([newest, queue[i]], axis=0)
                     updated.append(rows[: self.queue_length])
                 self.queue.assign(ops.stack(updated))
@@ -256,7 +264,7 @@ class SwAV(keras.Model):
         if self.losses:
             loss = loss + ops.cast(ops.sum(self.losses), "float32")
         self.loss_tracker.update_state(loss)
-        return loss
+        return scale_loss_for_replicas(loss)
 
     @property
     def metrics(self):

@@ -144,3 +144,20 @@ def test_config_and_saved_model_round_trip(tmp_path):
     assert isinstance(rebuilt.backbone, XResNet1D)
     restored = assert_saved_model_round_trip(model, x, tmp_path, atol=1e-5)
     assert restored.freeze_backbone and restored.backbone.trainable is False
+
+
+def test_frozen_backbone_stays_frozen_after_reload(tmp_path):
+    backbone = XResNet1D(
+        block_depths=(1,), widths=(8,), expansion=1, stem_filters=(4, 4, 8)
+    )
+    model = ECGClassifier(backbone, num_classes=3, freeze_backbone=True)
+    x = np.random.default_rng(0).standard_normal((2, 64, 12)).astype("float32")
+    model(x)
+    head_only = len(model.trainable_weights)
+    assert head_only == 2  # the output Dense kernel and bias
+    rebuilt = ECGClassifier.from_config(model.get_config())
+    rebuilt(x)
+    assert len(rebuilt.trainable_weights) == head_only
+    path = tmp_path / "frozen.keras"
+    model.save(path)
+    assert len(keras.saving.load_model(path).trainable_weights) == head_only

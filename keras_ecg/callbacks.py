@@ -1,0 +1,388 @@
+"""Callbacks for long pretraining runs: step checkpoints, NaN stop, RSS monitor.
+
+`resumable_fit` wraps `model.fit` so that a run killed at any point restarts
+from its last step checkpoint (weights, optimizer state and every model
+variable, e.g. BYOL's EMA counter and target or SwAV's queue) instead of from
+the start of the epoch as `keras.callbacks.BackupAndRestore` does.
+"""
+
+import json
+import math
+import os
+import shutil
+
+import keras
+import numpy as np
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised by `StopOnNonFiniteLoss` when the training loss is NaN or inf."""
+
+
+@keras.saving.register_keras_serializable(package="keras_ecg")
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training with a clear error as soon as the loss is NaN or inf.
+
+    Unlike `keras.callbacks.TerminateOnNaN` (which stops silently), this
+    records where it happened and, with `raise_error=True`, raises
+    `NonFiniteLossError` so a CLI exits non-zero with the message. Place it
+    BEFORE any checkpoint callback: raising from `on_train_batch_end` keeps
+    the later callbacks from saving the corrupted weights.
+
+    Args:
+        method: name of the method being trained, used in the message.
+        raise_error: raise `NonFiniteLossError`; if False only set
+            `model.stop_training` and keep the message in `self.message`.
+        monitor: the log key to check.
+
+    Example:
+    >>> stop = StopOnNonFiniteLoss(method="simclr")
+    >>> stop.message is None
+    True
+    """
+
+    def __init__(self, method="model", raise_error=True, monitor="loss"):
+        super().__init__()
+        self.method = method
+        self.raise_error = raise_error
+        self.monitor = monitor
+        self.message = None
+        self.stopped_at = None
+        self._epoch = 0
+        self._global_step = None
+
+    def on_train_begin(self, logs=None):
+        self.message = None
+        self.stopped_at = None
+        optimizer = getattr(self.model, "optimizer", None)
+        # Counts from the optimizer so resumed runs report the true step.
+        self._global_step = (
+            int(keras.ops.convert_to_numpy(optimizer.iterations))
+            if optimizer is not None and optimizer.built
+            else 0
+        )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._global_step += 1
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return
+        value = float(np.asarray(keras.ops.convert_to_numpy(value)))
+        if math.isfinite(value):
+            return
+        self.stopped_at = {
+            "epoch": self._epoch,
+            "batch": batch,
+            "global_step": self._global_step,
+        }
+        self.message = (
+            f"{self.method}: non-finite {self.monitor} ({value}) at epoch "
+            f"{self._epoch + 1}, batch {batch + 1} (global step "
+            f"{self._global_step}); training stopped and the last good "
+            "checkpoint was kept. Hints: lower the learning rate (--lr), check "
+            "the input for NaN/inf or extreme values (standardisation), reduce "
+            "the batch size or the temperature."
+        )
+        self.model.stop_training = True
+        if self.raise_error:
+            raise NonFiniteLossError(self.message)
+
+    def get_config(self):
+        return {
+            "method": self.method,
+            "raise_error": self.raise_error,
+            "monitor": self.monitor,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_ecg")
+class StepCheckpoint(keras.callbacks.Callback):
+    """Saves the full training state every `save_every_steps` steps and epoch.
+
+    Writes `latest.weights.h5` (model variables AND optimizer state) and
+    `training_metadata.json` (epoch, batch within the epoch, global step,
+    history of finished epochs) into `backup_dir`. Each file is written to a
+    temporary name and moved into place, and the previous checkpoint is kept
+    as `previous.*`, so a kill during a save never leaves a truncated checkpoint.
+    Use through `resumable_fit`, which restores it and skips the batches of a
+    partially done epoch.
+
+    Args:
+        backup_dir: folder of the checkpoint.
+        save_every_steps: save every this many training steps (also at the
+            end of every epoch); `None` or 0: at epoch ends only.
+
+    Example:
+    >>> ckpt = StepCheckpoint("/tmp/backup", save_every_steps=50)
+    >>> ckpt.read_metadata() is None or isinstance(ckpt.read_metadata(), dict)
+    True
+    """
+
+    WEIGHTS = "latest.weights.h5"
+    METADATA = "training_metadata.json"
+    # Keras only loads files named `*.weights.h5`.
+    PREVIOUS_WEIGHTS = "previous.weights.h5"
+    PREVIOUS_METADATA = "previous_training_metadata.json"
+
+    def __init__(self, backup_dir, save_every_steps=50):
+        super().__init__()
+        if not backup_dir:
+            raise ValueError("StepCheckpoint: empty `backup_dir`.")
+        if save_every_steps is not None and int(save_every_steps) < 0:
+            raise ValueError(
+                f"StepCheckpoint: save_every_steps must be >= 0, got "
+                f"{save_every_steps}."
+            )
+        self.backup_dir = str(backup_dir)
+        self.save_every_steps = int(save_every_steps or 0)
+        # Set by `resumable_fit` for an epoch resumed in its middle: Keras
+        # numbers that epoch's batches from 0 again.
+        self.batch_offset = 0
+        self.history = {}
+        self._epoch = 0
+        self._global_step = 0
+        self._steps_since_save = 0
+
+    @property
+    def weights_path(self):
+        return os.path.join(self.backup_dir, self.WEIGHTS)
+
+    @property
+    def metadata_path(self):
+        return os.path.join(self.backup_dir, self.METADATA)
+
+    def _pairs(self):
+        return [
+            (os.path.join(self.backup_dir, w), os.path.join(self.backup_dir, m))
+            for w, m in (
+                (self.WEIGHTS, self.METADATA),
+                (self.PREVIOUS_WEIGHTS, self.PREVIOUS_METADATA),
+            )
+        ]
+
+    def read_metadata(self):
+        """The last checkpoint's metadata dict, or None if there is none."""
+        for weights, path in self._pairs():
+            if os.path.exists(path) and os.path.exists(weights):
+                try:
+                    with open(path) as f:
+                        return json.load(f)
+                except (OSError, ValueError):
+                    continue  # fall back to the previous checkpoint
+        return None
+
+    def restore(self, model):
+        """Loads the last checkpoint into `model` (built, compiled).
+
+        Returns:
+            The metadata dict, or None if there is no checkpoint.
+        """
+        for index, (weights_path, meta_path) in enumerate(self._pairs()):
+            if not (os.path.exists(meta_path) and os.path.exists(weights_path)):
+                continue
+            try:
+                with open(meta_path) as f:
+                    metadata = json.load(f)
+                if model.optimizer is not None and not model.optimizer.built:
+                    model.optimizer.build(model.trainable_variables)
+                model.load_weights(weights_path)
+            except (OSError, ValueError) as error:
+                if index:
+                    raise ValueError(
+                        f"StepCheckpoint: cannot restore {weights_path}: {error}"
+                    ) from error
+                continue  # current checkpoint damaged: previous one
+            self.history = {k: list(v) for k, v in metadata["history"].items()}
+            self._global_step = int(metadata["global_step"])
+            return metadata
+        return None
+
+    def delete(self):
+        if os.path.exists(self.backup_dir):
+            shutil.rmtree(self.backup_dir)
+
+    def on_train_begin(self, logs=None):
+        self._steps_since_save = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._global_step += 1
+        self._steps_since_save += 1
+        if self.save_every_steps and self._steps_since_save >= self.save_every_steps:
+            self._save(self._epoch, self.batch_offset + batch + 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(
+                float(np.asarray(keras.ops.convert_to_numpy(value)))
+            )
+        self.batch_offset = 0
+        self._save(epoch + 1, 0)
+
+    def _save(self, epoch, batch):
+        self._steps_since_save = 0
+        os.makedirs(self.backup_dir, exist_ok=True)
+        metadata = {
+            "epoch": int(epoch),
+            "batch": int(batch),
+            "global_step": int(self._global_step),
+            "history": self.history,
+        }
+        tmp_weights = os.path.join(self.backup_dir, "tmp." + self.WEIGHTS)
+        tmp_meta = os.path.join(self.backup_dir, "tmp." + self.METADATA)
+        self.model.save_weights(tmp_weights, overwrite=True)
+        with open(tmp_meta, "w") as f:
+            json.dump(metadata, f)
+        # Keep the previous pair so a kill between the two moves below still
+        # leaves one consistent checkpoint.
+        (weights, meta), (prev_weights, prev_meta) = self._pairs()
+        if os.path.exists(weights) and os.path.exists(meta):
+            os.replace(weights, prev_weights)
+            os.replace(meta, prev_meta)
+        os.replace(tmp_weights, self.weights_path)
+        os.replace(tmp_meta, self.metadata_path)
+
+    def get_config(self):
+        return {
+            "backup_dir": self.backup_dir,
+            "save_every_steps": self.save_every_steps,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_ecg")
+class MemoryMonitor(keras.callbacks.Callback):
+    """Samples the process's resident memory (VmRSS) every `every_n_steps`.
+
+    Linux only (reads `/proc/self/status`). Samples are `(global_step, MiB)`
+    tuples in `self.samples`.
+
+    Args:
+        every_n_steps: sampling period in training steps.
+
+    Example:
+    >>> monitor = MemoryMonitor(every_n_steps=10)
+    >>> monitor.samples
+    []
+    """
+
+    def __init__(self, every_n_steps=10):
+        super().__init__()
+        if int(every_n_steps) < 1:
+            raise ValueError(
+                f"MemoryMonitor: every_n_steps must be >= 1, got {every_n_steps}."
+            )
+        self.every_n_steps = int(every_n_steps)
+        self.samples = []
+        self._step = 0
+
+    @staticmethod
+    def rss_mib():
+        """Current resident set size of this process in MiB."""
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+        raise OSError("MemoryMonitor: no VmRSS line in /proc/self/status.")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        if self._step % self.every_n_steps == 0:
+            self.samples.append((self._step, self.rss_mib()))
+
+    def get_config(self):
+        return {"every_n_steps": self.every_n_steps}
+
+
+def resumable_fit(
+    model,
+    dataset,
+    epochs,
+    backup_dir,
+    save_every_steps=50,
+    callbacks=(),
+    delete_on_success=False,
+    verbose="auto",
+    **fit_kwargs,
+):
+    """`model.fit` that resumes from the last step checkpoint in `backup_dir`.
+
+    If a checkpoint exists, its weights and optimizer state are loaded; an
+    epoch interrupted after `b` batches is finished on `dataset.skip(b)` and
+    the remaining epochs run as usual. `model` must be built and compiled.
+
+    Note: the input pipeline's position is not checkpointed: after a resume,
+    the rest of the interrupted epoch is drawn from a fresh pass over
+    `dataset` (the same batches only if `dataset` is unshuffled).
+
+    Args:
+        model: a built, compiled `keras.Model`.
+        dataset: a finite `tf.data.Dataset` (one epoch).
+        epochs: total number of epochs of the run.
+        backup_dir: checkpoint folder (see `StepCheckpoint`).
+        save_every_steps: checkpoint period in steps (0: epoch ends only).
+        callbacks: further callbacks; a `StopOnNonFiniteLoss` among them is
+            run before the checkpoint so that no non-finite state is saved.
+        delete_on_success: remove `backup_dir` once all epochs are done.
+        verbose: passed to `fit`.
+        **fit_kwargs: passed to `fit` (not `epochs`/`initial_epoch`).
+
+    Returns:
+        The history dict of all epochs of the run, including those done
+        before an interruption; `"resumed_from"` holds the restored metadata
+        (None for a fresh run).
+    """
+    checkpoint = StepCheckpoint(backup_dir, save_every_steps=save_every_steps)
+    metadata = checkpoint.restore(model)
+    callbacks = list(callbacks) + [checkpoint]
+    epoch, batch = (
+        (0, 0) if metadata is None else (metadata["epoch"], metadata["batch"])
+    )
+    if metadata is not None and verbose:
+        print(
+            f"resuming from {checkpoint.weights_path}: epoch {epoch + 1}, batch "
+            f"{batch} done (global step {metadata['global_step']})",
+            flush=True,
+        )
+    if batch > 0 and epoch < epochs:
+        checkpoint.batch_offset = batch
+        # BYOL derives its EMA schedule length from fit's epochs: keep the
+        # restored schedule variable for this partial epoch.
+        schedule_from_fit = getattr(model, "total_steps", 0) is None and hasattr(
+            model, "total_steps_variable"
+        )
+        if schedule_from_fit:
+            model.total_steps = max(
+                int(keras.ops.convert_to_numpy(model.total_steps_variable)), 1
+            )
+        try:
+            model.fit(
+                dataset.skip(batch),
+                initial_epoch=epoch,
+                epochs=epoch + 1,
+                callbacks=callbacks,
+                verbose=verbose,
+                **fit_kwargs,
+            )
+        finally:
+            if schedule_from_fit:
+                model.total_steps = None
+        epoch += 1
+    if epoch < epochs and not model.stop_training:
+        model.fit(
+            dataset,
+            initial_epoch=epoch,
+            epochs=epochs,
+            callbacks=callbacks,
+            verbose=verbose,
+            **fit_kwargs,
+        )
+    history = {k: list(v) for k, v in checkpoint.history.items()}
+    history["resumed_from"] = metadata
+    if delete_on_success:
+        checkpoint.delete()
+    return history

@@ -1,0 +1,266 @@
+"""KerasTuner hypermodels whose objective is a downstream probe score.
+
+`SSLHyperModel.build(hp)` builds and compiles a self-supervised method with
+hyperparameters from `keras_ecg.tuning.define_search_space`;
+`SSLHyperModel.fit(hp, model, ...)` pretrains it with plain `model.fit` on the
+method's `tf.data` input (crop length and augmentation strengths chosen by
+`hp`), then extracts per-record embeddings of the train and validation
+records with the frozen backbone and fits a fast scikit-learn probe
+(logistic regression or kNN). It returns `{"probe_auc": ..., "loss": ...}`,
+so tuners run with `keras_tuner.Objective("probe_auc", "max")`.
+
+Backends: `RandomSearch`, `BayesianOptimization` and `Hyperband` run under
+TensorFlow, JAX and PyTorch (KerasTuner 1.4 saves each trial's best weights as
+`checkpoint.weights.h5` and reloads them into a model rebuilt by `build(hp)`,
+which works for these subclassed models because `build(hp)` builds every
+weight, including BYOL's target network and CPC's predictor). KerasTuner still
+imports TensorFlow under every backend (for `tf.io.gfile`), and the data
+pipeline is `tf.data` everywhere. A model whose pretraining diverges (NaN
+loss) scores `probe_auc = 0` with a warning instead of failing the search.
+"""
+
+import math
+import warnings
+
+import keras
+import keras_tuner as kt
+
+from keras_ecg.evaluation.linear_probe import extract_embeddings
+from keras_ecg.evaluation.linear_probe import knn_probe
+from keras_ecg.evaluation.linear_probe import logistic_probe
+from keras_ecg.models.method_factory import _CPC_CONFIGS
+from keras_ecg.models.method_factory import _HEAD_DIMS
+from keras_ecg.models.method_factory import _XRESNET_CONFIGS
+from keras_ecg.models.method_factory import make_method_dataset
+from keras_ecg.tuning.search_spaces import define_search_space
+
+PROBES = ("logistic", "knn")
+
+
+def build_augmentation(rrc_min_ratio, timeout_max_ratio, seed=None):
+    """RandomResizedCrop + TimeOut (the paper's best setting) with given strengths.
+
+    Args:
+        rrc_min_ratio: lower bound of the RandomResizedCrop crop ratio.
+        timeout_max_ratio: upper bound of the TimeOut masked fraction; the
+            lower bound is half of it (the paper's default is (0.2, 0.4)).
+        seed: optional integer seed.
+    """
+    from keras_ecg.layers.augmentation.augmentation_stack import AugmentationStack
+    from keras_ecg.layers.augmentation.random_resized_crop import RandomResizedCrop
+    from keras_ecg.layers.augmentation.time_out import TimeOut
+
+    def _seed(i):
+        return None if seed is None else seed + i
+
+    return AugmentationStack(
+        [
+            RandomResizedCrop(
+                crop_ratio_range=(float(rrc_min_ratio), 1.0), seed=_seed(0)
+            ),
+            TimeOut(
+                crop_ratio_range=(timeout_max_ratio / 2.0, timeout_max_ratio),
+                seed=_seed(1),
+            ),
+        ],
+        seed=_seed(2),
+        name="tuned_rrc_to",
+    )
+
+
+def build_method_from_space(method, space, size="small", input_leads=12):
+    """Builds an uncompiled method from the values of `define_search_space`."""
+    from keras_ecg.layers.projection_head import ProjectionHead
+
+    encoder_space = space["encoder"]
+    if method == "cpc":
+        from keras_ecg.models.cpc import CPC
+        from keras_ecg.models.encoders.cpc_encoder import CPCContext
+        from keras_ecg.models.encoders.cpc_encoder import CPCEncoder
+
+        num_layers = len(_CPC_CONFIGS[size]["encoder_filters"])
+        filters = (int(encoder_space["width"]),) * num_layers
+        return CPC(
+            encoder=CPCEncoder(
+                filters=filters, kernel_sizes=(1,) * num_layers, strides=(1,) * num_layers
+            ),
+            context=CPCContext(
+                units=int(encoder_space["context_units"]),
+                num_layers=_CPC_CONFIGS[size]["context_layers"],
+            ),
+            **space["method_kwargs"],
+        )
+
+    from keras_ecg.models.encoders.xresnet1d import XResNet1D
+
+    config = dict(_XRESNET_CONFIGS[size])
+    width = int(encoder_space["width"])
+    stages = len(config["widths"])
+    # Keep the base config's widening pattern (e.g. 32, 32, 64, 64), rescaled.
+    base = config["widths"][0]
+    config["widths"] = tuple(max(1, w * width // base) for w in config["widths"])
+    config["block_depths"] = (int(encoder_space["blocks_per_stage"]),) * stages
+    encoder = XResNet1D(input_leads=input_leads, pooling="concat", **config)
+    hidden = _HEAD_DIMS[size][0]
+    output = int(space["projection_dim"])
+
+    def head():
+        return ProjectionHead(hidden_dims=(hidden,), output_dim=output)
+
+    if method == "simclr":
+        from keras_ecg.models.simclr import SimCLR
+
+        return SimCLR(encoder, projection_head=head(), **space["method_kwargs"])
+    if method == "byol":
+        from keras_ecg.models.byol import BYOL
+
+        return BYOL(
+            encoder,
+            projection_head=head(),
+            prediction_head=head(),
+            **space["method_kwargs"],
+        )
+    from keras_ecg.models.swav import SwAV
+
+    return SwAV(encoder, projection_head=head(), **space["method_kwargs"])
+
+
+class SSLHyperModel(kt.HyperModel):
+    """A self-supervised method as a KerasTuner hypermodel scored by a probe.
+
+    Args:
+        method: `"simclr"`, `"byol"`, `"swav"` or `"cpc"`.
+        train_data: labelled `ECGDataset` to pretrain on and fit the probe on.
+        val_data: labelled `ECGDataset` the probe is scored on.
+        size: `"tiny"`, `"small"` or `"paper"` (architecture ranges).
+        batch_size: pretraining batch size (capped at the train set size).
+        probe: `"logistic"` (linear probe) or `"knn"`.
+        probe_k: neighbours of the kNN probe.
+        probe_stride: embedding window stride; defaults to half the crop.
+        seed: seeds the augmentations and the pretraining pipeline.
+        name, tunable: `keras_tuner.HyperModel` arguments.
+
+    Example:
+
+    ```python
+    hypermodel = SSLHyperModel("simclr", train, val, size="small")
+    tuner = keras_tuner.RandomSearch(
+        hypermodel, objective=keras_tuner.Objective("probe_auc", "max"),
+        max_trials=5, directory="tuning")
+    tuner.search(epochs=5)
+    ```
+    """
+
+    def __init__(
+        self,
+        method,
+        train_data,
+        val_data,
+        size="small",
+        batch_size=64,
+        probe="logistic",
+        probe_k=5,
+        probe_stride=None,
+        seed=0,
+        name=None,
+        tunable=True,
+    ):
+        super().__init__(name=name or f"{method}_hypermodel", tunable=tunable)
+        if probe not in PROBES:
+            raise ValueError(f"Unknown probe {probe!r}; expected one of {PROBES}.")
+        for split, data in (("train_data", train_data), ("val_data", val_data)):
+            if data is None or data.labels is None:
+                raise ValueError(
+                    f"SSLHyperModel: {split} must be a labelled ECGDataset (the "
+                    "probe objective needs labels)."
+                )
+        if train_data.num_leads != val_data.num_leads:
+            raise ValueError(
+                f"SSLHyperModel: train has {train_data.num_leads} leads, val "
+                f"{val_data.num_leads}."
+            )
+        self.method = method
+        self.train_data = train_data
+        self.val_data = val_data
+        self.size = size
+        self.batch_size = int(batch_size)
+        self.probe = probe
+        self.probe_k = int(probe_k)
+        self.probe_stride = probe_stride
+        self.seed = seed
+        self._shortest = min(
+            min(len(s) for s in d.signals) for d in (train_data, val_data)
+        )
+
+    def _space(self, hp):
+        space = define_search_space(hp, self.method, self.size)
+        space["crop_length"] = min(int(space["crop_length"]), self._shortest)
+        return space
+
+    def build(self, hp):
+        space = self._space(hp)
+        model = build_method_from_space(
+            self.method, space, self.size, input_leads=self.train_data.num_leads
+        )
+        model.compile(
+            optimizer=keras.optimizers.AdamW(learning_rate=space["learning_rate"])
+        )
+        # Build every weight now: KerasTuner reloads checkpoints into this model.
+        model.build((None, space["crop_length"], self.train_data.num_leads))
+        return model
+
+    def fit(self, hp, model, *args, epochs=1, callbacks=None, verbose=0, **kwargs):
+        """Pretrains `model`, then returns the probe score on the val split.
+
+        Extra `kwargs` of `tuner.search` other than `initial_epoch` are
+        ignored; the data come from the constructor.
+        """
+        space = self._space(hp)
+        augmentation = None
+        if space["augmentation"] is not None:
+            augmentation = build_augmentation(**space["augmentation"], seed=self.seed)
+        dataset = make_method_dataset(
+            self.method,
+            self.train_data,
+            batch_size=min(self.batch_size, len(self.train_data)),
+            augmentation=augmentation,
+            crop_length=space["crop_length"],
+            seed=self.seed,
+        )
+        history = model.fit(
+            dataset,
+            epochs=epochs,
+            initial_epoch=kwargs.get("initial_epoch", 0),
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,
+        )
+        losses = history.history.get("loss") or [math.nan]
+        loss = float(losses[-1])
+        if not math.isfinite(loss):
+            warnings.warn(
+                f"{self.method} pretraining diverged (loss {loss}) with "
+                f"{hp.values}; scoring probe_auc = 0.",
+                stacklevel=2,
+            )
+            return {"probe_auc": 0.0, "loss": 1e9}
+        return {"probe_auc": self.probe_score(model, space["crop_length"]), "loss": loss}
+
+    def probe_score(self, model, window_length):
+        """Macro AUC on the val split of the probe on `model.backbone`'s embeddings."""
+        backbone = model.backbone
+        if not isinstance(backbone, keras.Model):
+            backbone = keras.Sequential([backbone])
+        stride = self.probe_stride or max(1, window_length // 2)
+        embed = dict(window_length=window_length, stride=stride, batch_size=256)
+        train_emb = extract_embeddings(backbone, self.train_data, **embed)
+        val_emb = extract_embeddings(backbone, self.val_data, **embed)
+        args = (train_emb, self.train_data.labels, val_emb, self.val_data.labels)
+        with warnings.catch_warnings():
+            # Small val splits may lack a class; macro_auc excludes it already.
+            warnings.simplefilter("ignore", UserWarning)
+            if self.probe == "knn":
+                result = knn_probe(*args, k=self.probe_k)
+            else:
+                result = logistic_probe(*args)
+        return result["macro_auc"]

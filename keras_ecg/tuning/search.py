@@ -1,0 +1,171 @@
+"""`run_search`: one call from datasets to the best pretrained model."""
+
+import os
+
+import keras
+import keras_tuner as kt
+
+from keras_ecg.tuning.hypermodels import SSLHyperModel
+
+TUNERS = ("random", "bayesian", "hyperband")
+
+
+def _objective(objective):
+    if isinstance(objective, kt.Objective):
+        return objective
+    if objective == "probe_auc":
+        return kt.Objective("probe_auc", "max")
+    if objective == "loss":
+        return kt.Objective("loss", "min")
+    raise ValueError(
+        f"Unknown objective {objective!r}; expected 'probe_auc', 'loss' or a "
+        "keras_tuner.Objective."
+    )
+
+
+def make_tuner(
+    hypermodel,
+    tuner="random",
+    max_trials=10,
+    epochs=10,
+    directory="tuning",
+    project_name="search",
+    objective="probe_auc",
+    seed=0,
+    overwrite=True,
+):
+    """A KerasTuner tuner for `hypermodel`.
+
+    `Hyperband` takes `epochs` as its `max_epochs` (its trial budget follows
+    from it; `max_trials` is then unused); `RandomSearch` and
+    `BayesianOptimization` run `max_trials` trials.
+    """
+    common = dict(
+        hypermodel=hypermodel,
+        objective=_objective(objective),
+        seed=seed,
+        directory=directory,
+        project_name=project_name,
+        overwrite=overwrite,
+    )
+    if tuner == "random":
+        search = kt.RandomSearch(max_trials=max_trials, **common)
+    elif tuner == "bayesian":
+        search = kt.BayesianOptimization(max_trials=max_trials, **common)
+    elif tuner == "hyperband":
+        search = kt.Hyperband(max_epochs=max(2, int(epochs)), factor=3, **common)
+    else:
+        raise ValueError(f"Unknown tuner {tuner!r}; expected one of {TUNERS}.")
+    _skip_tensorboard_without_callback(search)
+    return search
+
+
+def _skip_tensorboard_without_callback(search):
+    """KerasTuner imports `tensorboard` in every TensorFlow-backend trial, even
+    without a TensorBoard callback; skip that step when there is none, so the
+    search runs where tensorboard is not installed."""
+    original = search._configure_tensorboard_dir
+
+    def configure(callbacks, trial, execution=0):
+        if any(type(c).__name__ == "TensorBoard" for c in callbacks):
+            original(callbacks, trial, execution)
+
+    search._configure_tensorboard_dir = configure
+
+
+def run_search(
+    method,
+    train,
+    val,
+    tuner="random",
+    max_trials=10,
+    epochs=10,
+    directory="tuning",
+    project_name=None,
+    objective="probe_auc",
+    seed=0,
+    size="small",
+    batch_size=64,
+    probe="logistic",
+    overwrite=True,
+    verbose=0,
+):
+    """Searches `method`'s hyperparameters for the best downstream probe score.
+
+    Every trial pretrains the method for `epochs` epochs on `train`, then
+    scores a probe (logistic regression or kNN on frozen, per-record averaged
+    embeddings) by macro ROC AUC on `val`. The best trial's model is saved as
+    `<directory>/<project_name>/best_model.keras`.
+
+    Args:
+        method: `"simclr"`, `"byol"`, `"swav"` or `"cpc"`.
+        train: labelled `ECGDataset` for pretraining and the probe's fit.
+        val: labelled `ECGDataset` for the probe's score.
+        tuner: `"random"`, `"bayesian"` or `"hyperband"`.
+        max_trials: trials of random / Bayesian search.
+        epochs: pretraining epochs per trial (Hyperband: its `max_epochs`).
+        directory: tuner directory.
+        project_name: tuner project; defaults to `"<method>_<tuner>"`.
+        objective: `"probe_auc"` (max), `"loss"` (min) or a
+            `keras_tuner.Objective`.
+        seed: seeds Keras, the tuner and the pipelines.
+        size: `"tiny"`, `"small"` or `"paper"` architecture ranges.
+        batch_size: pretraining batch size.
+        probe: `"logistic"` or `"knn"`.
+        overwrite: start afresh instead of resuming a project.
+        verbose: `fit`/search verbosity.
+
+    Returns:
+        A dict with `best_hyperparameters` (dict), `best_score` (the best
+        objective value), `best_model_path` (the saved `.keras` model),
+        `objective`, `num_trials` and `project_dir`.
+
+    Example:
+
+    ```python
+    result = run_search("simclr", train, val, tuner="bayesian", max_trials=5,
+                        epochs=3, directory="runs/tuning")
+    model = keras.saving.load_model(result["best_model_path"])
+    ```
+    """
+    if tuner not in TUNERS:
+        raise ValueError(f"Unknown tuner {tuner!r}; expected one of {TUNERS}.")
+    project_name = project_name or f"{method}_{tuner}"
+    keras.utils.set_random_seed(seed)
+    hypermodel = SSLHyperModel(
+        method, train, val, size=size, batch_size=batch_size, probe=probe, seed=seed
+    )
+    search = make_tuner(
+        hypermodel,
+        tuner=tuner,
+        max_trials=max_trials,
+        epochs=epochs,
+        directory=directory,
+        project_name=project_name,
+        objective=objective,
+        seed=seed,
+        overwrite=overwrite,
+    )
+    search_kwargs = {"verbose": verbose}
+    if tuner != "hyperband":
+        search_kwargs["epochs"] = epochs
+    search.search(**search_kwargs)
+    best_trial = search.oracle.get_best_trials(1)
+    if not best_trial or best_trial[0].score is None:
+        raise RuntimeError(
+            f"Search {project_name!r} in {directory!r} finished without a "
+            "successful trial; see the tuner logs."
+        )
+    best_trial = best_trial[0]
+    best_model = search.get_best_models(1)[0]
+    project_dir = os.path.join(directory, project_name)
+    path = os.path.join(project_dir, "best_model.keras")
+    best_model.save(path)
+    return {
+        "best_hyperparameters": dict(best_trial.hyperparameters.values),
+        "best_score": float(best_trial.score),
+        "best_model_path": path,
+        "objective": search.oracle.objective.name,
+        "num_trials": len(search.oracle.trials),
+        "project_dir": project_dir,
+    }

@@ -1,0 +1,135 @@
+"""Search spaces of the self-supervised methods for KerasTuner.
+
+`define_search_space(hp, method, size)` declares the hyperparameters that
+matter for each method on `hp` and returns the chosen values:
+
+- all methods: `learning_rate` (log scale), `crop_length`, encoder
+  width/depth and projection dimension (CPC: encoder filters and LSTM units);
+- SimCLR/BYOL/SwAV: augmentation strengths of the paper's best setting
+  RandomResizedCrop + TimeOut (`rrc_min_ratio`, the lower bound of the crop
+  ratio, and `timeout_max_ratio`, the upper bound of the masked fraction);
+- SimCLR: `temperature`; SwAV: `temperature`, `num_prototypes`; BYOL: the EMA
+  `tau`; CPC: `prediction_steps`, `num_negatives`.
+
+Ranges are sized per encoder `size` (`"tiny"` for tests, `"small"` for CPU,
+`"paper"`); they bracket the paper's values (lr 1e-3, temperature 0.5/0.1,
+tau 0.996/0.99, crop 2.5 s / 10 s at 100 Hz).
+"""
+
+from keras_ecg.models.method_factory import CROP_LENGTHS
+from keras_ecg.models.method_factory import ENCODER_SIZES
+from keras_ecg.models.method_factory import METHODS
+
+# Per-size choices: (stage widths, blocks per stage, projection dims,
+# prototypes, CPC widths, CPC negatives).
+_SIZE_CHOICES = {
+    "tiny": dict(
+        widths=[8, 16],
+        blocks=(1, 1),
+        projection_dims=[8, 16],
+        prototypes=[8, 16],
+        cpc_widths=[8, 16],
+        negatives=[4, 8],
+    ),
+    "small": dict(
+        widths=[32, 64],
+        blocks=(1, 2),
+        projection_dims=[32, 64, 128],
+        prototypes=[16, 32, 64],
+        cpc_widths=[64, 128],
+        negatives=[16, 32, 64],
+    ),
+    "paper": dict(
+        widths=[64, 128],
+        blocks=(1, 3),
+        projection_dims=[64, 128, 256],
+        prototypes=[100, 300, 1000],
+        cpc_widths=[256, 512],
+        negatives=[64, 128],
+    ),
+}
+
+
+def _crop_choices(method, size):
+    base = CROP_LENGTHS[method]
+    if size == "tiny":
+        return [base // 4, base // 2]
+    return [base // 2, base]
+
+
+def define_search_space(hp, method, size="small"):
+    """Declares `method`'s hyperparameters on `hp` and returns their values.
+
+    Args:
+        hp: a `keras_tuner.HyperParameters`.
+        method: `"simclr"`, `"byol"`, `"swav"` or `"cpc"`.
+        size: `"tiny"`, `"small"` or `"paper"`; scales the architecture ranges.
+
+    Returns:
+        A dict with `learning_rate`, `crop_length`, `encoder` (width/depth
+        settings), `projection_dim`, `augmentation` (`None` for CPC, else
+        `rrc_min_ratio` / `timeout_max_ratio`) and `method_kwargs` (forwarded
+        to the method's constructor).
+
+    Example:
+
+    ```python
+    hp = keras_tuner.HyperParameters()
+    space = define_search_space(hp, "simclr", size="small")
+    ```
+    """
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
+    if size not in ENCODER_SIZES:
+        raise ValueError(f"Unknown size {size!r}; expected one of {ENCODER_SIZES}.")
+    choices = _SIZE_CHOICES[size]
+    space = {
+        "learning_rate": hp.Float(
+            "learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3
+        ),
+        "crop_length": hp.Choice("crop_length", _crop_choices(method, size)),
+        "method_kwargs": {},
+    }
+    if method == "cpc":
+        space["encoder"] = {
+            "width": hp.Choice("encoder_width", choices["cpc_widths"]),
+            "context_units": hp.Choice("context_units", choices["cpc_widths"]),
+        }
+        space["projection_dim"] = None
+        space["augmentation"] = None
+        space["method_kwargs"] = {
+            "prediction_steps": hp.Int("prediction_steps", 2, 12, default=4),
+            "num_negatives": hp.Choice("num_negatives", choices["negatives"]),
+        }
+        return space
+
+    low, high = choices["blocks"]
+    space["encoder"] = {
+        "width": hp.Choice("encoder_width", choices["widths"]),
+        "blocks_per_stage": hp.Int("blocks_per_stage", low, high)
+        if high > low
+        else low,
+    }
+    space["projection_dim"] = hp.Choice("projection_dim", choices["projection_dims"])
+    space["augmentation"] = {
+        "rrc_min_ratio": hp.Float("rrc_min_ratio", 0.3, 0.9, default=0.5),
+        "timeout_max_ratio": hp.Float("timeout_max_ratio", 0.1, 0.5, default=0.4),
+    }
+    if method == "simclr":
+        space["method_kwargs"] = {
+            "temperature": hp.Float(
+                "temperature", 0.05, 1.0, sampling="log", default=0.5
+            )
+        }
+    elif method == "swav":
+        space["method_kwargs"] = {
+            "temperature": hp.Float(
+                "temperature", 0.05, 0.5, sampling="log", default=0.1
+            ),
+            "num_prototypes": hp.Choice("num_prototypes", choices["prototypes"]),
+        }
+    else:
+        space["method_kwargs"] = {
+            "tau": hp.Float("tau", 0.9, 0.999, default=0.996),
+        }
+    return space

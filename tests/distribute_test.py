@@ -1,0 +1,225 @@
+"""Tests of keras_ecg.distribute: data-parallel pretraining on virtual devices.
+
+Multi-device runs need a fresh process (JAX reads the device-count flag and TF
+the logical-device layout once, at start-up), so a worker script trains each
+method twice in a subprocess, on one device and on 4 replicas with the same
+global batch and initial weights, and reports the logged losses and weights.
+Encoders are BatchNorm-free: BN statistics are per replica by design.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_ecg import distribute
+from keras_ecg.losses.nt_xent import nt_xent_loss
+
+BACKEND = keras.backend.backend()
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_WORKER = r"""
+import contextlib, json, os, sys
+import numpy as np
+BACKEND = os.environ["KERAS_BACKEND"]
+if BACKEND == "tensorflow":
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(4)])
+import keras
+from keras_ecg import distribute
+from keras_ecg.models import CPC, SimCLR, SwAV
+from keras_ecg.models.encoders import CPCContext, cpc_fc_encoder
+import keras_ecg.models.simclr as simclr_module
+
+GLOBAL_BATCH, STEPS = 8, 2
+rng = np.random.default_rng(0)
+x = rng.normal(size=(GLOBAL_BATCH * STEPS, 24, 3)).astype("float32")
+views = (x, (x[:, ::-1] + 0.1 * rng.normal(size=x.shape)).astype("float32"))
+
+def conv_encoder():
+    return keras.Sequential([keras.layers.Conv1D(4, 5, activation="tanh"),
+                             keras.layers.GlobalAveragePooling1D()])
+
+def make(name):
+    keras.utils.set_random_seed(1)
+    from keras_ecg.layers.projection_head import ProjectionHead
+    head = lambda: ProjectionHead(hidden_dims=(6,), output_dim=5,
+                                  use_batch_norm=False)
+    if name.startswith("simclr"):
+        return SimCLR(conv_encoder(), head(), temperature=0.5), views
+    if name == "swav":
+        return SwAV(conv_encoder(), head(), num_prototypes=4, queue_length=8,
+                    queue_start_step=1, freeze_prototypes_steps=1), views
+    negatives = name.split("_")[1]
+    return CPC(cpc_fc_encoder(filters=(6, 5), use_batch_norm=False),
+               CPCContext(units=4, num_layers=1), prediction_steps=2,
+               num_negatives=5, negatives_from=negatives, seed=3), x
+
+replicas_seen = []
+original_scale = distribute.scale_loss_for_replicas
+def recording_scale(loss):
+    replicas_seen.append(distribute.num_replicas())
+    return original_scale(loss)
+for module in ("simclr", "swav", "cpc"):
+    setattr(sys.modules["keras_ecg.models." + module],
+            "scale_loss_for_replicas", recording_scale)
+
+def train(name, weights, parallel):
+    context = distribute.data_parallel() if parallel else contextlib.nullcontext()
+    with context as dist:
+        model, data = make(name)
+        small = tuple(v[:2] for v in data) if isinstance(data, tuple) else data[:2]
+        model(small)
+        if weights is not None:
+            model.set_weights(weights)
+        start = [np.array(w) for w in model.get_weights()]
+        model.compile(optimizer=keras.optimizers.SGD(0.5))
+        history = model.fit(data, batch_size=GLOBAL_BATCH, epochs=1,
+                            shuffle=False, verbose=0)
+        devices = 1
+        if parallel:
+            devices = (dist.num_replicas_in_sync if BACKEND == "tensorflow"
+                       else int(np.prod(dist.device_mesh.shape)))
+    return (start, float(history.history["loss"][0]),
+            [np.array(w) for w in model.get_weights()], devices)
+
+results = {}
+names = sys.argv[1].split(",")
+for name in names:
+    if name == "simclr_nogather":
+        # Negative control: without gathering, per-replica losses differ.
+        simclr_module.gather_across_replicas = (
+            lambda z, return_offset=False: (z, 0) if return_offset else z)
+    start, loss_1, weights_1, _ = train(name, None, False)
+    del replicas_seen[:]
+    _, loss_4, weights_4, devices = train(name, start, True)
+    results[name] = {
+        "loss_1": loss_1, "loss_4": loss_4, "devices": devices,
+        "replicas_seen": sorted(set(replicas_seen)),
+        "moved": max(float(np.max(np.abs(a - b)))
+                     for a, b in zip(start, weights_1)),
+        "weight_diff": max(float(np.max(np.abs(a - b)))
+                           for a, b in zip(weights_1, weights_4)),
+    }
+print("RESULT " + json.dumps(results))
+"""
+
+
+def _run_worker(names):
+    env = dict(os.environ)
+    env["KERAS_BACKEND"] = BACKEND
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    if BACKEND == "jax":
+        env["XLA_FLAGS"] = (
+            env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+        ).strip()
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    process = subprocess.run(
+        [sys.executable, "-c", _WORKER, ",".join(names)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT")]
+    assert process.returncode == 0 and lines, process.stderr[-4000:]
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+_MULTI_DEVICE = pytest.mark.skipif(
+    BACKEND not in ("jax", "tensorflow"),
+    reason="data_parallel supports only the JAX and TensorFlow backends",
+)
+
+
+@_MULTI_DEVICE
+def test_four_replicas_match_one_device_on_the_global_batch():
+    names = ["simclr", "swav", "cpc_batch", "cpc_sequence"]
+    if BACKEND == "tensorflow":
+        names.append("simclr_nogather")
+    results = _run_worker(names)
+    for name in ("simclr", "swav", "cpc_batch", "cpc_sequence"):
+        result = results[name]
+        assert result["devices"] == 4, (name, result)
+        # The step really changed the weights, so equal weights are meaningful.
+        assert result["moved"] > 1e-3, (name, result)
+        np.testing.assert_allclose(
+            result["loss_4"], result["loss_1"], rtol=1e-5, err_msg=name
+        )
+        assert result["weight_diff"] < 1e-5, (name, result)
+        if BACKEND == "tensorflow":
+            # compute_loss ran per replica (scaled by 1/4), not on one device.
+            assert result["replicas_seen"] == [4], (name, result)
+        else:
+            # JAX traces the step on global arrays: one "replica".
+            assert result["replicas_seen"] == [1], (name, result)
+    if BACKEND == "tensorflow":
+        control = results["simclr_nogather"]
+        assert abs(control["loss_4"] - control["loss_1"]) > 1e-3, control
+
+
+def test_helpers_are_identities_outside_a_replica_context():
+    z = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    assert distribute.num_replicas() == 1
+    gathered, offset = distribute.gather_across_replicas(z, return_offset=True)
+    assert offset == 0
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(gathered), z)
+    np.testing.assert_array_equal(distribute.gather_across_replicas(z), z)
+    loss = keras.ops.convert_to_tensor(2.5)
+    assert float(distribute.scale_loss_for_replicas(loss)) == 2.5
+
+
+def test_nt_xent_with_gathered_keys_averages_to_the_global_loss():
+    # What each replica computes under TF: its anchors against global keys at
+    # its offset. The mean over replicas must be the global-batch loss.
+    rng = np.random.default_rng(1)
+    z_a, z_b = rng.normal(size=(2, 8, 5)).astype("float32")
+    full = float(nt_xent_loss(z_a, z_b, temperature=0.3))
+    per_replica = [
+        float(
+            nt_xent_loss(
+                z_a[r : r + 2],
+                z_b[r : r + 2],
+                temperature=0.3,
+                keys_a=z_a,
+                keys_b=z_b,
+                offset=r,
+            )
+        )
+        for r in range(0, 8, 2)
+    ]
+    np.testing.assert_allclose(np.mean(per_replica), full, rtol=1e-6)
+
+
+def test_replicated_seed_generator_matches_keras_seed_generator():
+    ours = distribute.replicated_seed_generator(5)
+    reference = keras.random.SeedGenerator(5)
+    for _ in range(2):
+        a = keras.random.randint((6,), 0, 100, seed=ours)
+        b = keras.random.randint((6,), 0, 100, seed=reference)
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
+        )
+    assert ours.state.aggregation == "only_first_replica"
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch-only behaviour")
+def test_torch_raises_not_implemented():
+    with pytest.raises(NotImplementedError, match="torch"):
+        with distribute.data_parallel():
+            pass
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="JAX-only behaviour")
+def test_jax_distribution_is_restored_on_exit():
+    before = keras.distribution.distribution()
+    with distribute.data_parallel() as distribution:
+        assert keras.distribution.distribution() is distribution
+    assert keras.distribution.distribution() is before
