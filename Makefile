@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv
-	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(PY) -m keras_ecg.cli demo $(DEMO_ARGS)
+	KERAS_BACKEND=$${KERAS_BACKEND:-tensorflow} $(PY) -m keras_ecg.cli demo $(DEMO_ARGS)
 
 lint: venv
 	$(PY) -m ruff check .

@@ -19,26 +19,11 @@ import platform
 import sys
 import time
 
+from machine import cpu_name
+from machine import usable_cores
+
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA = PROJECT_ROOT / ".." / "shared" / "data" / "ptbxl"
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _usable_cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count()
 
 
 def load_data(path):
@@ -145,7 +130,7 @@ def main(argv=None):
 
     keras.utils.set_random_seed(args.seed)
     print(
-        f"machine: {_cpu_name()}, {_usable_cores()} usable cores "
+        f"machine: {cpu_name()}, {usable_cores()} usable cores "
         f"({os.cpu_count()} logical), {platform.system()} {platform.machine()}"
     )
     print(f"backend: {keras.backend.backend()} (keras {keras.__version__})")

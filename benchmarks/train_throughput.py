@@ -18,33 +18,8 @@ import sys
 import time
 
 import numpy as np
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _device_name(keras):
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        return str(jax.devices()[0])
-    if backend == "torch":
-        import torch
-
-        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    return gpus[0].name if gpus else "cpu"
+from machine import cpu_name
+from machine import device_name
 
 
 def make_inputs(method, batch_size, steps, leads=12, seed=0):
@@ -107,8 +82,8 @@ def main(argv=None):
     import keras
 
     print(
-        f"machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, "
-        f"{platform.system()} {platform.machine()}; device: {_device_name(keras)}"
+        f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, "
+        f"{platform.system()} {platform.machine()}; device: {device_name(keras)}"
     )
     print(
         f"backend: {keras.backend.backend()} (keras {keras.__version__}); "

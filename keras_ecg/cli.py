@@ -63,9 +63,9 @@ def build_parser():
     demo.add_argument(
         "--method", default="simclr", choices=("simclr", "byol", "swav", "cpc")
     )
-    demo.add_argument("--epochs", type=int, default=8)
+    demo.add_argument("--epochs", type=int, default=15)
     demo.add_argument("--lr", type=float, default=1e-3)
-    demo.set_defaults(output="runs/demo", eval_epochs=8, batch_size=64)
+    demo.set_defaults(output="runs/demo", eval_epochs=15, eval_lr=3e-3, batch_size=64)
 
     pretrain = sub.add_parser("pretrain", help="self-supervised pretraining")
     _add_common(pretrain)

@@ -28,10 +28,24 @@ _XRESNET_CONFIGS = {
         stem_filters=(8, 8, 16),
     ),
 }
+# "paper": per-timestep MLP encoder (kernels/strides 1). The CPU-sized configs
+# use the paper's alternative strided conv encoder (kernels 10,4,4,4, strides
+# 2,2,2,2), which runs the LSTM over 16x fewer steps.
+_STRIDED = dict(kernel_sizes=(10, 4, 4, 4), strides=(2, 2, 2, 2))
 _CPC_CONFIGS = {
-    "paper": dict(encoder_filters=(512,) * 4, context_units=512, context_layers=2),
-    "small": dict(encoder_filters=(128,) * 4, context_units=128, context_layers=1),
-    "tiny": dict(encoder_filters=(16,) * 2, context_units=16, context_layers=1),
+    "paper": dict(
+        encoder=dict(filters=(512,) * 4, kernel_sizes=(1,) * 4, strides=(1,) * 4),
+        context_units=512,
+        context_layers=2,
+    ),
+    "small": dict(
+        encoder=dict(filters=(128,) * 4, **_STRIDED),
+        context_units=128,
+        context_layers=1,
+    ),
+    "tiny": dict(
+        encoder=dict(filters=(16,) * 4, **_STRIDED), context_units=16, context_layers=1
+    ),
 }
 _HEAD_DIMS = {"paper": (512, 128), "small": (256, 64), "tiny": (32, 16)}
 
@@ -70,13 +84,11 @@ def build_method(method, size="small", input_leads=12, **kwargs):
         from keras_ecg.models.encoders.cpc_encoder import CPCEncoder
 
         config = _CPC_CONFIGS[size]
-        filters = config["encoder_filters"]
+        # The paper's 128 negatives per prediction cost GBs of activations at
+        # 1000 timesteps; the CPU-sized configs score fewer.
+        kwargs.setdefault("num_negatives", 128 if size == "paper" else 32)
         return CPC(
-            encoder=CPCEncoder(
-                filters=filters,
-                kernel_sizes=(1,) * len(filters),
-                strides=(1,) * len(filters),
-            ),
+            encoder=CPCEncoder(**config["encoder"]),
             context=CPCContext(
                 units=config["context_units"], num_layers=config["context_layers"]
             ),
