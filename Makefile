@@ -30,14 +30,9 @@ format: venv
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-# XLA's backend optimisations dominate the JAX pass's time (hundreds of small
-# compilations) and change no results the tests check, so that pass turns them down.
-JAX_TEST_XLA_FLAGS ?= --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true
-
 test: lint
 	@set -e; for b in $(BACKENDS); do \
 	  echo "=== KERAS_BACKEND=$$b ==="; \
-	  if [ "$$b" = jax ]; then export XLA_FLAGS="$(JAX_TEST_XLA_FLAGS) $$XLA_FLAGS"; fi; \
 	  KERAS_BACKEND=$$b $(PY) -m pytest $(PYTEST_ARGS) tests; \
 	done
 

@@ -102,11 +102,11 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 class StepCheckpoint(keras.callbacks.Callback):
     """Saves the full training state every `save_every_steps` steps and epoch.
 
-    Writes `latest.weights.h5` (model variables AND optimizer state) and
-    `training_metadata.json` (epoch, batch within the epoch, global step,
-    history of finished epochs) into `backup_dir`. Each file is written to a
-    temporary name and moved into place, and the previous checkpoint is kept
-    as `previous.*`, so a kill during a save never leaves a truncated checkpoint.
+    Writes `step-<global step>.weights.h5` (model variables AND optimizer
+    state) and `training_metadata.json` (epoch, batch within the epoch, global
+    step, weights file, history of finished epochs) into `backup_dir`. The
+    previous checkpoint is kept too, so a kill during a save never leaves only
+    a truncated checkpoint.
     Use through `resumable_fit`, which restores it and skips the batches of a
     partially done epoch.
 
@@ -121,10 +121,7 @@ class StepCheckpoint(keras.callbacks.Callback):
     True
     """
 
-    WEIGHTS = "latest.weights.h5"
     METADATA = "training_metadata.json"
-    # Keras only loads files named `*.weights.h5`.
-    PREVIOUS_WEIGHTS = "previous.weights.h5"
     PREVIOUS_METADATA = "previous_training_metadata.json"
 
     def __init__(self, backup_dir, save_every_steps=50):
@@ -142,61 +139,58 @@ class StepCheckpoint(keras.callbacks.Callback):
         # numbers that epoch's batches from 0 again.
         self.batch_offset = 0
         self.history = {}
+        self.weights_path = None
         self._epoch = 0
         self._global_step = 0
         self._steps_since_save = 0
 
     @property
-    def weights_path(self):
-        return os.path.join(self.backup_dir, self.WEIGHTS)
-
-    @property
     def metadata_path(self):
         return os.path.join(self.backup_dir, self.METADATA)
 
-    def _pairs(self):
-        return [
-            (os.path.join(self.backup_dir, w), os.path.join(self.backup_dir, m))
-            for w, m in (
-                (self.WEIGHTS, self.METADATA),
-                (self.PREVIOUS_WEIGHTS, self.PREVIOUS_METADATA),
-            )
-        ]
+    def _candidates(self):
+        """(metadata, weights path) of the current and the previous checkpoint."""
+        found = []
+        for name in (self.METADATA, self.PREVIOUS_METADATA):
+            path = os.path.join(self.backup_dir, name)
+            try:
+                with open(path) as f:
+                    metadata = json.load(f)
+                weights = os.path.join(self.backup_dir, metadata["weights_file"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # missing or damaged: try the previous checkpoint
+            if os.path.exists(weights):
+                found.append((metadata, weights))
+        return found
 
     def read_metadata(self):
         """The last checkpoint's metadata dict, or None if there is none."""
-        for weights, path in self._pairs():
-            if os.path.exists(path) and os.path.exists(weights):
-                try:
-                    with open(path) as f:
-                        return json.load(f)
-                except (OSError, ValueError):
-                    continue  # fall back to the previous checkpoint
-        return None
+        candidates = self._candidates()
+        return candidates[0][0] if candidates else None
 
     def restore(self, model):
         """Loads the last checkpoint into `model` (built, compiled).
 
+        Falls back to the previous checkpoint if the last one is damaged.
+
         Returns:
             The metadata dict, or None if there is no checkpoint.
         """
-        for index, (weights_path, meta_path) in enumerate(self._pairs()):
-            if not (os.path.exists(meta_path) and os.path.exists(weights_path)):
-                continue
+        candidates = self._candidates()
+        for index, (metadata, weights) in enumerate(candidates):
             try:
-                with open(meta_path) as f:
-                    metadata = json.load(f)
                 if model.optimizer is not None and not model.optimizer.built:
                     model.optimizer.build(model.trainable_variables)
-                model.load_weights(weights_path)
+                model.load_weights(weights)
             except (OSError, ValueError) as error:
-                if index:
+                if index == len(candidates) - 1:
                     raise ValueError(
-                        f"StepCheckpoint: cannot restore {weights_path}: {error}"
+                        f"StepCheckpoint: cannot restore {weights}: {error}"
                     ) from error
-                continue  # current checkpoint damaged: previous one
+                continue
             self.history = {k: list(v) for k, v in metadata["history"].items()}
             self._global_step = int(metadata["global_step"])
+            self.weights_path = weights
             return metadata
         return None
 
@@ -210,13 +204,26 @@ class StepCheckpoint(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
+    @staticmethod
+    def _finite(logs):
+        # Never checkpoint a diverged state, even when training was only
+        # flagged to stop (e.g. StopOnNonFiniteLoss(raise_error=False)).
+        value = (logs or {}).get("loss")
+        if value is None:
+            return True
+        return bool(np.isfinite(np.asarray(keras.ops.convert_to_numpy(value))).all())
+
     def on_train_batch_end(self, batch, logs=None):
         self._global_step += 1
         self._steps_since_save += 1
+        if not self._finite(logs):
+            return
         if self.save_every_steps and self._steps_since_save >= self.save_every_steps:
             self._save(self._epoch, self.batch_offset + batch + 1)
 
     def on_epoch_end(self, epoch, logs=None):
+        if not self._finite(logs):
+            return
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(
                 float(np.asarray(keras.ops.convert_to_numpy(value)))
@@ -227,25 +234,34 @@ class StepCheckpoint(keras.callbacks.Callback):
     def _save(self, epoch, batch):
         self._steps_since_save = 0
         os.makedirs(self.backup_dir, exist_ok=True)
+        weights_file = f"step-{self._global_step}.weights.h5"
         metadata = {
             "epoch": int(epoch),
             "batch": int(batch),
             "global_step": int(self._global_step),
+            "weights_file": weights_file,
             "history": self.history,
         }
-        tmp_weights = os.path.join(self.backup_dir, "tmp." + self.WEIGHTS)
-        tmp_meta = os.path.join(self.backup_dir, "tmp." + self.METADATA)
-        self.model.save_weights(tmp_weights, overwrite=True)
-        with open(tmp_meta, "w") as f:
+        self.model.save_weights(
+            os.path.join(self.backup_dir, weights_file), overwrite=True
+        )
+        tmp = os.path.join(self.backup_dir, "tmp." + self.METADATA)
+        with open(tmp, "w") as f:
             json.dump(metadata, f)
-        # Keep the previous pair so a kill between the two moves below still
-        # leaves one consistent checkpoint.
-        (weights, meta), (prev_weights, prev_meta) = self._pairs()
-        if os.path.exists(weights) and os.path.exists(meta):
-            os.replace(weights, prev_weights)
-            os.replace(meta, prev_meta)
-        os.replace(tmp_weights, self.weights_path)
-        os.replace(tmp_meta, self.metadata_path)
+        # Each metadata file names its own weights file and is switched by an
+        # atomic rename, so a kill at any point leaves a consistent pair.
+        previous = os.path.join(self.backup_dir, self.PREVIOUS_METADATA)
+        if os.path.exists(self.metadata_path):
+            os.replace(self.metadata_path, previous)
+        os.replace(tmp, self.metadata_path)
+        keep = {weights_file}
+        if os.path.exists(previous):
+            with open(previous) as f:
+                keep.add(json.load(f).get("weights_file"))
+        for name in os.listdir(self.backup_dir):
+            if name.endswith(".weights.h5") and name not in keep:
+                os.remove(os.path.join(self.backup_dir, name))
+        self.weights_path = os.path.join(self.backup_dir, weights_file)
 
     def get_config(self):
         return {
@@ -342,6 +358,9 @@ def resumable_fit(
     epoch, batch = (
         (0, 0) if metadata is None else (metadata["epoch"], metadata["batch"])
     )
+    steps = int(dataset.cardinality()) if hasattr(dataset, "cardinality") else -1
+    if 0 < steps <= batch:  # killed between the last batch's and the epoch's save
+        epoch, batch = epoch + 1, 0
     if metadata is not None and verbose:
         print(
             f"resuming from {checkpoint.weights_path}: epoch {epoch + 1}, batch "
@@ -383,6 +402,6 @@ def resumable_fit(
         )
     history = {k: list(v) for k, v in checkpoint.history.items()}
     history["resumed_from"] = metadata
-    if delete_on_success:
+    if delete_on_success and not model.stop_training:
         checkpoint.delete()
     return history

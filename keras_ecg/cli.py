@@ -109,6 +109,13 @@ def build_parser():
             choices=("simclr", "byol", "swav", "cpc"),
             help="architecture for --random-init",
         )
+        if name == "finetune":
+            p.add_argument(
+                "--discriminative-lr",
+                type=float,
+                default=None,
+                help="backbone lr = this factor x --eval-lr (reference code: 0.1)",
+            )
 
     evaluate = sub.add_parser("evaluate", help="macro AUC of a saved classifier")
     _add_common(evaluate)
@@ -119,6 +126,23 @@ def build_parser():
     _add_common(embed)
     embed.add_argument("--checkpoint", required=True)
     embed.add_argument("--split", default="val", choices=("train", "val", "test"))
+    embed.add_argument(
+        "--plot", choices=("pca", "tsne"), default=None, help="also draw a 2-D PNG"
+    )
+
+    tune = sub.add_parser(
+        "tune", help="KerasTuner search scored by a downstream probe AUC"
+    )
+    _add_common(tune)
+    tune.add_argument(
+        "--method", required=True, choices=("simclr", "byol", "swav", "cpc")
+    )
+    tune.add_argument(
+        "--tuner", default="random", choices=("random", "bayesian", "hyperband")
+    )
+    tune.add_argument("--max-trials", type=int, default=10)
+    tune.add_argument("--epochs", type=int, default=10, help="pretraining epochs")
+    tune.set_defaults(output="runs/tune", batch_size=64)
     return parser
 
 
@@ -136,9 +160,17 @@ def main(argv=None):
         "finetune": workflows.run_downstream,
         "evaluate": workflows.run_evaluate,
         "embed": workflows.run_embed,
+        "tune": workflows.run_tune,
     }[args.command]
+    from keras_ecg.callbacks import NonFiniteLossError
+
     start = time.time()
-    results = handler(args)
+    try:
+        results = handler(args)
+    except NonFiniteLossError as error:
+        # The message says where and what to try; a traceback adds nothing.
+        print(f"keras-ecg {args.command}: {error}", file=sys.stderr)
+        return 1
     results["seconds"] = round(time.time() - start, 1)
     path = os.path.join(args.output, f"{args.command}_results.json")
     with open(path, "w") as f:

@@ -23,6 +23,8 @@ import contextlib
 
 import keras
 
+_TF_STRATEGIES = {}
+
 
 def _tf():
     import tensorflow as tf
@@ -85,12 +87,15 @@ def gather_across_replicas(x, return_offset=False):
     gathered = context.all_gather(x, axis=0)
     if not return_offset:
         return gathered
-    # Local batches may differ in size (a last partial batch): sum the sizes
+    # Local batches may differ in size (a last partial batch): count the rows
     # of the replicas before this one.
-    sizes = context.all_gather(tf.reshape(tf.shape(x)[0], [1]), axis=0)
-    earlier = tf.range(tf.shape(sizes)[0]) < context.replica_id_in_sync_group
-    offset = tf.reduce_sum(tf.where(earlier, sizes, tf.zeros_like(sizes)))
-    return gathered, tf.cast(offset, "int32")
+    # of the replicas before this one. Gathered as float32 row labels: an
+    # int32 collective beside the float ones has been seen to mismatch
+    # collective instances between CPU replicas.
+    replica = tf.cast(context.replica_id_in_sync_group, "float32")
+    labels = context.all_gather(tf.fill(tf.shape(x)[:1], replica), axis=0)
+    offset = tf.reduce_sum(tf.cast(labels < replica, "int32"))
+    return gathered, offset
 
 
 def scale_loss_for_replicas(loss):
@@ -165,7 +170,12 @@ def data_parallel(devices=None):
         tf = _tf()
         if devices is None:
             devices = _default_tf_devices(tf)
-        strategy = tf.distribute.MirroredStrategy(list(devices))
+        key = tuple(devices)
+        if key not in _TF_STRATEGIES:
+            # One strategy per device set: a second MirroredStrategy over the
+            # same devices reuses collective instance keys and can abort.
+            _TF_STRATEGIES[key] = tf.distribute.MirroredStrategy(list(devices))
+        strategy = _TF_STRATEGIES[key]
         with strategy.scope():
             yield strategy
     else:

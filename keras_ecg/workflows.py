@@ -14,7 +14,6 @@ from keras_ecg.data.sources import load_source
 from keras_ecg.data.sources import split_dataset
 from keras_ecg.evaluation.downstream import evaluate_records
 from keras_ecg.evaluation.downstream import train_downstream
-from keras_ecg.models.method_factory import CROP_LENGTHS
 from keras_ecg.models.method_factory import build_method
 from keras_ecg.models.method_factory import make_method_dataset
 
@@ -113,11 +112,12 @@ def _linear_eval(backbone, train, val, test, args, mode="linear"):
         epochs=args.eval_epochs,
         batch_size=min(args.eval_batch_size, len(train)),
         learning_rate=args.eval_lr,
+        discriminative_lr=getattr(args, "discriminative_lr", None),
         seed=args.seed,
         verbose=2,
     )
     row = {
-        "best_epoch": result["best_epoch"],
+        "best_epoch": result["best_epoch"] + 1,  # 1-based, as Keras prints
         "val_macro_auc": result["best_val_auc"],
     }
     if len(test):
@@ -229,8 +229,9 @@ def run_evaluate(args):
 def run_embed(args):
     _print_header(args, "embed")
     import keras_ecg.models  # noqa: F401
-    from keras_ecg.data.pipelines import make_window_dataset
-    from keras_ecg.evaluation.window_aggregation import aggregate_windows
+    from keras_ecg.evaluation.embeddings import export_embeddings
+    from keras_ecg.evaluation.embeddings import plot_embeddings_2d
+    from keras_ecg.evaluation.linear_probe import extract_embeddings
 
     standardizer = os.path.join(os.path.dirname(args.checkpoint), "standardizer.json")
     splits = dict(
@@ -240,20 +241,46 @@ def run_embed(args):
     )
     data = splits[args.split]
     backbone = keras.saving.load_model(args.checkpoint).backbone
-    dataset, record_index = make_window_dataset(
-        data, window_length=CROP_LENGTHS.get("simclr"), stride=125, batch_size=256
+    embeddings = extract_embeddings(backbone, data, window_length=250, stride=125)
+    paths = export_embeddings(
+        embeddings,
+        data.record_ids,
+        data.labels,
+        data.classes,
+        os.path.join(args.output, "embeddings"),
     )
-    features = backbone.predict(dataset, verbose=0)
-    if features.ndim == 3:  # sequence backbones (CPC): average over time
-        features = features.mean(axis=1)
-    embeddings = aggregate_windows(features, record_index, method="mean")
-    path = os.path.join(args.output, "embeddings.npz")
-    np.savez(
-        path,
-        embeddings=embeddings,
-        record_ids=np.asarray(data.record_ids, dtype=str),
-        labels=data.labels if data.labels is not None else np.zeros((len(data), 0)),
-        classes=np.asarray(data.classes, dtype=str),
+    result = {"embeddings": [str(p) for p in paths], "shape": list(embeddings.shape)}
+    print(f"{embeddings.shape[0]} embeddings of size {embeddings.shape[1]} -> {paths}")
+    if args.plot:
+        png = os.path.join(args.output, f"embeddings_{args.plot}.png")
+        plot_embeddings_2d(
+            embeddings, data.labels, data.classes, png, method=args.plot, seed=args.seed
+        )
+        result["plot"] = png
+        print(f"2-D {args.plot} plot -> {png}")
+    return result
+
+
+def run_tune(args):
+    _print_header(args, "tune")
+    from keras_ecg.tuning import run_search
+
+    train, val, _ = prepare_data(args)
+    result = run_search(
+        args.method,
+        train,
+        val,
+        tuner=args.tuner,
+        max_trials=args.max_trials,
+        epochs=args.epochs,
+        directory=args.output,
+        seed=args.seed,
+        size=args.size,
+        batch_size=args.batch_size,
+        verbose=1,
     )
-    print(f"{embeddings.shape[0]} embeddings of size {embeddings.shape[1]} -> {path}")
-    return {"embeddings": path, "shape": list(embeddings.shape)}
+    print(
+        f"best probe AUC {result['best_score']:.4f} with "
+        f"{result['best_hyperparameters']}; model: {result['best_model_path']}"
+    )
+    return result

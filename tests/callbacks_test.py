@@ -169,6 +169,7 @@ def test_stop_without_raising_sets_message(tmp_path):
     assert stop.stopped_at == {"epoch": 0, "batch": 0, "global_step": 1}
     assert stop.message.startswith("cpc: non-finite loss (nan) at epoch 1, batch 1")
     assert _iterations(model) == 1
+    assert StepCheckpoint(str(tmp_path / "b")).read_metadata() is None
 
 
 def test_damaged_checkpoint_falls_back_to_previous(tmp_path):
@@ -176,7 +177,13 @@ def test_damaged_checkpoint_falls_back_to_previous(tmp_path):
     backup = tmp_path / "backup"
     resumable_fit(model, _data(), 1, str(backup), save_every_steps=2, verbose=0)
     # Saves at steps 2, 4, 5: the previous pair holds step 4.
-    (backup / StepCheckpoint.WEIGHTS).write_bytes(b"truncated")
+    assert sorted(os.listdir(backup)) == [
+        "previous_training_metadata.json",
+        "step-4.weights.h5",
+        "step-5.weights.h5",
+        "training_metadata.json",
+    ]
+    (backup / "step-5.weights.h5").write_bytes(b"truncated")
     restored = _model(5)
     meta = StepCheckpoint(str(backup)).restore(restored)
     assert meta["global_step"] == 4

@@ -91,20 +91,29 @@ def export_embeddings(embeddings, record_ids, labels, classes, path):
     return npz_path, csv_path
 
 
-def project_2d(embeddings, method="pca", seed=0, perplexity=30.0):
-    """2-D coordinates of `embeddings` with scikit-learn PCA or t-SNE."""
+def project_2d(embeddings, method="pca", seed=0, perplexity=30.0, **kwargs):
+    """2-D coordinates of `embeddings` with scikit-learn PCA or t-SNE.
+
+    `**kwargs` go to the scikit-learn estimator (e.g. t-SNE's `max_iter`).
+    """
     embeddings = np.asarray(embeddings)
     if method == "pca":
         from sklearn.decomposition import PCA
 
-        return PCA(n_components=2, random_state=seed).fit_transform(embeddings)
+        return PCA(n_components=2, random_state=seed, **kwargs).fit_transform(
+            embeddings
+        )
     if method == "tsne":
         from sklearn.manifold import TSNE
 
         # t-SNE needs perplexity < number of samples.
         perplexity = min(perplexity, max(1.0, (len(embeddings) - 1) / 3))
         return TSNE(
-            n_components=2, perplexity=perplexity, init="pca", random_state=seed
+            n_components=2,
+            perplexity=perplexity,
+            init="pca",
+            random_state=seed,
+            **kwargs,
         ).fit_transform(embeddings)
     raise ValueError(f"method must be one of {PROJECTIONS}, got {method!r}.")
 
@@ -138,6 +147,7 @@ def plot_embeddings_2d(
     superclasses=None,
     seed=0,
     title=None,
+    **projection_kwargs,
 ):
     """Saves a 2-D scatter plot of `embeddings` coloured by label.
 
@@ -151,6 +161,7 @@ def plot_embeddings_2d(
             otherwise each record is coloured by its first label.
         seed: seed of the projection.
         title: optional plot title.
+        **projection_kwargs: forwarded to the scikit-learn estimator.
 
     Returns:
         The `(num_records, 2)` coordinates that were plotted.
@@ -171,7 +182,7 @@ def plot_embeddings_2d(
         raise ImportError(
             "plot_embeddings_2d needs matplotlib: pip install 'keras-ecg[plot]'."
         ) from error
-    coordinates = project_2d(embeddings, method=method, seed=seed)
+    coordinates = project_2d(embeddings, method=method, seed=seed, **projection_kwargs)
     names = np.asarray(colour_labels(labels, classes, superclasses))
     figure = Figure(figsize=(6, 5))
     axis = figure.subplots()

@@ -164,8 +164,7 @@ def multi_view_nt_xent_loss(
         raise ValueError(f"NT-Xent needs at least 2 views, got {len(projections)}.")
     if keys is not None and len(keys) != len(projections):
         raise ValueError(
-            f"NT-Xent: got {len(keys)} gathered key sets for "
-            f"{len(projections)} views."
+            f"NT-Xent: got {len(keys)} gathered key sets for {len(projections)} views."
         )
     losses, accuracies = [], []
     for i in range(len(projections)):

@@ -196,7 +196,8 @@ class CPC(keras.Model):
         if self.negatives_from == "batch":
             # Under TF MirroredStrategy: negatives from the global batch.
             pool, offset = gather_across_replicas(encodings, return_offset=True)
-            pool_size = ops.shape(pool)[0]
+            if pool is not encodings:
+                pool_size = ops.shape(pool)[0]
         elif num_replicas() > 1:
             # Same-sequence negatives need no gathering, but drawing them for
             # the global batch (then keeping this replica's rows) makes the

@@ -15,8 +15,13 @@ TensorFlow, JAX and PyTorch (KerasTuner 1.4 saves each trial's best weights as
 which works for these subclassed models because `build(hp)` builds every
 weight, including BYOL's target network and CPC's predictor). KerasTuner still
 imports TensorFlow under every backend (for `tf.io.gfile`), and the data
-pipeline is `tf.data` everywhere. A model whose pretraining diverges (NaN
-loss) scores `probe_auc = 0` with a warning instead of failing the search.
+pipeline is `tf.data` everywhere. Tested: RandomSearch with SimCLR and
+BayesianOptimization / Hyperband with CPC on all three backends; PyTorch runs
+eagerly and is the slowest (a tiny CPC trial takes minutes, its LSTM is not
+compiled). Under TensorFlow, KerasTuner's unconditional `tensorboard` import
+is skipped when no TensorBoard callback is given (see `make_tuner`). A model
+whose pretraining diverges (NaN loss) scores `probe_auc = 0` with a warning
+instead of failing the search.
 """
 
 import math
@@ -82,7 +87,9 @@ def build_method_from_space(method, space, size="small", input_leads=12):
         filters = (int(encoder_space["width"]),) * num_layers
         return CPC(
             encoder=CPCEncoder(
-                filters=filters, kernel_sizes=(1,) * num_layers, strides=(1,) * num_layers
+                filters=filters,
+                kernel_sizes=(1,) * num_layers,
+                strides=(1,) * num_layers,
             ),
             context=CPCContext(
                 units=int(encoder_space["context_units"]),
@@ -244,7 +251,10 @@ class SSLHyperModel(kt.HyperModel):
                 stacklevel=2,
             )
             return {"probe_auc": 0.0, "loss": 1e9}
-        return {"probe_auc": self.probe_score(model, space["crop_length"]), "loss": loss}
+        return {
+            "probe_auc": self.probe_score(model, space["crop_length"]),
+            "loss": loss,
+        }
 
     def probe_score(self, model, window_length):
         """Macro AUC on the val split of the probe on `model.backbone`'s embeddings."""

@@ -1,6 +1,7 @@
 """`run_search`: one call from datasets to the best pretrained model."""
 
 import os
+import warnings
 
 import keras
 import keras_tuner as kt
@@ -157,7 +158,12 @@ def run_search(
             "successful trial; see the tuner logs."
         )
     best_trial = best_trial[0]
-    best_model = search.get_best_models(1)[0]
+    with warnings.catch_warnings():
+        # Only weights are checkpointed per trial: the optimizer restarts empty.
+        warnings.filterwarnings("ignore", message="Skipping variable loading")
+        best_model = search.get_best_models(1)[0]
+    # Build the (fresh) optimizer so the saved model reloads without warnings.
+    best_model.optimizer.build(best_model.trainable_variables)
     project_dir = os.path.join(directory, project_name)
     path = os.path.join(project_dir, "best_model.keras")
     best_model.save(path)

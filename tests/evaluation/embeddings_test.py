@@ -85,7 +85,7 @@ def test_tsne_plot_and_bad_method(tmp_path):
     pytest.importorskip("matplotlib")
     embeddings, labels, _, classes = _data(12)
     coordinates = plot_embeddings_2d(
-        embeddings, labels, classes, tmp_path / "t.png", method="tsne"
+        embeddings, labels, classes, tmp_path / "t.png", method="tsne", max_iter=250
     )
     assert coordinates.shape == (12, 2) and np.isfinite(coordinates).all()
     with pytest.raises(ValueError, match="method"):

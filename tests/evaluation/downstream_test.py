@@ -1,0 +1,180 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_ecg.data.ecg_dataset import ECGDataset
+from keras_ecg.evaluation.downstream import RecordAUCCheckpoint
+from keras_ecg.evaluation.downstream import evaluate_records
+from keras_ecg.evaluation.downstream import predict_records
+from keras_ecg.evaluation.downstream import train_downstream
+from keras_ecg.models.ecg_classifier import ECGClassifier
+
+LEADS = 3
+
+
+def _dataset(num_records=16, lengths=(100,), seed=0):
+    """Records whose label k is 1 when lead k's mean is positive."""
+    rng = np.random.default_rng(seed)
+    signals, labels = [], []
+    for i in range(num_records):
+        offset = rng.choice([-1.0, 1.0], size=LEADS) * rng.uniform(0.5, 1.5, LEADS)
+        length = lengths[i % len(lengths)]
+        signal = offset + 0.3 * rng.normal(size=(length, LEADS))
+        signals.append(signal.astype("float32"))
+        labels.append((offset > 0).astype("float32")[:2])
+    return ECGDataset(
+        signals=signals,
+        record_ids=[f"r{i}" for i in range(num_records)],
+        sampling_rate=100,
+        lead_names=("I", "II", "III"),
+        labels=np.stack(labels),
+        classes=["A", "B"],
+    )
+
+
+def _backbone(name="backbone"):
+    inputs = keras.Input((None, LEADS))
+    x = keras.layers.Conv1D(4, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.GlobalAveragePooling1D(name="gap")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def _starts(length, window, stride):
+    """Independent restatement of the window grid (+ end-aligned tail)."""
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] != length - window:
+        starts.append(length - window)
+    return starts
+
+
+def test_predict_records_aggregates_sigmoid_windows():
+    data = _dataset(num_records=5, lengths=(100, 90, 120))
+    model = ECGClassifier(_backbone(), num_classes=2)
+    windows, owner = [], []
+    for i, signal in enumerate(data.signals):
+        for start in _starts(len(signal), 40, 25):
+            windows.append(signal[start : start + 40])
+            owner.append(i)
+    owner = np.asarray(owner)
+    logits = keras.ops.convert_to_numpy(model(np.stack(windows), training=False))
+    probabilities = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    for aggregation, reduce in (("mean", np.mean), ("max", np.max)):
+        actual = predict_records(
+            model,
+            data,
+            window_length=40,
+            stride=25,
+            batch_size=7,
+            aggregation=aggregation,
+        )
+        expected = np.stack(
+            [reduce(probabilities[owner == i], axis=0) for i in range(len(data))]
+        )
+        assert actual.dtype == np.float32
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_records_needs_labels():
+    data = _dataset(num_records=4)
+    data.labels = None
+    with pytest.raises(ValueError, match="labelled"):
+        evaluate_records(ECGClassifier(_backbone(), 2), data)
+
+
+class _SetHeadEachEpoch(keras.callbacks.Callback):
+    """Epoch 0 runs with a perfect head, later epochs with its negation."""
+
+    def __init__(self, kernel):
+        super().__init__()
+        self.kernel = kernel
+
+    def on_epoch_begin(self, epoch, logs=None):
+        sign = 1.0 if epoch == 0 else -1.0
+        self.model.head_denses[0].kernel.assign(sign * self.kernel)
+
+
+def test_checkpoint_restores_best_epoch_and_logs_auc():
+    data = _dataset(num_records=12)
+    identity = keras.Sequential(
+        [keras.Input((None, LEADS)), keras.layers.GlobalAveragePooling1D()]
+    )
+    model = ECGClassifier(identity, num_classes=2)
+    model.build((None, 40, LEADS))
+    # Logit k = mean of lead k: a perfect classifier on this data.
+    kernel = np.eye(LEADS, 2, dtype="float32") * 5.0
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="mse")
+    checkpoint = RecordAUCCheckpoint(data, window_length=40, stride=20)
+    history = model.fit(
+        data.to_array()[:, :40],
+        data.labels,
+        epochs=3,
+        batch_size=12,
+        verbose=0,
+        callbacks=[_SetHeadEachEpoch(kernel), checkpoint],
+    )
+    np.testing.assert_allclose(checkpoint.history, [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(history.history["val_macro_auc"], [1.0, 0.0, 0.0])
+    assert checkpoint.best_epoch == 0 and checkpoint.best_auc == 1.0
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model.head_denses[0].kernel), kernel
+    )
+    assert evaluate_records(model, data, window_length=40, stride=20)[
+        "macro_auc"
+    ] == pytest.approx(1.0)
+
+
+def _backbone_weights(model):
+    return [keras.ops.convert_to_numpy(w).copy() for w in model.backbone.weights]
+
+
+def _changed(before, after):
+    return [not np.array_equal(b, a) for b, a in zip(before, after)]
+
+
+@pytest.mark.parametrize(
+    "mode, discriminative_lr", [("linear", None), ("finetune", None), ("finetune", 0)]
+)
+def test_train_downstream_modes(mode, discriminative_lr):
+    train, val = _dataset(num_records=16, seed=1), _dataset(num_records=8, seed=2)
+    backbone = _backbone()
+    backbone(np.zeros((1, 40, LEADS), "float32"))
+    before = [keras.ops.convert_to_numpy(w).copy() for w in backbone.weights]
+    trainable = [id(w) for w in backbone.trainable_weights]
+    result = train_downstream(
+        backbone,
+        train,
+        val,
+        mode=mode,
+        epochs=2 if mode == "linear" else 1,
+        batch_size=8,
+        learning_rate=1e-2,
+        crop_length=40,
+        verbose=0,
+        discriminative_lr=discriminative_lr,
+    )
+    model = result["model"]
+    after = _backbone_weights(model)
+    changed = dict(
+        zip([id(w) for w in model.backbone.weights], _changed(before, after))
+    )
+    assert len(result["val_auc"]) == (2 if mode == "linear" else 1)
+    assert result["best_val_auc"] == max(result["val_auc"])
+    assert result["best_epoch"] == int(np.argmax(result["val_auc"]))
+    assert all(0.0 <= auc <= 1.0 for auc in result["val_auc"])
+    if mode == "linear":
+        # Frozen incl. BatchNorm moving statistics.
+        assert not any(changed.values())
+    elif discriminative_lr == 0:
+        # Backbone learning rate 0: trainable weights fixed, BN statistics move.
+        assert not any(changed[i] for i in trainable)
+        assert any(changed[i] for i in changed if i not in trainable)
+        assert isinstance(model.optimizer, keras.optimizers.MultiOptimizer)
+    else:
+        assert all(changed[i] for i in trainable)
+
+
+def test_train_downstream_rejects_bad_mode():
+    data = _dataset(num_records=4)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        train_downstream(_backbone(), data, data, mode="probe")

@@ -1,0 +1,108 @@
+import os
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+from keras_ecg.data.synthetic import make_synthetic_ecg
+from keras_ecg.tuning import SSLHyperModel
+from keras_ecg.tuning import build_augmentation
+from keras_ecg.tuning import run_search
+
+
+@pytest.fixture(scope="module")
+def splits():
+    data = make_synthetic_ecg(
+        120, duration_s=2.5, classes=["NORM", "AFIB", "CLBBB"], seed=0
+    )
+    return data.subset(list(range(90))), data.subset(list(range(90, 120)))
+
+
+def test_build_uses_hp_architecture(splits):
+    train, val = splits
+    hp = kt.HyperParameters()
+    hp.Fixed("encoder_width", 16)
+    hp.Fixed("projection_dim", 8)
+    hp.Fixed("temperature", 0.25)
+    model = SSLHyperModel("simclr", train, val, size="tiny").build(hp)
+    assert model.built and model.temperature == 0.25
+    # Tiny base widths (16, 16) rescaled to width 16; concat pooling doubles it.
+    assert model.encoder.widths == (16, 16)
+    assert model.projection_head.output_dim == 8
+    x = np.zeros((2, 62, 12), "float32")
+    assert model.backbone(x).shape == (2, 32)
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+
+
+def test_build_augmentation_strengths():
+    augment = build_augmentation(0.7, 0.3, seed=1)
+    rrc, timeout = augment.layers
+    assert rrc.crop_ratio_range == (0.7, 1.0)
+    assert timeout.crop_ratio_range == (0.15, 0.3)
+
+
+def test_hypermodel_requires_labels(splits):
+    train, val = splits
+    unlabelled = train.subset(list(range(10)))
+    unlabelled.labels = None
+    with pytest.raises(ValueError, match="val_data must be a labelled"):
+        SSLHyperModel("simclr", train, unlabelled)
+    with pytest.raises(ValueError, match="probe"):
+        SSLHyperModel("simclr", train, val, probe="svm")
+
+
+def test_random_search_saves_a_reloadable_best_model(splits, tmp_path):
+    train, val = splits
+    result = run_search(
+        "simclr",
+        train,
+        val,
+        tuner="random",
+        max_trials=1,
+        epochs=1,
+        directory=str(tmp_path),
+        seed=1,
+        size="tiny",
+        batch_size=32,
+    )
+    assert result["objective"] == "probe_auc" and result["num_trials"] == 1
+    assert 0.0 <= result["best_score"] <= 1.0
+    assert {"learning_rate", "temperature", "crop_length"} <= set(
+        result["best_hyperparameters"]
+    )
+    assert os.path.exists(result["best_model_path"])
+    model = keras.saving.load_model(result["best_model_path"])
+    # The reloaded weights reproduce the trial's probe score exactly.
+    hp = kt.HyperParameters()
+    hp.values.update(result["best_hyperparameters"])
+    hypermodel = SSLHyperModel("simclr", train, val, size="tiny")
+    crop = result["best_hyperparameters"]["crop_length"]
+    assert hypermodel.probe_score(model, crop) == pytest.approx(
+        result["best_score"], abs=1e-6
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tuner", ["bayesian", "hyperband"])
+def test_bayesian_and_hyperband_searches(splits, tmp_path, tuner):
+    train, val = splits
+    result = run_search(
+        "cpc",
+        train,
+        val,
+        tuner=tuner,
+        max_trials=2,
+        epochs=2,
+        directory=str(tmp_path),
+        size="tiny",
+        batch_size=32,
+        probe="knn",
+    )
+    assert result["num_trials"] >= 1 and 0.0 <= result["best_score"] <= 1.0
+    model = keras.saving.load_model(result["best_model_path"])
+    hypermodel = SSLHyperModel("cpc", train, val, size="tiny", probe="knn")
+    crop = min(result["best_hyperparameters"]["crop_length"], 250)
+    assert hypermodel.probe_score(model, crop) == pytest.approx(
+        result["best_score"], abs=1e-6
+    )
