@@ -17,9 +17,7 @@ import warnings
 
 import keras
 
-from keras_ecg.data.lead_standardizer import LeadStandardizer
-from keras_ecg.data.sources import load_source
-from keras_ecg.data.sources import split_dataset
+from keras_ecg.data.sources import load_splits
 from keras_ecg.evaluation.downstream import evaluate_records
 from keras_ecg.evaluation.downstream import train_downstream
 from keras_ecg.layers.augmentation.presets import paper_augmentations
@@ -56,18 +54,14 @@ start = time.time()
 # PTB-XL folds 1-8 / 9 / 10, leads standardised on the training records. The
 # PTB-XL subset shipped with the project has no fold 10: validation stands in.
 
-data = load_source(
+splits = load_splits(
     args.data,
     label_set=args.label_set,
     num_synthetic_records=args.num_records,
     seed=args.seed,
+    test_falls_back_to_val=True,
 )
-train, val, test = split_dataset(data, seed=args.seed)
-if len(test) == 0:
-    print("No test records (fold 10 missing): reporting on the validation split.")
-    test = val
-standardizer = LeadStandardizer().fit(train)
-train, val, test = (standardizer.transform(d) for d in (train, val, test))
+train, val, test = splits.train, splits.val, splits.test
 print(f"{len(train)} train / {len(val)} val / {len(test)} test records")
 
 # ## Self-supervised pretraining

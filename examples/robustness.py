@@ -18,9 +18,7 @@ import warnings
 
 import keras
 
-from keras_ecg.data.lead_standardizer import LeadStandardizer
-from keras_ecg.data.sources import load_source
-from keras_ecg.data.sources import split_dataset
+from keras_ecg.data.sources import load_splits
 from keras_ecg.evaluation.downstream import train_downstream
 from keras_ecg.evaluation.experiments import robustness_table
 from keras_ecg.layers.augmentation.presets import paper_augmentations
@@ -53,18 +51,19 @@ start = time.time()
 # `robustness_table`. The PTB-XL subset shipped with the project has no fold
 # 10: validation stands in for the test split.
 
-data = load_source(
+splits = load_splits(
     args.data,
     label_set=args.label_set,
     num_synthetic_records=args.num_records,
     seed=args.seed,
+    test_falls_back_to_val=True,
 )
-train, val, raw_test = split_dataset(data, seed=args.seed)
-if len(raw_test) == 0:
-    print("No test records (fold 10 missing): reporting on the validation split.")
-    raw_test = val
-standardizer = LeadStandardizer().fit(train)
-train, val = (standardizer.transform(d) for d in (train, val))
+train, val, raw_test, standardizer = (
+    splits.train,
+    splits.val,
+    splits.raw_test,
+    splits.standardizer,
+)
 print(f"{len(train)} train / {len(val)} val / {len(raw_test)} test records")
 
 # ## Pretraining, then finetuning vs from scratch

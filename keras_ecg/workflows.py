@@ -10,8 +10,7 @@ from keras_ecg.callbacks import StepCheckpoint
 from keras_ecg.callbacks import StopOnNonFiniteLoss
 from keras_ecg.callbacks import resumable_fit
 from keras_ecg.data.lead_standardizer import LeadStandardizer
-from keras_ecg.data.sources import load_source
-from keras_ecg.data.sources import split_dataset
+from keras_ecg.data.sources import load_splits
 from keras_ecg.evaluation.downstream import evaluate_records
 from keras_ecg.evaluation.downstream import train_downstream
 from keras_ecg.models.method_factory import build_method
@@ -28,8 +27,15 @@ def _print_header(args, what):
 
 
 def prepare_data(args, standardizer_path=None):
-    """Loads `--data`, splits it and standardises every lead on the train split."""
-    data = load_source(
+    """Loads `--data`, splits it and standardises every lead on the train split.
+
+    With `standardizer_path`, an existing standardiser is reused (so a
+    pretrained encoder sees data scaled as in pretraining) or the new one saved.
+    """
+    standardizer = None
+    if standardizer_path and os.path.exists(standardizer_path):
+        standardizer = LeadStandardizer.load(standardizer_path)
+    splits = load_splits(
         args.data,
         sampling_rate=args.sampling_rate,
         label_set=args.label_set,
@@ -37,19 +43,15 @@ def prepare_data(args, standardizer_path=None):
         cache_dir=args.cache_dir,
         on_error="skip" if args.skip_bad_records else "raise",
         seed=args.seed,
+        standardizer=standardizer,
     )
-    train, val, test = split_dataset(data, seed=args.seed)
-    if standardizer_path and os.path.exists(standardizer_path):
-        standardizer = LeadStandardizer.load(standardizer_path)
-    else:
-        standardizer = LeadStandardizer().fit(train)
-        if standardizer_path:
-            standardizer.save(standardizer_path)
-    train, val, test = (standardizer.transform(d) for d in (train, val, test))
+    if standardizer_path and standardizer is None:
+        splits.standardizer.save(standardizer_path)
+    train, val, test = splits.train, splits.val, splits.test
     print(
         f"records: {len(train)} train / {len(val)} val / {len(test)} test, "
-        f"{data.num_leads} leads at {data.sampling_rate} Hz, "
-        f"{data.num_classes} classes",
+        f"{train.num_leads} leads at {train.sampling_rate} Hz, "
+        f"{train.num_classes} classes",
         flush=True,
     )
     return train, val, test

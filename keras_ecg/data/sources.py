@@ -1,5 +1,6 @@
 """One entry point for "the data at this path": PTB-XL, a WFDB folder, or synthetic."""
 
+import collections
 import os
 
 import numpy as np
@@ -98,4 +99,63 @@ def split_dataset(
         data.subset(np.sort(train)),
         data.subset(np.sort(val)),
         data.subset(np.sort(test)),
+    )
+
+
+class Splits(
+    collections.namedtuple(
+        "Splits", ["train", "val", "test", "standardizer", "raw_test"]
+    )
+):
+    """Standardised train/val/test splits, the standardiser and the raw test set.
+
+    `raw_test` keeps the test records in mV, for experiments (noise robustness)
+    whose corruption is defined in physical units before standardisation.
+    """
+
+
+def load_splits(
+    path,
+    sampling_rate=100,
+    label_set="all",
+    num_synthetic_records=1200,
+    cache_dir=None,
+    on_error="raise",
+    seed=0,
+    standardizer=None,
+    test_falls_back_to_val=False,
+):
+    """Loads `path`, splits it and standardises every lead on the train split.
+
+    Args:
+        path, sampling_rate, label_set, num_synthetic_records, cache_dir,
+            on_error, seed: as in `load_source`.
+        standardizer: a fitted `LeadStandardizer` to reuse (e.g. the one saved
+            with a pretrained model); `None` fits one on the train split.
+        test_falls_back_to_val: when the data has no test records (the PTB-XL
+            subset without fold 10), use the validation records as test and
+            say so.
+
+    Returns:
+        A `Splits` named tuple.
+    """
+    from keras_ecg.data.lead_standardizer import LeadStandardizer
+
+    data = load_source(
+        path,
+        sampling_rate=sampling_rate,
+        label_set=label_set,
+        num_synthetic_records=num_synthetic_records,
+        cache_dir=cache_dir,
+        on_error=on_error,
+        seed=seed,
+    )
+    train, val, test = split_dataset(data, seed=seed)
+    if len(test) == 0 and test_falls_back_to_val:
+        print("No test records (e.g. fold 10 missing): the validation split stands in.")
+        test = val
+    if standardizer is None:
+        standardizer = LeadStandardizer().fit(train)
+    return Splits(
+        *(standardizer.transform(d) for d in (train, val, test)), standardizer, test
     )

@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from keras_ecg.data.sources import detect_source
+from keras_ecg.data.sources import load_splits
+from keras_ecg.data.sources import split_dataset
+from keras_ecg.data.synthetic import make_synthetic_ecg
+
+pytestmark = pytest.mark.backend_agnostic
+
+
+def test_detect_source(ptbxl_dir, cinc_dir, tmp_path):
+    assert detect_source("synthetic") == "synthetic"
+    assert detect_source(str(ptbxl_dir)) == "ptbxl"
+    assert detect_source(str(cinc_dir)) == "wfdb"
+    with pytest.raises(FileNotFoundError, match="neither"):
+        detect_source(str(tmp_path / "missing"))
+
+
+def test_fold_split_and_standardisation_fitted_on_train_only():
+    splits = load_splits("synthetic", num_synthetic_records=100, seed=1)
+    data = make_synthetic_ecg(num_records=100, seed=1)
+    raw_train, _, raw_test = split_dataset(data)
+    assert len(splits.train) == len(raw_train) and len(splits.test) == len(raw_test)
+    stacked = np.concatenate([np.asarray(s) for s in raw_train.signals])
+    mean, std = stacked.mean(0), stacked.std(0)
+    expected = (np.asarray(raw_test.signals[0]) - mean) / std
+    np.testing.assert_allclose(splits.test.signals[0], expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(splits.raw_test.signals[0], raw_test.signals[0])
+    assert set(splits.train.folds) == set(range(1, 9))
+    assert set(splits.test.folds) == {10}
+
+
+def test_missing_test_fold_falls_back_to_val_when_asked(ptbxl_dir):
+    splits = load_splits(str(ptbxl_dir), test_falls_back_to_val=True)
+    assert set(splits.test.folds) == {9}
+    assert splits.test.record_ids == splits.val.record_ids
+    no_fallback = load_splits(str(ptbxl_dir))
+    assert len(no_fallback.test) == 0
+
+
+def test_random_split_without_folds_is_disjoint_and_seeded(cinc_dir):
+    from keras_ecg.data.wfdb_folder import load_wfdb_folder
+
+    data = load_wfdb_folder(str(cinc_dir))
+    train, val, test = split_dataset(data, seed=3)
+    ids = [set(d.record_ids) for d in (train, val, test)]
+    assert sum(len(i) for i in ids) == len(data) == len(set().union(*ids))
+    assert split_dataset(data, seed=3)[1].record_ids == val.record_ids
