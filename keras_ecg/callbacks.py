@@ -352,6 +352,8 @@ def resumable_fit(
         before an interruption; `"resumed_from"` holds the restored metadata
         (None for a fresh run).
     """
+    # A tf.data pipeline shuffles itself; fit's default would only warn.
+    fit_kwargs.setdefault("shuffle", False)
     checkpoint = StepCheckpoint(backup_dir, save_every_steps=save_every_steps)
     metadata = checkpoint.restore(model)
     callbacks = list(callbacks) + [checkpoint]

@@ -88,7 +88,6 @@ def gather_across_replicas(x, return_offset=False):
     if not return_offset:
         return gathered
     # Local batches may differ in size (a last partial batch): count the rows
-    # of the replicas before this one.
     # of the replicas before this one. Gathered as float32 row labels: an
     # int32 collective beside the float ones has been seen to mismatch
     # collective instances between CPU replicas.
@@ -110,6 +109,55 @@ def scale_loss_for_replicas(loss):
     if count == 1:
         return loss
     return loss * (1.0 / count)
+
+
+class _ReplicaFoldedSeedGenerator(keras.random.SeedGenerator):
+    """A view of a `SeedGenerator` that folds the replica id into its seeds.
+
+    Shares the wrapped generator's state (no variable of its own): each
+    `next()` advances that state exactly as the generator would, then offsets
+    the first seed component by the replica id, so the replicas of one step
+    draw different numbers while the state stays the same on all of them.
+    """
+
+    def __init__(self, generator, replica_id):  # noqa: D107 - no own state
+        self._generator = generator
+        self._replica_id = replica_id
+
+    @property
+    def state(self):
+        return self._generator.state
+
+    def next(self, ordered=True):
+        tf = _tf()
+        seed = tf.convert_to_tensor(self._generator.next(ordered=ordered))
+        # A large odd stride keeps replica streams apart from the
+        # neighbouring integer seeds users pick.
+        offset = tf.cast(self._replica_id, seed.dtype) * 7919
+        return seed + tf.stack([offset, tf.zeros_like(offset)])
+
+
+def replica_seed(generator):
+    """The seed to draw random augmentation parameters with, per replica.
+
+    Inside a multi-replica TensorFlow step every replica holds the same copy
+    of a `SeedGenerator`'s state, so random layers would draw IDENTICAL
+    numbers on every replica (replica k's i-th example augmented exactly like
+    replica j's i-th). This returns a generator view that folds the replica
+    id into each seed. Anywhere else (one device, JAX `DataParallel` whose
+    steps draw once for the global batch, torch) it returns `generator`.
+
+    Args:
+        generator: a `keras.random.SeedGenerator`.
+
+    Returns:
+        A `keras.random.SeedGenerator` to pass as `seed` to `keras.random`
+        functions.
+    """
+    context = _replica_context()
+    if context is None:
+        return generator
+    return _ReplicaFoldedSeedGenerator(generator, context.replica_id_in_sync_group)
 
 
 def _default_tf_devices(tf):

@@ -4,7 +4,8 @@ Multi-device runs need a fresh process (JAX reads the device-count flag and TF
 the logical-device layout once, at start-up), so a worker script trains each
 method twice in a subprocess, on one device and on 4 replicas with the same
 global batch and initial weights, and reports the logged losses and weights.
-Encoders are BatchNorm-free: BN statistics are per replica by design.
+Encoders are BatchNorm-free (BN statistics are per replica under TF), except
+one JAX case checking that BN statistics there are global-batch statistics.
 """
 
 import json
@@ -33,7 +34,7 @@ if BACKEND == "tensorflow":
         cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(4)])
 import keras
 from keras_ecg import distribute
-from keras_ecg.models import CPC, SimCLR, SwAV
+from keras_ecg.models import BYOL, CPC, SimCLR, SwAV
 from keras_ecg.models.encoders import CPCContext, cpc_fc_encoder
 import keras_ecg.models.simclr as simclr_module
 
@@ -42,8 +43,10 @@ rng = np.random.default_rng(0)
 x = rng.normal(size=(GLOBAL_BATCH * STEPS, 24, 3)).astype("float32")
 views = (x, (x[:, ::-1] + 0.1 * rng.normal(size=x.shape)).astype("float32"))
 
-def conv_encoder():
-    return keras.Sequential([keras.layers.Conv1D(4, 5, activation="tanh"),
+def conv_encoder(batch_norm=False):
+    norm = [keras.layers.BatchNormalization()] if batch_norm else []
+    return keras.Sequential([keras.layers.Conv1D(4, 5), *norm,
+                             keras.layers.Activation("tanh"),
                              keras.layers.GlobalAveragePooling1D()])
 
 def make(name):
@@ -52,7 +55,11 @@ def make(name):
     head = lambda: ProjectionHead(hidden_dims=(6,), output_dim=5,
                                   use_batch_norm=False)
     if name.startswith("simclr"):
-        return SimCLR(conv_encoder(), head(), temperature=0.5), views
+        encoder = conv_encoder(batch_norm=name == "simclr_bn")
+        return SimCLR(encoder, head(), temperature=0.5), views
+    if name == "byol":
+        # total_steps 4 > 2 steps: tau < 1 at step 2, so the target moves.
+        return BYOL(conv_encoder(), head(), head(), tau=0.5, total_steps=4), views
     if name == "swav":
         return SwAV(conv_encoder(), head(), num_prototypes=4, queue_length=8,
                     queue_start_step=1, freeze_prototypes_steps=1), views
@@ -66,7 +73,7 @@ original_scale = distribute.scale_loss_for_replicas
 def recording_scale(loss):
     replicas_seen.append(distribute.num_replicas())
     return original_scale(loss)
-for module in ("simclr", "swav", "cpc"):
+for module in ("simclr", "swav", "cpc", "byol"):
     setattr(sys.modules["keras_ecg.models." + module],
             "scale_loss_for_replicas", recording_scale)
 
@@ -79,6 +86,7 @@ def train(name, weights, parallel):
         if weights is not None:
             model.set_weights(weights)
         start = [np.array(w) for w in model.get_weights()]
+        target_start = [np.array(v) for v in getattr(model, "target_weights", [])]
         # The single-device reference runs eagerly: no tracing, faster here.
         model.compile(optimizer=keras.optimizers.SGD(0.1),
                       run_eagerly=not parallel)
@@ -88,22 +96,44 @@ def train(name, weights, parallel):
         if parallel:
             devices = (dist.num_replicas_in_sync if BACKEND == "tensorflow"
                        else int(np.prod(dist.device_mesh.shape)))
+    target_moved = max([float(np.max(np.abs(a - np.array(v)))) for a, v in
+                        zip(target_start, getattr(model, "target_weights", []))]
+                       or [0.0])
     return (start, float(history.history["loss"][0]),
-            [np.array(w) for w in model.get_weights()], devices)
+            [np.array(w) for w in model.get_weights()], devices, target_moved)
+
+def augmenter_draws():
+    # The same seeded noise layer, one device vs each replica of 4.
+    import tensorflow as tf
+    from keras_ecg.layers.augmentation import GaussianNoise
+    zeros = np.zeros((8, 16, 2), "float32")
+    single = np.array(GaussianNoise(1.0, seed=4)(zeros))
+    with distribute.data_parallel() as strategy:
+        layer = GaussianNoise(1.0, seed=4)
+        step = tf.function(lambda x: strategy.run(layer, args=(x,)))
+        dataset = strategy.experimental_distribute_dataset(
+            tf.data.Dataset.from_tensor_slices(zeros).batch(8))
+        local = [np.array(v) for v in
+                 strategy.experimental_local_results(step(next(iter(dataset))))]
+    return {"single": single[:2].tolist(), "replicas": [v.tolist() for v in local]}
 
 results = {}
 names = sys.argv[1].split(",")
 for name in names:
+    if name == "augmenter":
+        results[name] = augmenter_draws()
+        continue
     if name == "simclr_nogather":
         # Negative control: without gathering, per-replica losses differ.
         simclr_module.gather_across_replicas = (
             lambda z, return_offset=False: (z, 0) if return_offset else z)
-    start, loss_1, weights_1, _ = train(name, None, False)
+    start, loss_1, weights_1, _, target_moved_1 = train(name, None, False)
     del replicas_seen[:]
-    _, loss_4, weights_4, devices = train(name, start, True)
+    _, loss_4, weights_4, devices, target_moved_4 = train(name, start, True)
     results[name] = {
         "loss_1": loss_1, "loss_4": loss_4, "devices": devices,
         "replicas_seen": sorted(set(replicas_seen)),
+        "target_moved": [target_moved_1, target_moved_4],
         "moved": max(float(np.max(np.abs(a - b)))
                      for a, b in zip(start, weights_1)),
         "weight_diff": max(float(np.max(np.abs(a - b)))
@@ -145,12 +175,16 @@ _MULTI_DEVICE = pytest.mark.skipif(
 def test_four_replicas_match_one_device_on_the_global_batch():
     # The worker also accepts "cpc_sequence" (same-sequence negatives, drawn
     # for the global batch); left out here to keep the test fast.
-    names = ["simclr", "swav", "cpc_batch"]
+    names = ["simclr", "swav", "cpc_batch", "byol"]
     if BACKEND == "tensorflow":
-        names.append("simclr_nogather")
+        names += ["simclr_nogather", "augmenter"]
+    else:
+        # JAX traces the step on global arrays: BatchNorm statistics are
+        # global-batch statistics too, so even a BN encoder matches.
+        names.append("simclr_bn")
     results = _run_worker(names)
     for name in names:
-        if name == "simclr_nogather":
+        if name in ("simclr_nogather", "augmenter"):
             continue
         result = results[name]
         assert result["devices"] == 4, (name, result)
@@ -160,6 +194,10 @@ def test_four_replicas_match_one_device_on_the_global_batch():
             result["loss_4"], result["loss_1"], rtol=1e-5, err_msg=name
         )
         assert result["weight_diff"] < 1e-5, (name, result)
+        if name == "byol":
+            # The in-graph EMA ran on every replica setup (weights compared
+            # above include the target network).
+            assert min(result["target_moved"]) > 1e-5, result
         if BACKEND == "tensorflow":
             # compute_loss ran per replica (scaled by 1/4), not on one device.
             assert result["replicas_seen"] == [4], (name, result)
@@ -169,6 +207,16 @@ def test_four_replicas_match_one_device_on_the_global_batch():
     if BACKEND == "tensorflow":
         control = results["simclr_nogather"]
         assert abs(control["loss_4"] - control["loss_1"]) > 1e-3, control
+        # On-device augmentation: each replica draws its own noise (not four
+        # copies of one draw); replica 0 continues the single-device stream.
+        draws = results["augmenter"]
+        replicas = [np.asarray(r) for r in draws["replicas"]]
+        assert len(replicas) == 4
+        np.testing.assert_allclose(replicas[0], draws["single"], rtol=1e-6)
+        for i in range(4):
+            assert np.std(replicas[i]) > 0.5
+            for j in range(i):
+                assert np.max(np.abs(replicas[i] - replicas[j])) > 0.5, (i, j)
 
 
 def test_helpers_are_identities_outside_a_replica_context():

@@ -1,7 +1,7 @@
 """Soak test: long pretraining on PTB-XL must not leak memory.
 
 Run with `pytest --run-slow tests/soak_test.py`; `KERAS_ECG_SOAK_STEPS`
-(default 600) sets the number of training steps.
+(default 3000) sets the number of training steps.
 """
 
 import os
@@ -25,7 +25,7 @@ TOLERANCE_MIB = float(os.environ.get("KERAS_ECG_SOAK_TOLERANCE_MIB", 64))
 
 @pytest.mark.slow
 def test_pretraining_memory_is_flat(ptbxl_dir, tmp_path):
-    steps = int(os.environ.get("KERAS_ECG_SOAK_STEPS", 600))
+    steps = int(os.environ.get("KERAS_ECG_SOAK_STEPS", 3000))
     data = load_ptbxl(ptbxl_dir, sampling_rate=100, folds=[1, 2, 3])
     data = LeadStandardizer().fit(data).transform(data)
     keras.utils.set_random_seed(0)

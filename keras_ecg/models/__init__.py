@@ -1,5 +1,6 @@
 """keras_ecg.models."""
 
+from keras_ecg.models import encoders
 from keras_ecg.models.byol import BYOL
 from keras_ecg.models.cpc import CPC
 from keras_ecg.models.ecg_classifier import ECGClassifier

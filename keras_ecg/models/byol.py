@@ -7,6 +7,7 @@ import warnings
 import keras
 from keras import ops
 
+from keras_ecg.distribute import scale_loss_for_replicas
 from keras_ecg.losses.byol_loss import byol_loss
 from keras_ecg.models.simclr import _build_layer
 from keras_ecg.models.simclr import _is_shape
@@ -296,6 +297,11 @@ class BYOL(keras.Model):
         online, target = self.online_weights, self.target_weights
         # Runs outside any layer call, so variables are read in full
         # precision (no mixed-precision autocast) for the copy and the EMA.
+        # Under tf.distribute.MirroredStrategy these assignments run on every
+        # replica: variables with aggregation "none" (all layer weights) take
+        # each replica's value on its own device copy, and the values are
+        # equal because they come from mirrored weights, so the target stays
+        # mirrored without any cross-replica communication.
         synced = self.target_synced.value > 0
         for o, t in zip(online, target, strict=True):
             t.assign(ops.where(synced, t.value, ops.stop_gradient(o.value)))
@@ -317,7 +323,7 @@ class BYOL(keras.Model):
         if regularization is not None:
             loss = loss + regularization
         self.loss_tracker.update_state(loss)
-        return loss
+        return scale_loss_for_replicas(loss)
 
     def fit(self, *args, **kwargs):
         """`keras.Model.fit`; first sets `K` of the tau schedule if unset.

@@ -14,6 +14,8 @@ import numpy as np
 # TensorFlow ops inside `tf.data` pipelines, whatever the Keras backend is.
 from keras.src.layers.preprocessing.data_layer import DataLayer
 
+from keras_ecg.distribute import replica_seed
+
 
 @keras.saving.register_keras_serializable(package="keras_ecg")
 class ECGAugmentation(DataLayer):
@@ -127,7 +129,8 @@ class ECGAugmentation(DataLayer):
         """
         batch_size, timesteps, leads = self._check_shape(input_shape)
         if seed is None:
-            seed = self._get_seed_generator(self.backend._backend)
+            # Per-replica streams inside a tf.distribute replica step.
+            seed = replica_seed(self._get_seed_generator(self.backend._backend))
         parameters = dict(self._sample_parameters(batch_size, timesteps, leads, seed))
         if self.probability < 1.0:
             draw = self._uniform((batch_size,), 0.0, 1.0, seed)
