@@ -29,6 +29,7 @@ from machine import cpu_name
 HERE = os.path.dirname(os.path.abspath(__file__))
 BEGIN = "<!-- reproduce_ptbxl:begin -->"
 END = "<!-- reproduce_ptbxl:end -->"
+DEFAULT_LR_NOTE = "1e-2 linear (BatchNorm head, near-zero init), 1e-3 otherwise"
 
 
 def main(argv=None):
@@ -45,7 +46,12 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--eval-epochs", type=int, default=15)
-    parser.add_argument("--eval-lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--eval-lr",
+        type=float,
+        default=None,
+        help="downstream lr; default: 1e-2 linear, 1e-3 finetune/scratch",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="runs/reproduce_ptbxl")
     parser.add_argument("--update-readme", action="store_true")
@@ -148,7 +154,8 @@ def main(argv=None):
         f"{args.cpc_pretrain_epochs or args.pretrain_epochs}), batch "
         f"{args.batch_size} (CPC {args.cpc_batch_size}), AdamW lr {args.lr}; "
         f"downstream {args.eval_epochs} "
-        f"epochs, lr {args.eval_lr}; label set `{args.label_set}` "
+        f"epochs, lr {args.eval_lr or DEFAULT_LR_NOTE}; "
+        f"label set `{args.label_set}` "
         f"({present} classes present in fold 9); {len(train)}/{len(val)}/"
         f"{len(test)} train/val/test records; total {total / 60:.1f} min.\n\n"
     )

@@ -44,7 +44,12 @@ def _add_common(parser):
 def _add_downstream(parser):
     parser.add_argument("--eval-epochs", type=int, default=10)
     parser.add_argument("--eval-batch-size", type=int, default=128)
-    parser.add_argument("--eval-lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--eval-lr",
+        type=float,
+        default=None,
+        help="downstream learning rate (default: 1e-2 linear, 1e-3 finetune)",
+    )
 
 
 def build_parser():
@@ -65,7 +70,7 @@ def build_parser():
     )
     demo.add_argument("--epochs", type=int, default=15)
     demo.add_argument("--lr", type=float, default=1e-3)
-    demo.set_defaults(output="runs/demo", eval_epochs=15, eval_lr=3e-3, batch_size=64)
+    demo.set_defaults(output="runs/demo", eval_epochs=15, batch_size=64)
 
     pretrain = sub.add_parser("pretrain", help="self-supervised pretraining")
     _add_common(pretrain)

@@ -33,6 +33,11 @@ class ECGClassifier(keras.Model):
             `Dense`.
         activation: activation of the output layer; `None` returns logits.
         freeze_backbone: whether to freeze the backbone (linear evaluation).
+        output_initializer: initializer of the output layer's kernel; linear
+            probes usually start from a near-zero head (e.g.
+            `keras.initializers.TruncatedNormal(stddev=0.01)`, as MAE's), so
+            that the few steps of a linear evaluation are not spent undoing a
+            random initial ranking.
         **kwargs: base `keras.Model` arguments (`name`, `trainable`, ...).
 
     Example:
@@ -57,6 +62,7 @@ class ECGClassifier(keras.Model):
         use_batch_norm=False,
         activation=None,
         freeze_backbone=False,
+        output_initializer="glorot_uniform",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -81,6 +87,7 @@ class ECGClassifier(keras.Model):
         self.use_batch_norm = bool(use_batch_norm)
         self.activation = activation
         self.freeze_backbone = bool(freeze_backbone)
+        self.output_initializer = keras.initializers.get(output_initializer)
         if self.freeze_backbone:
             _freeze(self.backbone)
 
@@ -105,6 +112,9 @@ class ECGClassifier(keras.Model):
                 keras.layers.Dense(
                     dim,
                     activation=activation if last else "relu",
+                    kernel_initializer=self.output_initializer
+                    if last
+                    else "glorot_uniform",
                     name=f"head_{suffix}",
                 )
             )
@@ -172,12 +182,17 @@ class ECGClassifier(keras.Model):
             if self.activation is None or isinstance(self.activation, str)
             else keras.activations.serialize(self.activation),
             "freeze_backbone": self.freeze_backbone,
+            "output_initializer": keras.initializers.serialize(self.output_initializer),
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        if "output_initializer" in config:
+            config["output_initializer"] = keras.initializers.deserialize(
+                config["output_initializer"]
+            )
         return cls(**config)
 
 

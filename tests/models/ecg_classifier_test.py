@@ -136,10 +136,19 @@ def test_config_and_saved_model_round_trip(tmp_path):
         head_hidden_dims=(5,),
         use_batch_norm=True,
         freeze_backbone=True,
+        output_initializer=keras.initializers.TruncatedNormal(stddev=0.01, seed=1),
     )
     x = np.random.default_rng(3).normal(size=(2, 40, 3)).astype("float32")
     model(x)
+    # Only the output kernel takes the probe initializer (std 0.01 -> |w| <
+    # 0.02); the hidden layer keeps Glorot's scale.
+    output_kernel = keras.ops.convert_to_numpy(model.head_denses[-1].kernel)
+    hidden_kernel = keras.ops.convert_to_numpy(model.head_denses[0].kernel)
+    assert np.abs(output_kernel).max() <= 0.02
+    assert np.abs(hidden_kernel).max() > 0.05
     rebuilt = assert_config_round_trip(model)
+    assert isinstance(rebuilt.output_initializer, keras.initializers.TruncatedNormal)
+    assert rebuilt.output_initializer.stddev == 0.01
     assert rebuilt.backbone.trainable is False
     assert isinstance(rebuilt.backbone, XResNet1D)
     restored = assert_saved_model_round_trip(model, x, tmp_path, atol=1e-5)
