@@ -46,9 +46,16 @@ def benchmark(method, size, batch_size, steps, warmup_steps):
     keras.utils.set_random_seed(0)
     model = build_method(method, size=size)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    model.fit(make_inputs(method, batch_size, warmup_steps), epochs=1, verbose=0)
+    model.fit(
+        make_inputs(method, batch_size, warmup_steps),
+        epochs=1,
+        verbose=0,
+        shuffle=False,
+    )
     start = time.perf_counter()
-    model.fit(make_inputs(method, batch_size, steps), epochs=1, verbose=0)
+    model.fit(
+        make_inputs(method, batch_size, steps), epochs=1, verbose=0, shuffle=False
+    )
     seconds = time.perf_counter() - start
     return {
         "method": method,

@@ -78,6 +78,7 @@ pretrained.fit(
     ),
     epochs=args.epochs,
     verbose=2,
+    shuffle=False,  # the tf.data pipeline shuffles
 )
 
 # ## Finetuning vs from scratch

@@ -77,6 +77,7 @@ pretrained.fit(
     ),
     epochs=args.epochs,
     verbose=2,
+    shuffle=False,  # the tf.data pipeline shuffles
 )
 probe = np.zeros((1, 250, train.num_leads), "float32")
 

@@ -72,7 +72,7 @@ dataset = make_method_dataset(
     augmentation=paper_augmentations("rrc_to", sampling_rate=train.sampling_rate),
     seed=args.seed,
 )
-model.fit(dataset, epochs=args.epochs, verbose=2)
+model.fit(dataset, epochs=args.epochs, verbose=2, shuffle=False)  # tf.data shuffles
 
 # ## Linear evaluation
 # The encoder is frozen (BatchNorm included) and only a linear head trains; the

@@ -80,6 +80,7 @@ pretrained.fit(
     ),
     epochs=args.epochs,
     verbose=2,
+    shuffle=False,  # the tf.data pipeline shuffles
 )
 
 
