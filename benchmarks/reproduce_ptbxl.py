@@ -32,6 +32,42 @@ END = "<!-- reproduce_ptbxl:end -->"
 DEFAULT_LR_NOTE = "1e-2 linear (BatchNorm head, near-zero init), 1e-3 otherwise"
 
 
+def load_subset_splits(data_dir, label_set, seed):
+    """Train / val / test of the PTB-XL subset, standardised on train.
+
+    Folds 1-8 minus a seeded 10% of their records (held out for epoch
+    selection) train; fold 9 tests (the subset has no fold 10).
+    """
+    import numpy as np
+
+    from keras_ecg.data.lead_standardizer import LeadStandardizer
+    from keras_ecg.data.ptbxl import load_ptbxl
+
+    data = load_ptbxl(data_dir, sampling_rate=100, label_set=label_set)
+    train_all = data.select_folds(range(1, 9))
+    test = data.select_folds([9])
+    order = np.random.default_rng(seed).permutation(len(train_all))
+    num_val = max(1, len(train_all) // 10)
+    val = train_all.subset(np.sort(order[:num_val]))
+    train = train_all.subset(np.sort(order[num_val:]))
+    standardizer = LeadStandardizer().fit(train)
+    return tuple(standardizer.transform(d) for d in (train, val, test))
+
+
+def update_readme(table, begin, end):
+    """Puts `table` between the `begin` / `end` markers of benchmarks/README.md."""
+    readme = os.path.join(HERE, "README.md")
+    with open(readme) as f:
+        text = f.read()
+    if begin not in text or end not in text:
+        raise SystemExit(f"{readme} lacks the {begin} / {end} markers.")
+    before, rest = text.split(begin, 1)
+    _, after = rest.split(end, 1)
+    with open(readme, "w") as f:
+        f.write(before + begin + "\n" + table + end + after)
+    print(f"updated {readme}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -58,10 +94,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import keras
-    import numpy as np
 
-    from keras_ecg.data.lead_standardizer import LeadStandardizer
-    from keras_ecg.data.ptbxl import load_ptbxl
     from keras_ecg.evaluation.downstream import evaluate_records
     from keras_ecg.evaluation.downstream import train_downstream
     from keras_ecg.models.method_factory import build_method
@@ -69,20 +102,12 @@ def main(argv=None):
 
     os.makedirs(args.output, exist_ok=True)
     start_all = time.time()
-    data = load_ptbxl(args.data, sampling_rate=100, label_set=args.label_set)
-    train_all = data.select_folds(range(1, 9))
-    test = data.select_folds([9])
-    order = np.random.default_rng(args.seed).permutation(len(train_all))
-    num_val = max(1, len(train_all) // 10)
-    val = train_all.subset(np.sort(order[:num_val]))
-    train = train_all.subset(np.sort(order[num_val:]))
-    standardizer = LeadStandardizer().fit(train)
-    train, val, test = (standardizer.transform(d) for d in (train, val, test))
+    train, val, test = load_subset_splits(args.data, args.label_set, args.seed)
     present = int((test.labels.sum(0) > 0).sum())
     print(
         f"PTB-XL subset: {len(train)} train / {len(val)} val (folds 1-8) / "
         f"{len(test)} test (fold 9) records; label set {args.label_set!r}: "
-        f"{data.num_classes} classes, {present} with a positive in the test fold",
+        f"{train.num_classes} classes, {present} with a positive in the test fold",
         flush=True,
     )
 
@@ -181,15 +206,7 @@ def main(argv=None):
     with open(os.path.join(args.output, "results.json"), "w") as f:
         json.dump(rows, f, indent=2)
     if args.update_readme:
-        readme = os.path.join(HERE, "README.md")
-        text = open(readme).read()
-        if BEGIN not in text or END not in text:
-            raise SystemExit(f"{readme} lacks the {BEGIN} / {END} markers.")
-        before, rest = text.split(BEGIN, 1)
-        _, after = rest.split(END, 1)
-        with open(readme, "w") as f:
-            f.write(before + BEGIN + "\n" + table + END + after)
-        print(f"updated {readme}")
+        update_readme(table, BEGIN, END)
     return 0
 
 
