@@ -25,6 +25,7 @@ import warnings
 from machine import cpu_name
 from reproduce_ptbxl import HERE
 from reproduce_ptbxl import load_subset_splits
+from reproduce_ptbxl import pretrain_once
 from reproduce_ptbxl import update_readme
 
 BEGIN = "<!-- label_efficiency:begin -->"
@@ -41,8 +42,6 @@ def main(argv=None):
     parser.add_argument("--method", default="cpc")
     parser.add_argument("--size", default="small", choices=("paper", "small", "tiny"))
     parser.add_argument("--pretrain-epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument(
         "--fractions", type=float, nargs="+", default=[0.05, 0.1, 0.25, 0.5, 1.0]
     )
@@ -58,7 +57,6 @@ def main(argv=None):
     from keras_ecg.evaluation.downstream import train_downstream
     from keras_ecg.evaluation.experiments import label_fraction_subset
     from keras_ecg.models.method_factory import build_method
-    from keras_ecg.workflows import pretrain
 
     # Small fractions lack positives of rare classes in the training subset;
     # the test AUC still covers every class present in fold 9.
@@ -71,19 +69,9 @@ def main(argv=None):
         f"records; label set {args.label_set!r}",
         flush=True,
     )
-    batch_size = args.batch_size or (32 if args.method == "cpc" else 128)
-    namespace = argparse.Namespace(
-        method=args.method,
-        size=args.size,
-        lr=args.lr,
-        batch_size=batch_size,
-        epochs=args.pretrain_epochs,
-        seed=args.seed,
+    path, pretrain_seconds = pretrain_once(
+        args.method, args.size, args.pretrain_epochs, args.seed, train, args.output
     )
-    t0 = time.time()
-    pretrain(namespace, train, os.path.join(args.output, args.method))
-    pretrain_seconds = time.time() - t0
-    path = os.path.join(args.output, args.method, "pretrained.keras")
 
     def backbone(protocol):
         if protocol == "scratch":

@@ -32,11 +32,13 @@ END = "<!-- reproduce_ptbxl:end -->"
 DEFAULT_LR_NOTE = "1e-2 linear (BatchNorm head, near-zero init), 1e-3 otherwise"
 
 
-def load_subset_splits(data_dir, label_set, seed):
+def load_subset_splits(data_dir, label_set, seed, with_raw_test=False):
     """Train / val / test of the PTB-XL subset, standardised on train.
 
     Folds 1-8 minus a seeded 10% of their records (held out for epoch
-    selection) train; fold 9 tests (the subset has no fold 10).
+    selection) train; fold 9 tests (the subset has no fold 10). With
+    `with_raw_test`, also returns the standardizer and the test split in mV
+    (for noise added before standardisation).
     """
     import numpy as np
 
@@ -51,7 +53,26 @@ def load_subset_splits(data_dir, label_set, seed):
     val = train_all.subset(np.sort(order[:num_val]))
     train = train_all.subset(np.sort(order[num_val:]))
     standardizer = LeadStandardizer().fit(train)
-    return tuple(standardizer.transform(d) for d in (train, val, test))
+    splits = tuple(standardizer.transform(d) for d in (train, val, test))
+    return splits + (standardizer, test) if with_raw_test else splits
+
+
+def pretrain_once(method, size, epochs, seed, train, output_dir, lr=1e-3):
+    """Pretrains `method` on `train`; returns the `.keras` path and seconds."""
+    from keras_ecg.workflows import pretrain
+
+    namespace = argparse.Namespace(
+        method=method,
+        size=size,
+        lr=lr,
+        batch_size=32 if method == "cpc" else 128,
+        epochs=epochs,
+        seed=seed,
+    )
+    start = time.time()
+    out = os.path.join(output_dir, method)
+    pretrain(namespace, train, out)
+    return os.path.join(out, "pretrained.keras"), time.time() - start
 
 
 def update_readme(table, begin, end):
