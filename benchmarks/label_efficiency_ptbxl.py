@@ -16,14 +16,14 @@ the label_efficiency markers):
         --method cpc --update-readme
 """
 
-import argparse
 import os
 import sys
 import time
 import warnings
 
 from machine import cpu_name
-from reproduce_ptbxl import HERE
+from reproduce_ptbxl import command_line
+from reproduce_ptbxl import experiment_parser
 from reproduce_ptbxl import load_subset_splits
 from reproduce_ptbxl import pretrain_once
 from reproduce_ptbxl import update_readme
@@ -34,21 +34,10 @@ PROTOCOLS = ("linear", "finetune", "scratch")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data", default=os.path.join(HERE, "..", "..", "shared", "data", "ptbxl")
-    )
-    parser.add_argument("--label-set", default="all")
-    parser.add_argument("--method", default="cpc")
-    parser.add_argument("--size", default="small", choices=("paper", "small", "tiny"))
-    parser.add_argument("--pretrain-epochs", type=int, default=20)
+    parser = experiment_parser(__doc__.splitlines()[0], "runs/label_efficiency_ptbxl")
     parser.add_argument(
         "--fractions", type=float, nargs="+", default=[0.05, 0.1, 0.25, 0.5, 1.0]
     )
-    parser.add_argument("--eval-epochs", type=int, default=15)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default="runs/label_efficiency_ptbxl")
-    parser.add_argument("--update-readme", action="store_true")
     args = parser.parse_args(argv)
 
     import keras
@@ -117,10 +106,7 @@ def main(argv=None):
             f"| {r['fraction']:g} | {r['records']} | {r['linear']:.4f} | "
             f"{r['finetune']:.4f} | {r['scratch']:.4f} |\n"
         )
-    command = "KERAS_BACKEND={} python benchmarks/label_efficiency_ptbxl.py {}".format(
-        keras.backend.backend(), " ".join(argv if argv is not None else sys.argv[1:])
-    )
-    table += f"\nCommand: `{command.strip()}`\n"
+    table += command_line("label_efficiency_ptbxl.py", argv)
     print("\n" + table)
     with open(os.path.join(args.output, "results.md"), "w") as f:
         f.write(table)

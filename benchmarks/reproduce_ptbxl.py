@@ -89,6 +89,32 @@ def update_readme(table, begin, end):
     print(f"updated {readme}")
 
 
+def experiment_parser(description, output):
+    """The arguments shared by the one-method PTB-XL subset experiments."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--data", default=os.path.join(HERE, "..", "..", "shared", "data", "ptbxl")
+    )
+    parser.add_argument("--label-set", default="all")
+    parser.add_argument("--method", default="cpc")
+    parser.add_argument("--size", default="small", choices=("paper", "small", "tiny"))
+    parser.add_argument("--pretrain-epochs", type=int, default=20)
+    parser.add_argument("--eval-epochs", type=int, default=15)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=output)
+    parser.add_argument("--update-readme", action="store_true")
+    return parser
+
+
+def command_line(script, argv):
+    """The `Command:` line that reproduces a run, for the results table."""
+    import keras
+
+    arguments = " ".join(argv if argv is not None else sys.argv[1:])
+    command = f"KERAS_BACKEND={keras.backend.backend()} python benchmarks/{script} "
+    return f"\nCommand: `{(command + arguments).strip()}`\n"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -217,10 +243,7 @@ def main(argv=None):
             f"{r.get('pretrain_seconds', 0):.0f} |"
         )
     table = header + "\n".join(lines) + "\n"
-    command = "KERAS_BACKEND={} python benchmarks/reproduce_ptbxl.py {}".format(
-        keras.backend.backend(), " ".join(argv if argv is not None else sys.argv[1:])
-    )
-    table += f"\nCommand: `{command.strip()}`\n"
+    table += command_line("reproduce_ptbxl.py", argv)
     print("\n" + table)
     with open(os.path.join(args.output, "results.md"), "w") as f:
         f.write(table)

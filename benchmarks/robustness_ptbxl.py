@@ -15,13 +15,13 @@ the robustness markers):
         --method cpc --update-readme
 """
 
-import argparse
 import os
 import sys
 import time
 
 from machine import cpu_name
-from reproduce_ptbxl import HERE
+from reproduce_ptbxl import command_line
+from reproduce_ptbxl import experiment_parser
 from reproduce_ptbxl import load_subset_splits
 from reproduce_ptbxl import pretrain_once
 from reproduce_ptbxl import update_readme
@@ -32,19 +32,8 @@ PROTOCOLS = ("linear", "finetune", "scratch")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data", default=os.path.join(HERE, "..", "..", "shared", "data", "ptbxl")
-    )
-    parser.add_argument("--label-set", default="all")
-    parser.add_argument("--method", default="cpc")
-    parser.add_argument("--size", default="small", choices=("paper", "small", "tiny"))
-    parser.add_argument("--pretrain-epochs", type=int, default=20)
-    parser.add_argument("--eval-epochs", type=int, default=15)
+    parser = experiment_parser(__doc__.splitlines()[0], "runs/robustness_ptbxl")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default="runs/robustness_ptbxl")
-    parser.add_argument("--update-readme", action="store_true")
     args = parser.parse_args(argv)
 
     import keras
@@ -100,10 +89,7 @@ def main(argv=None):
     for level in [0] + list(args.levels):
         cells = " | ".join(f"{scores[p][level]:.4f}" for p in PROTOCOLS)
         table += f"| {level if level else '0 (clean)'} | {cells} |\n"
-    command = "KERAS_BACKEND={} python benchmarks/robustness_ptbxl.py {}".format(
-        keras.backend.backend(), " ".join(argv if argv is not None else sys.argv[1:])
-    )
-    table += f"\nCommand: `{command.strip()}`\n"
+    table += command_line("robustness_ptbxl.py", argv)
     print("\n" + table)
     with open(os.path.join(args.output, "results.md"), "w") as f:
         f.write(table)
