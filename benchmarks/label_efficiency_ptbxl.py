@@ -26,6 +26,7 @@ from reproduce_ptbxl import command_line
 from reproduce_ptbxl import experiment_parser
 from reproduce_ptbxl import load_subset_splits
 from reproduce_ptbxl import pretrain_once
+from reproduce_ptbxl import protocol_backbone
 from reproduce_ptbxl import update_readme
 
 BEGIN = "<!-- label_efficiency:begin -->"
@@ -45,7 +46,6 @@ def main(argv=None):
     from keras_ecg.evaluation.downstream import evaluate_records
     from keras_ecg.evaluation.downstream import train_downstream
     from keras_ecg.evaluation.experiments import label_fraction_subset
-    from keras_ecg.models.method_factory import build_method
 
     # Small fractions lack positives of rare classes in the training subset;
     # the test AUC still covers every class present in fold 9.
@@ -62,21 +62,17 @@ def main(argv=None):
         args.method, args.size, args.pretrain_epochs, args.seed, train, args.output
     )
 
-    def backbone(protocol):
-        if protocol == "scratch":
-            keras.utils.set_random_seed(args.seed + 1)
-            return build_method(args.method, size=args.size).backbone
-        # Each run starts from the same pretrained weights.
-        return keras.saving.load_model(path).backbone
-
     rows = []
     for fraction in args.fractions:
         subset = label_fraction_subset(train, fraction, seed=args.seed)
         row = {"fraction": fraction, "records": len(subset)}
         for protocol in PROTOCOLS:
             keras.utils.set_random_seed(args.seed)
+            backbone = protocol_backbone(
+                protocol, args.method, args.size, args.seed, path
+            )
             result = train_downstream(
-                backbone(protocol),
+                backbone,
                 subset,
                 val,
                 mode=protocol,

@@ -75,6 +75,23 @@ def pretrain_once(method, size, epochs, seed, train, output_dir, lr=1e-3):
     return os.path.join(out, "pretrained.keras"), time.time() - start
 
 
+def protocol_backbone(protocol, method, size, seed, pretrained_path):
+    """The encoder a downstream protocol starts from.
+
+    `"scratch"`: a freshly initialised encoder of `method` (seeded); otherwise
+    a new copy of the pretrained encoder, so every run starts from the same
+    pretrained weights (finetuning changes an encoder in place).
+    """
+    import keras
+
+    from keras_ecg.models.method_factory import build_method
+
+    if protocol == "scratch":
+        keras.utils.set_random_seed(seed + 1)
+        return build_method(method, size=size).backbone
+    return keras.saving.load_model(pretrained_path).backbone
+
+
 def update_readme(table, begin, end):
     """Puts `table` between the `begin` / `end` markers of benchmarks/README.md."""
     readme = os.path.join(HERE, "README.md")

@@ -24,6 +24,7 @@ from reproduce_ptbxl import command_line
 from reproduce_ptbxl import experiment_parser
 from reproduce_ptbxl import load_subset_splits
 from reproduce_ptbxl import pretrain_once
+from reproduce_ptbxl import protocol_backbone
 from reproduce_ptbxl import update_readme
 
 BEGIN = "<!-- robustness:begin -->"
@@ -40,7 +41,6 @@ def main(argv=None):
 
     from keras_ecg.evaluation.downstream import train_downstream
     from keras_ecg.evaluation.experiments import robustness_table
-    from keras_ecg.models.method_factory import build_method
 
     os.makedirs(args.output, exist_ok=True)
     start = time.time()
@@ -52,11 +52,7 @@ def main(argv=None):
     )
     scores = {}
     for protocol in PROTOCOLS:
-        if protocol == "scratch":
-            keras.utils.set_random_seed(args.seed + 1)
-            backbone = build_method(args.method, size=args.size).backbone
-        else:
-            backbone = keras.saving.load_model(path).backbone
+        backbone = protocol_backbone(protocol, args.method, args.size, args.seed, path)
         keras.utils.set_random_seed(args.seed)
         model = train_downstream(
             backbone,

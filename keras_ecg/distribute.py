@@ -120,7 +120,8 @@ class _ReplicaFoldedSeedGenerator(keras.random.SeedGenerator):
     draw different numbers while the state stays the same on all of them.
     """
 
-    def __init__(self, generator, replica_id):  # noqa: D107 - no own state
+    def __init__(self, generator, replica_id):
+        # No super().__init__(): the view must not create a state variable.
         self._generator = generator
         self._replica_id = replica_id
 

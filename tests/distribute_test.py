@@ -19,6 +19,7 @@ import pytest
 
 from keras_ecg import distribute
 from keras_ecg.losses.nt_xent import nt_xent_loss
+from keras_ecg.testing.test_case import subprocess_env
 
 BACKEND = keras.backend.backend()
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -144,14 +145,11 @@ print("RESULT " + json.dumps(results))
 
 
 def _run_worker(names):
-    env = dict(os.environ)
-    env["KERAS_BACKEND"] = BACKEND
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env = subprocess_env(BACKEND)
     if BACKEND == "jax":
         env["XLA_FLAGS"] = (
             env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
         ).strip()
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     process = subprocess.run(
         [sys.executable, "-c", _WORKER, ",".join(names)],
         env=env,

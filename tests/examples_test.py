@@ -15,6 +15,8 @@ import sys
 import keras
 import pytest
 
+from keras_ecg.testing.test_case import subprocess_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES_BACKEND = "torch"
 TINY = ["--size", "tiny", "--num-records", "160", "--epochs", "1", "--batch-size", "32"]
@@ -35,11 +37,9 @@ AUC = re.compile(r"\b[01]\.\d{4}\b")
 @pytest.mark.parametrize("script", sorted(CASES))
 def test_example_runs_and_prints_results(script, tmp_path):
     args = [a.format(tmp=tmp_path) for a in CASES[script]]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     process = subprocess.run(
         [sys.executable, os.path.join(ROOT, "examples", script), *args],
-        env=env,
+        env=subprocess_env(),
         cwd=str(tmp_path),
         capture_output=True,
         text=True,

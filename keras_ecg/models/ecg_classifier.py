@@ -189,10 +189,8 @@ class ECGClassifier(keras.Model):
     def from_config(cls, config):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        if "output_initializer" in config:
-            config["output_initializer"] = keras.initializers.deserialize(
-                config["output_initializer"]
-            )
+        # `output_initializer` stays serialized: __init__'s initializers.get
+        # takes the dict.
         return cls(**config)
 
 

@@ -50,3 +50,22 @@ def assert_saved_model_round_trip(model, inputs, tmp_path, atol=1e-6, call=None)
             keras.ops.convert_to_numpy(w_restored), keras.ops.convert_to_numpy(w)
         )
     return restored
+
+
+def subprocess_env(backend=None, **extra):
+    """Environment for a test subprocess that imports this checkout of keras_ecg.
+
+    Args:
+        backend: the `KERAS_BACKEND` of the subprocess; defaults to the
+            active backend.
+        **extra: further variables to set.
+
+    Returns:
+        A copy of `os.environ` with the backend, the project root first on
+        `PYTHONPATH` and TensorFlow's C++ logging quiet unless set.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, KERAS_BACKEND=backend or keras.backend.backend(), **extra)
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env

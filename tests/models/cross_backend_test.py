@@ -18,6 +18,7 @@ import pytest
 
 from keras_ecg.models.method_factory import CROP_LENGTHS
 from keras_ecg.models.method_factory import build_method
+from keras_ecg.testing.test_case import subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 METHODS = ("simclr", "byol", "swav", "cpc")
@@ -75,11 +76,9 @@ def test_models_saved_here_load_under_the_other_backends(tmp_path):
     others = [b for b in ("tensorflow", "jax", "torch") if b != saved_from]
     for backend in others:
         out = str(tmp_path / f"loaded_{backend}.npz")
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
-        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
         process = subprocess.run(
             [sys.executable, "-c", _LOADER, json.dumps([paths, inputs_path, out])],
-            env=env,
+            env=subprocess_env(backend),
             cwd=ROOT,
             capture_output=True,
             text=True,
