@@ -25,10 +25,10 @@ from machine import device_name
 def make_inputs(method, batch_size, steps, leads=12, seed=0):
     import tensorflow as tf
 
-    from keras_ecg.models.method_factory import CROP_LENGTHS
+    from keras_ecg.models.method_factory import CROP_SECONDS
 
     rng = np.random.default_rng(seed)
-    length = CROP_LENGTHS[method]
+    length = int(CROP_SECONDS[method] * 100)  # the paper rate, 100 Hz
     x = rng.standard_normal((batch_size, length, leads)).astype("float32")
     if method == "cpc":
         dataset = tf.data.Dataset.from_tensors(x)

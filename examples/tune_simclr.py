@@ -90,8 +90,8 @@ for name, value in result["best_hyperparameters"].items():
 # pretrained encoder to finetune or probe.
 
 model = keras.saving.load_model(result["best_model_path"])
-crop = result["best_hyperparameters"]["crop_length"]
-embed = dict(window_length=crop, stride=crop // 2)
+crop = result["best_hyperparameters"]["crop_seconds"]
+embed = dict(window_seconds=crop, stride_seconds=crop / 2)
 test_auc = logistic_probe(
     extract_embeddings(model.backbone, train, **embed),
     train.labels,

@@ -1,186 +1,401 @@
-"""`keras-ecg` command line: pretrain, evaluate and embed ECG encoders.
+"""`keras-ecg` command line: pretrain, evaluate, embed and predict on 12-lead ECG.
 
-The Keras backend is chosen with `--backend` (or `KERAS_BACKEND`) before Keras
-is imported, so nothing at module level here imports Keras.
+The Keras backend is fixed when Keras is first imported, so this module
+imports nothing heavy at module level: `main` parses the arguments, sets
+`KERAS_BACKEND` from `--backend`, and only then imports the workflows (and
+with them Keras). `keras-ecg --help` therefore imports no framework.
+
+Every duration is in seconds (`--crop-seconds`, `--window-seconds`, ...);
+samples are derived from the data's sampling rate.
 """
 
 import argparse
-import json
 import os
 import sys
-import time
+
+METHODS = ("simclr", "byol", "swav", "cpc")
+BACKENDS = ("tensorflow", "jax", "torch")
+SPLITS = ("train", "val", "test", "all")
+
+# Exit codes: 1 a failed run (e.g. diverged training), 2 bad input or usage.
+EXIT_FAILED = 1
+EXIT_USAGE = 2
 
 
-def _add_common(parser):
-    parser.add_argument(
-        "--data",
-        default="synthetic",
-        help="'synthetic' (embedded, no download), a PTB-XL folder, or a WFDB folder",
-    )
+class CLIError(Exception):
+    """A problem with the user's input, reported in one line (exit code 2)."""
+
+
+def _positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _add_backend(parser):
     parser.add_argument(
         "--backend",
-        choices=("tensorflow", "jax", "torch"),
+        choices=BACKENDS,
         default=None,
-        help="Keras backend (default: $KERAS_BACKEND or tensorflow)",
+        help="Keras backend (default: $KERAS_BACKEND, else tensorflow)",
     )
-    parser.add_argument("--sampling-rate", type=int, default=100)
-    parser.add_argument("--label-set", default="all")
+
+
+def _add_output(parser, default, what="folder"):
     parser.add_argument(
-        "--num-records", type=int, default=1200, help="records of the synthetic dataset"
+        "--output",
+        default=default,
+        help=f"output {what} (default: {default})",
     )
-    parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--skip-bad-records", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default="runs/latest")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier, finished or different run in --output",
+    )
+
+
+def _add_data(parser, sampling_rate_help):
+    group = parser.add_argument_group("data")
+    group.add_argument(
+        "--data",
+        default="synthetic",
+        help="'synthetic' (embedded generator, no download), a PTB-XL folder "
+        "(with ptbxl_database.csv) or a folder of WFDB records (CinC layout)",
+    )
+    group.add_argument(
+        "--sampling-rate", type=int, default=None, help=sampling_rate_help
+    )
+    group.add_argument(
+        "--label-set",
+        default="all",
+        help="PTB-XL: all, diagnostic, subdiagnostic, superdiagnostic, form, "
+        "rhythm; WFDB/SNOMED folders: all, scored (default: all)",
+    )
+    group.add_argument(
+        "--num-records",
+        type=int,
+        default=1200,
+        help="records of the synthetic dataset (default: 1200)",
+    )
+    group.add_argument("--cache-dir", default=None, help="decoded-signal cache")
+    group.add_argument(
+        "--skip-bad-records",
+        action="store_true",
+        help="skip unreadable records (one warning with their count) instead "
+        "of stopping at the first",
+    )
+    group.add_argument(
+        "--train-folds",
+        default="1-8",
+        help="folds (PTB-XL strat_fold, synthetic) that train (default: 1-8)",
+    )
+    group.add_argument(
+        "--val-folds", default="9", help="folds that select epochs (default: 9)"
+    )
+    group.add_argument(
+        "--test-folds", default="10", help="folds scored at the end (default: 10)"
+    )
+    group.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="folders without folds: share of records to validate (default: 0.1)",
+    )
+    group.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.1,
+        help="folders without folds: share of records to test (default: 0.1)",
+    )
+    group.add_argument("--seed", type=int, default=0)
+
+
+def _add_model_size(parser):
     parser.add_argument(
         "--size",
         default="small",
         choices=("paper", "small", "tiny"),
-        help="encoder size: the paper's architecture, CPU-sized, or tiny (tests)",
+        help="encoder size: the paper's architectures, CPU-sized, or tiny (tests)",
     )
-    parser.add_argument("--batch-size", type=int, default=128)
 
 
-def _add_downstream(parser):
-    parser.add_argument("--eval-epochs", type=int, default=10)
-    parser.add_argument("--eval-batch-size", type=int, default=128)
-    parser.add_argument(
+def _add_downstream(parser, mode):
+    group = parser.add_argument_group("downstream training")
+    group.add_argument(
+        "--eval-epochs",
+        type=int,
+        default=None,
+        help="maximum epochs (default: the protocol's, see train_downstream)",
+    )
+    group.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="stop after this many epochs without a better val macro AUC "
+        "(0: never; default: the protocol's)",
+    )
+    group.add_argument("--eval-batch-size", type=int, default=128)
+    group.add_argument(
         "--eval-lr",
         type=float,
         default=None,
-        help="downstream learning rate (default: 1e-2 linear, 1e-3 finetune)",
+        help="peak learning rate of the head (default: 1e-2 linear, 1e-3 "
+        "finetune/scratch)",
     )
+    group.add_argument(
+        "--window-seconds",
+        type=_positive_float,
+        default=2.5,
+        help="training crop and evaluation window (default: 2.5 s)",
+    )
+    group.add_argument(
+        "--stride-seconds",
+        type=_positive_float,
+        default=None,
+        help="evaluation window stride (default: half a window)",
+    )
+    if mode == "finetune":
+        group.add_argument(
+            "--linear-probe-epochs",
+            type=int,
+            default=None,
+            help="epochs of the linear stage before finetuning (LP-FT; 0: plain "
+            "finetuning)",
+        )
+        group.add_argument(
+            "--discriminative-lr",
+            type=float,
+            default=None,
+            help="backbone lr = this factor x --eval-lr (default: 0.1)",
+        )
+        group.add_argument(
+            "--backbone-batch-norm",
+            choices=("train", "frozen"),
+            default=None,
+            help="whether the backbone's BatchNorm layers train (default: train)",
+        )
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-ecg",
-        description="Self-supervised representation learning on 12-lead ECG.",
+        description="Self-supervised representation learning on 12-lead ECG "
+        "(CPC, SimCLR, BYOL, SwAV) with Keras 3.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser(
         "demo",
-        help="pretrain + linear-evaluate on embedded synthetic data vs random init",
+        help="pretrain on embedded synthetic ECGs, then compare with random init "
+        "and supervised training on few labels",
     )
-    _add_common(demo)
-    _add_downstream(demo)
+    _add_backend(demo)
+    _add_data(demo, "Hz (default: 100)")
+    _add_model_size(demo)
+    _add_output(demo, "runs/demo")
+    demo.add_argument("--method", default="simclr", choices=METHODS)
+    demo.add_argument("--epochs", type=int, default=None, help="pretraining epochs")
+    demo.add_argument("--lr", type=float, default=1e-3, help="pretraining lr")
+    demo.add_argument("--batch-size", type=int, default=64)
     demo.add_argument(
-        "--method", default="simclr", choices=("simclr", "byol", "swav", "cpc")
+        "--label-fractions",
+        type=float,
+        nargs="+",
+        default=None,
+        help="shares of the labelled training records the classifiers see",
     )
-    demo.add_argument("--epochs", type=int, default=15)
-    demo.add_argument("--lr", type=float, default=1e-3)
-    demo.set_defaults(output="runs/demo", eval_epochs=15, batch_size=64)
+    _add_downstream(demo, "demo")
 
     pretrain = sub.add_parser("pretrain", help="self-supervised pretraining")
-    _add_common(pretrain)
-    pretrain.add_argument(
-        "--method", required=True, choices=("simclr", "byol", "swav", "cpc")
-    )
+    _add_backend(pretrain)
+    _add_data(pretrain, "Hz (default: 100)")
+    _add_model_size(pretrain)
+    _add_output(pretrain, "runs/pretrain")
+    pretrain.add_argument("--method", required=True, choices=METHODS)
     pretrain.add_argument("--epochs", type=int, default=20)
     pretrain.add_argument("--lr", type=float, default=1e-3)
+    pretrain.add_argument("--batch-size", type=int, default=128)
+    pretrain.add_argument(
+        "--crop-seconds",
+        type=_positive_float,
+        default=None,
+        help="pretraining crop (default: 2.5 s; CPC 10 s)",
+    )
+    pretrain.add_argument(
+        "--augmentation",
+        default="rrc_to",
+        help="augmentation preset for SimCLR/BYOL/SwAV (default: rrc_to)",
+    )
     pretrain.add_argument(
         "--checkpoint-every-steps",
         type=int,
         default=50,
         help="save a resumable checkpoint every N steps (0: every epoch only)",
     )
-    pretrain.add_argument(
-        "--augmentation",
-        default="rrc_to",
-        help="augmentation preset for SimCLR/BYOL/SwAV",
-    )
 
     for name, help_text in (
         ("linear-eval", "linear evaluation of a pretrained encoder"),
-        ("finetune", "finetune a pretrained encoder"),
+        ("finetune", "finetune a pretrained encoder (or train from scratch)"),
     ):
         p = sub.add_parser(name, help=help_text)
-        _add_common(p)
-        _add_downstream(p)
-        p.add_argument(
-            "--checkpoint",
-            default=None,
-            help="pretrained model (.keras) from `pretrain`",
-        )
-        p.add_argument(
+        _add_backend(p)
+        _add_data(p, "Hz (default: the pretrained model's, else 100)")
+        _add_model_size(p)
+        _add_output(p, f"runs/{name}")
+        _add_downstream(p, "finetune" if name == "finetune" else "linear")
+        source = p.add_mutually_exclusive_group(required=True)
+        source.add_argument("--checkpoint", help="pretrained model from `pretrain`")
+        source.add_argument(
             "--random-init",
             action="store_true",
-            help="use an untrained encoder (baseline)",
+            help="a freshly initialised encoder (baseline; with `finetune`: "
+            "supervised training from scratch)",
         )
         p.add_argument(
             "--method",
             default="simclr",
-            choices=("simclr", "byol", "swav", "cpc"),
-            help="architecture for --random-init",
+            choices=METHODS,
+            help="encoder architecture for --random-init",
         )
-        if name == "finetune":
-            p.add_argument(
-                "--discriminative-lr",
-                type=float,
-                default=None,
-                help="backbone lr = this factor x --eval-lr (reference code: 0.1)",
-            )
 
-    evaluate = sub.add_parser("evaluate", help="macro AUC of a saved classifier")
-    _add_common(evaluate)
-    evaluate.add_argument("--model", required=True)
-    evaluate.add_argument("--split", default="val", choices=("train", "val", "test"))
+    evaluate = sub.add_parser(
+        "evaluate", help="macro AUC of a trained classifier on labelled records"
+    )
+    _add_backend(evaluate)
+    _add_data(evaluate, "Hz (default: the model's)")
+    _add_output(evaluate, "runs/evaluate")
+    evaluate.add_argument("--model", required=True, help="classifier (.keras)")
+    evaluate.add_argument("--split", default="test", choices=SPLITS)
+    evaluate.add_argument("--batch-size", type=int, default=256)
 
     embed = sub.add_parser("embed", help="export embeddings of a pretrained encoder")
-    _add_common(embed)
-    embed.add_argument("--checkpoint", required=True)
-    embed.add_argument("--split", default="val", choices=("train", "val", "test"))
+    _add_backend(embed)
+    _add_data(embed, "Hz (default: the pretrained model's)")
+    _add_output(embed, "runs/embed")
+    embed.add_argument("--checkpoint", required=True, help="pretrained model")
+    embed.add_argument("--split", default="all", choices=SPLITS)
+    embed.add_argument("--window-seconds", type=_positive_float, default=2.5)
+    embed.add_argument("--stride-seconds", type=_positive_float, default=None)
     embed.add_argument(
         "--plot", choices=("pca", "tsne"), default=None, help="also draw a 2-D PNG"
+    )
+
+    predict = sub.add_parser(
+        "predict", help="per-class probabilities of a classifier for new records"
+    )
+    _add_backend(predict)
+    predict.add_argument("--model", required=True, help="classifier (.keras)")
+    predict.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        help="a folder of WFDB records (PTB-XL or CinC layout) or .hea files",
+    )
+    predict.add_argument(
+        "--output", default="predictions.csv", help="CSV file to write"
+    )
+    predict.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --output"
+    )
+    predict.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="also write 0/1 columns `<class>_pred` (probability >= threshold)",
+    )
+    predict.add_argument("--batch-size", type=int, default=256)
+    predict.add_argument(
+        "--skip-bad-records",
+        action="store_true",
+        help="skip unreadable records (reported) instead of stopping",
     )
 
     tune = sub.add_parser(
         "tune", help="KerasTuner search scored by a downstream probe AUC"
     )
-    _add_common(tune)
-    tune.add_argument(
-        "--method", required=True, choices=("simclr", "byol", "swav", "cpc")
-    )
+    _add_backend(tune)
+    _add_data(tune, "Hz (default: 100)")
+    _add_model_size(tune)
+    _add_output(tune, "runs/tune")
+    tune.add_argument("--method", required=True, choices=METHODS)
     tune.add_argument(
         "--tuner", default="random", choices=("random", "bayesian", "hyperband")
     )
     tune.add_argument("--max-trials", type=int, default=10)
     tune.add_argument("--epochs", type=int, default=10, help="pretraining epochs")
-    tune.set_defaults(output="runs/tune", batch_size=64)
+    tune.add_argument("--batch-size", type=int, default=64)
     return parser
 
 
+def select_backend(requested):
+    """Sets `KERAS_BACKEND` before Keras is imported; returns the backend.
+
+    Raises:
+        CLIError: Keras was already imported in this process with another
+            backend (it cannot switch).
+    """
+    if requested is None:
+        return os.environ.get("KERAS_BACKEND", "tensorflow")
+    if "keras" in sys.modules:
+        import keras
+
+        active = keras.backend.backend()
+        if active != requested:
+            raise CLIError(
+                f"--backend {requested}: Keras was already imported with the "
+                f"{active} backend in this process and cannot switch; run "
+                "keras-ecg in a fresh process."
+            )
+    os.environ["KERAS_BACKEND"] = requested
+    return requested
+
+
+def _hint(error):
+    """A one-line suggestion for a data error, or ''."""
+    from keras_ecg.data.errors import ECGDataError
+
+    if isinstance(error, ECGDataError):
+        return (
+            "hint: fix or remove the record, or pass --skip-bad-records to skip "
+            "unreadable records (they are counted and reported)."
+        )
+    return ""
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    if args.backend:
-        os.environ["KERAS_BACKEND"] = args.backend
-    os.makedirs(args.output, exist_ok=True)
-    from keras_ecg import workflows
-
-    handler = {
-        "demo": workflows.run_demo,
-        "pretrain": workflows.run_pretrain,
-        "linear-eval": workflows.run_downstream,
-        "finetune": workflows.run_downstream,
-        "evaluate": workflows.run_evaluate,
-        "embed": workflows.run_embed,
-        "tune": workflows.run_tune,
-    }[args.command]
-    from keras_ecg.callbacks import NonFiniteLossError
-
-    start = time.time()
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        results = handler(args)
+        select_backend(args.backend)
+    except CLIError as error:
+        print(f"keras-ecg {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+    # Keras (and a framework) are imported from here on.
+    from keras_ecg import workflows
+    from keras_ecg.callbacks import NonFiniteLossError
+    from keras_ecg.data.errors import ECGDataError
+    from keras_ecg.run_folder import RunFolderError
+
+    try:
+        workflows.run(args)
     except NonFiniteLossError as error:
         # The message says where and what to try; a traceback adds nothing.
         print(f"keras-ecg {args.command}: {error}", file=sys.stderr)
-        return 1
-    results["seconds"] = round(time.time() - start, 1)
-    path = os.path.join(args.output, f"{args.command}_results.json")
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2, default=str)
-    print(f"\nResults written to {path}")
+        return EXIT_FAILED
+    except (
+        CLIError,
+        ECGDataError,
+        RunFolderError,
+        FileNotFoundError,
+        workflows.InputError,
+    ) as error:
+        print(f"keras-ecg {args.command}: error: {error}", file=sys.stderr)
+        hint = _hint(error)
+        if hint and not getattr(args, "skip_bad_records", True):
+            print(hint, file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 

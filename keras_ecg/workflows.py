@@ -1,7 +1,16 @@
-"""The CLI's jobs: demo, pretrain, linear-eval / finetune, evaluate, embed."""
+"""The CLI's jobs: demo, pretrain, linear-eval / finetune, evaluate, embed,
+predict, tune.
+
+Each job validates its input first (data readable, run folder free or the same
+run), then writes into `--output` (see `keras_ecg.run_folder`), and ends with a
+`<command>_results.json` holding every setting, the data (path, fingerprint),
+package versions and its results.
+"""
 
 import os
 import platform
+import sys
+import time
 
 import keras
 import numpy as np
@@ -9,90 +18,248 @@ import numpy as np
 from keras_ecg.callbacks import StepCheckpoint
 from keras_ecg.callbacks import StopOnNonFiniteLoss
 from keras_ecg.callbacks import resumable_fit
+from keras_ecg.data.durations import drop_short_records
+from keras_ecg.data.durations import seconds_to_samples
 from keras_ecg.data.lead_standardizer import LeadStandardizer
-from keras_ecg.data.sources import load_splits
 from keras_ecg.evaluation.downstream import evaluate_records
 from keras_ecg.evaluation.downstream import train_downstream
+from keras_ecg.evaluation.downstream import trained_class_mask
+from keras_ecg.models.method_factory import CROP_SECONDS
 from keras_ecg.models.method_factory import build_method
 from keras_ecg.models.method_factory import make_method_dataset
+from keras_ecg.run_folder import RunFolder
+from keras_ecg.run_folder import dataset_fingerprint
+
+# Settings that do not change a run's result (where it goes, how it is shown).
+_NOT_SETTINGS = ("output", "overwrite", "command", "cache_dir")
+
+
+class InputError(ValueError):
+    """The user's input cannot be used; the message says why (exit code 2)."""
+
+
+def fit_verbosity():
+    """Per-step progress bars on a terminal, one line per epoch otherwise."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+def run(args):
+    """Runs `args.command` (an `argparse.Namespace` from `cli.build_parser`)."""
+    jobs = {
+        "demo": run_demo,
+        "pretrain": run_pretrain,
+        "linear-eval": run_downstream,
+        "finetune": run_downstream,
+        "evaluate": run_evaluate,
+        "embed": run_embed,
+        "predict": run_predict,
+        "tune": run_tune,
+    }
+    return jobs[args.command](args)
 
 
 def _print_header(args, what):
     print(
-        f"keras-ecg {what} | backend={keras.backend.backend()} | data={args.data} | "
-        f"python {platform.python_version()} on {platform.machine()} "
-        f"({os.cpu_count()} CPUs)",
+        f"keras-ecg {what} | backend={keras.backend.backend()} | "
+        f"data={getattr(args, 'data', None)} | python {platform.python_version()} "
+        f"on {platform.machine()} ({os.cpu_count()} CPUs)",
         flush=True,
     )
 
 
-def prepare_data(args, standardizer_path=None):
-    """Loads `--data`, splits it and standardises every lead on the train split.
+def settings_of(args):
+    """Every argument that changes a run's result, as a JSON-able dict."""
+    return {
+        key: value
+        for key, value in sorted(vars(args).items())
+        if key not in _NOT_SETTINGS and not callable(value)
+    }
 
-    With `standardizer_path`, an existing standardiser is reused (so a
-    pretrained encoder sees data scaled as in pretraining) or the new one saved.
-    """
-    standardizer = None
-    if standardizer_path and os.path.exists(standardizer_path):
-        standardizer = LeadStandardizer.load(standardizer_path)
-    splits = load_splits(
-        args.data,
-        sampling_rate=args.sampling_rate,
-        label_set=args.label_set,
-        num_synthetic_records=args.num_records,
-        cache_dir=args.cache_dir,
-        on_error="skip" if args.skip_bad_records else "raise",
+
+# ----------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------
+
+
+def _parse_folds(text, flag):
+    folds = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                low, high = (int(v) for v in part.split("-", 1))
+                folds.extend(range(low, high + 1))
+            else:
+                folds.append(int(part))
+        except ValueError as error:
+            raise InputError(
+                f"{flag} {text!r}: expected fold numbers such as '1-8' or '9,10'."
+            ) from error
+    return folds
+
+
+def load_data(args, sampling_rate, progress=True):
+    """Loads `--data` at `sampling_rate` Hz as an `ECGDataset` in mV."""
+    from keras_ecg.data.sources import detect_source
+    from keras_ecg.data.sources import load_source
+
+    try:
+        source = detect_source(args.data)
+    except FileNotFoundError as error:
+        raise InputError(str(error)) from error
+    if progress:
+        print(f"loading {args.data} ({source}) at {sampling_rate} Hz ...", flush=True)
+    start = time.time()
+    try:
+        data = load_source(
+            args.data,
+            sampling_rate=sampling_rate,
+            label_set=args.label_set,
+            num_synthetic_records=args.num_records,
+            cache_dir=args.cache_dir,
+            on_error="skip" if args.skip_bad_records else "raise",
+            seed=args.seed,
+        )
+    except ValueError as error:
+        from keras_ecg.data.errors import ECGDataError
+
+        if isinstance(error, ECGDataError):
+            raise
+        raise InputError(f"--data {args.data}: {error}") from error
+    if len(data) == 0:
+        raise InputError(f"--data {args.data}: no readable records.")
+    if progress:
+        print(
+            f"loaded {len(data)} records, {data.num_leads} leads at "
+            f"{data.sampling_rate} Hz, {data.num_classes} classes "
+            f"({time.time() - start:.1f} s)",
+            flush=True,
+        )
+    return data
+
+
+def split_data(args, data):
+    """`(train, val, test)` by folds (PTB-XL, synthetic) or seeded fractions."""
+    from keras_ecg.data.sources import split_dataset
+
+    folds = {
+        name: _parse_folds(getattr(args, f"{name}_folds"), f"--{name}-folds")
+        for name in ("train", "val", "test")
+    }
+    return split_dataset(
+        data,
+        train_folds=folds["train"],
+        val_folds=folds["val"],
+        test_folds=folds["test"],
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
         seed=args.seed,
-        standardizer=standardizer,
     )
-    if standardizer_path and standardizer is None:
-        splits.standardizer.save(standardizer_path)
-    train, val, test = splits.train, splits.val, splits.test
+
+
+def select_split(args, data, split):
+    if split == "all":
+        return data
+    return dict(zip(("train", "val", "test"), split_data(args, data)))[split]
+
+
+def data_info(args, data):
+    """What the results and the manifest record about the input data."""
+    return {
+        "path": os.path.abspath(args.data) if args.data != "synthetic" else "synthetic",
+        "records": len(data),
+        "sampling_rate": data.sampling_rate,
+        "leads": list(data.lead_names),
+        "label_set": args.label_set,
+        "num_classes": data.num_classes,
+        "fingerprint": dataset_fingerprint(data),
+    }
+
+
+def run_folder(args, command, data):
+    """The `RunFolder` of this run (checked later, before anything is written)."""
+    return RunFolder(
+        args.output, command, settings_of(args), data_info(args, data), args.overwrite
+    )
+
+
+def _describe(train, val, test):
     print(
-        f"records: {len(train)} train / {len(val)} val / {len(test)} test, "
-        f"{train.num_leads} leads at {train.sampling_rate} Hz, "
-        f"{train.num_classes} classes",
+        f"split: {len(train)} train / {len(val)} val / {len(test)} test records",
         flush=True,
     )
-    return train, val, test
 
 
-def _augmentation(name):
+def make_preprocessor(standardizer, data, window_seconds=2.5, stride_seconds=None):
+    """The `ECGPreprocessor` of a run: its data's rate and leads, train stats."""
+    from keras_ecg.models.ecg_preprocessor import ECGPreprocessor
+
+    return ECGPreprocessor.from_standardizer(
+        standardizer,
+        sampling_rate=data.sampling_rate,
+        lead_names=list(data.lead_names),
+        window_seconds=window_seconds,
+        stride_seconds=window_seconds / 2 if stride_seconds is None else stride_seconds,
+    )
+
+
+def _standardizer_of(preprocessor):
+    return LeadStandardizer(
+        mean=preprocessor.mean,
+        std=preprocessor.std,
+        lead_names=preprocessor.lead_names,
+    )
+
+
+def _model_rate(args, preprocessor, what):
+    """The sampling rate to load data at: the model's (checked against
+    `--sampling-rate`)."""
+    rate = int(round(preprocessor.sampling_rate))
+    if args.sampling_rate is not None and args.sampling_rate != rate:
+        raise InputError(
+            f"--sampling-rate {args.sampling_rate}: the {what} was trained at "
+            f"{rate} Hz; its records are resampled to {rate} Hz (omit "
+            "--sampling-rate)."
+        )
+    return rate
+
+
+def _load_keras(path, what):
+    import keras_ecg.models  # noqa: F401  (registers the serializable classes)
+
+    if not os.path.exists(path):
+        raise InputError(f"{what} {path}: file not found.")
+    try:
+        return keras.saving.load_model(path)
+    except Exception as error:  # Keras raises many types for a bad archive.
+        raise InputError(
+            f"{what} {path}: not a loadable .keras model ({error})."
+        ) from error
+
+
+def _require_preprocessor(model, path, what):
+    preprocessor = getattr(model, "preprocessor", None)
+    if preprocessor is None:
+        raise InputError(
+            f"{what} {path} carries no preprocessing (sampling rate, leads, "
+            "standardisation): it was saved by an older keras-ecg or outside "
+            "the CLI. Re-run `keras-ecg pretrain`/`finetune`, or attach an "
+            "ECGPreprocessor before saving."
+        )
+    return preprocessor
+
+
+# ----------------------------------------------------------------------------
+# Pretraining
+# ----------------------------------------------------------------------------
+
+
+def _augmentation(name, sampling_rate, seed=None):
     from keras_ecg.layers.augmentation.presets import paper_augmentations
 
-    return paper_augmentations(name)
-
-
-def pretrain(args, train, output_dir, augmentation="rrc_to"):
-    """Pretrains `args.method`; checkpoints every N steps, resumes if interrupted."""
-    keras.utils.set_random_seed(args.seed)
-    model = build_method(args.method, size=args.size, input_leads=train.num_leads)
-    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.lr))
-    dataset = make_method_dataset(
-        args.method,
-        train,
-        batch_size=min(args.batch_size, len(train)),
-        augmentation=_augmentation(augmentation),
-        seed=args.seed,
-    )
-    build_on_batch(model, dataset)
-    # Step checkpoints: a killed run resumes from its last step; a NaN/inf loss
-    # raises NonFiniteLossError before the bad state can be checkpointed.
-    history = resumable_fit(
-        model,
-        dataset,
-        epochs=args.epochs,
-        backup_dir=os.path.join(output_dir, "backup"),
-        save_every_steps=getattr(args, "checkpoint_every_steps", 50),
-        callbacks=[StopOnNonFiniteLoss(method=args.method)],
-        verbose=2,
-        shuffle=False,
-    )
-    path = os.path.join(output_dir, "pretrained.keras")
-    model.save(path)
-    StepCheckpoint(os.path.join(output_dir, "backup")).delete()
-    print(f"pretrained model saved to {path}", flush=True)
-    return model, history
+    return paper_augmentations(name, sampling_rate=sampling_rate, seed=seed)
 
 
 def build_on_batch(model, dataset):
@@ -105,26 +272,118 @@ def build_on_batch(model, dataset):
     model(x, training=False)
 
 
-def _linear_eval(backbone, train, val, test, args, mode="linear"):
-    result = train_downstream(
-        backbone,
+def pretrain(args, train, output_dir, augmentation="rrc_to", preprocessor=None):
+    """Pretrains `args.method` on `train`; checkpoints every N steps and
+    resumes an interrupted run from `output_dir/backup`.
+
+    Args:
+        args: a namespace with `method`, `size`, `lr`, `batch_size`, `epochs`,
+            `seed` and optionally `crop_seconds`, `checkpoint_every_steps`.
+        train: the (standardised) training `ECGDataset`.
+        output_dir: where `pretrained.keras` and the step checkpoints go.
+        augmentation: augmentation preset name (SimCLR/BYOL/SwAV).
+        preprocessor: optional `ECGPreprocessor` saved with the model.
+
+    Returns:
+        `(model, history)`.
+    """
+    keras.utils.set_random_seed(args.seed)
+    model = build_method(args.method, size=args.size, input_leads=train.num_leads)
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.lr))
+    crop_seconds = getattr(args, "crop_seconds", None) or CROP_SECONDS[args.method]
+    batch_size = min(args.batch_size, len(train))
+    dataset = make_method_dataset(
+        args.method,
         train,
-        val,
-        mode=mode,
-        epochs=args.eval_epochs,
-        batch_size=min(args.eval_batch_size, len(train)),
-        learning_rate=args.eval_lr,
-        discriminative_lr=getattr(args, "discriminative_lr", None),
+        batch_size=batch_size,
+        augmentation=_augmentation(augmentation, train.sampling_rate),
+        crop_seconds=crop_seconds,
         seed=args.seed,
-        verbose=2,
     )
-    row = {
-        "best_epoch": result["best_epoch"] + 1,  # 1-based, as Keras prints
-        "val_macro_auc": result["best_val_auc"],
+    crop = seconds_to_samples(crop_seconds, train.sampling_rate)
+    print(
+        f"pretraining {args.method} ({args.size}) on {len(train)} records: "
+        f"{crop_seconds:g} s crops ({crop} samples at {train.sampling_rate} Hz), "
+        f"batch {batch_size}, {args.epochs} epochs",
+        flush=True,
+    )
+    build_on_batch(model, dataset)
+    # Step checkpoints: a killed run resumes from its last step; a NaN/inf loss
+    # raises NonFiniteLossError before the bad state can be checkpointed.
+    history = resumable_fit(
+        model,
+        dataset,
+        epochs=args.epochs,
+        backup_dir=os.path.join(output_dir, "backup"),
+        save_every_steps=getattr(args, "checkpoint_every_steps", 50),
+        callbacks=[StopOnNonFiniteLoss(method=args.method)],
+        verbose=getattr(args, "verbose", None) or fit_verbosity(),
+        shuffle=False,
+    )
+    model.preprocessor = preprocessor
+    path = os.path.join(output_dir, "pretrained.keras")
+    model.save(path)
+    StepCheckpoint(os.path.join(output_dir, "backup")).delete()
+    print(f"pretrained model saved to {path}", flush=True)
+    return model, history
+
+
+def run_pretrain(args):
+    _print_header(args, "pretrain")
+    rate = args.sampling_rate or 100
+    data = load_data(args, rate)
+    train, val, test = split_data(args, data)
+    _describe(train, val, test)
+    if len(train) == 0:
+        raise InputError(
+            f"no training records in folds {args.train_folds} of {args.data}."
+        )
+    folder = run_folder(args, "pretrain", data)
+    if folder.check() == "resume":
+        print(f"resuming the unfinished run in {args.output}", flush=True)
+    standardizer = LeadStandardizer().fit(train)
+    preprocessor = make_preprocessor(standardizer, train)
+    folder.create()
+    _, history = pretrain(
+        args,
+        standardizer.transform(train),
+        args.output,
+        augmentation=args.augmentation,
+        preprocessor=preprocessor,
+    )
+    results = {
+        "backend": keras.backend.backend(),
+        "model": os.path.join(args.output, "pretrained.keras"),
+        "loss": [float(v) for v in history["loss"]],
+        "train_records": len(train),
     }
-    if len(test):
-        row["test_macro_auc"] = evaluate_records(result["model"], test)["macro_auc"]
-    return result["model"], row
+    path = folder.finish(results)
+    print(f"\nResults written to {path}")
+    return results
+
+
+# ----------------------------------------------------------------------------
+# Downstream
+# ----------------------------------------------------------------------------
+
+
+def _class_metadata(data):
+    return dict(
+        class_names=list(data.classes),
+        class_descriptions=getattr(data, "class_descriptions", None),
+        label_set=getattr(data, "label_set", None),
+        label_vocabulary=getattr(data, "label_vocabulary", None),
+    )
+
+
+def _attach(model, preprocessor, data, label_set):
+    """Gives a trained classifier its preprocessing and class metadata."""
+    model.preprocessor = preprocessor
+    model.class_names = list(data.classes)
+    model.class_descriptions = getattr(data, "class_descriptions", None)
+    model.label_set = label_set
+    model.label_vocabulary = getattr(data, "label_vocabulary", None)
+    return model
 
 
 def _table(rows, columns):
@@ -139,111 +398,257 @@ def _table(rows, columns):
     return "\n".join(lines)
 
 
-def run_demo(args):
-    _print_header(args, "demo")
-    if args.data == "synthetic":
-        print(
-            "Data: the embedded SYNTHETIC 12-lead ECG generator (not clinical data).",
-            flush=True,
+def downstream_options(args, mode):
+    """`train_downstream` keyword arguments from the CLI flags."""
+    options = dict(
+        epochs=args.eval_epochs,
+        patience=args.patience,
+        learning_rate=args.eval_lr,
+        window_seconds=args.window_seconds,
+        stride_seconds=args.stride_seconds,
+    )
+    if mode == "finetune":
+        options.update(
+            linear_probe_epochs=getattr(args, "linear_probe_epochs", None),
+            discriminative_lr=getattr(args, "discriminative_lr", None),
+            backbone_batch_norm=getattr(args, "backbone_batch_norm", None),
         )
-    train, val, test = prepare_data(args)
-    print(
-        f"\n[1/3] pretraining {args.method} ({args.size} encoder), "
-        f"{args.epochs} epochs",
-        flush=True,
+    return options
+
+
+def train_and_score(backbone, train, val, test, args, mode, verbose=None):
+    """Trains a classifier with the `mode` protocol; scores val and test."""
+    result = train_downstream(
+        backbone,
+        train,
+        val,
+        mode=mode,
+        batch_size=min(args.eval_batch_size, len(train)),
+        seed=args.seed,
+        verbose=fit_verbosity() if verbose is None else verbose,
+        **downstream_options(args, mode),
     )
-    model, history = pretrain(args, train, args.output)
-    rows = []
-    print("\n[2/3] linear evaluation of the pretrained encoder", flush=True)
-    _, row = _linear_eval(model.backbone, train, val, test, args)
-    rows.append({"encoder": f"{args.method} pretrained", **row})
-    print("\n[3/3] linear evaluation of a randomly initialised encoder", flush=True)
-    keras.utils.set_random_seed(args.seed + 1)
-    random_model = build_method(
-        args.method, size=args.size, input_leads=train.num_leads
-    )
-    _, row = _linear_eval(random_model.backbone, train, val, test, args)
-    rows.append({"encoder": "random init", **row})
-    table = _table(rows, ["encoder", "val_macro_auc", "test_macro_auc", "best_epoch"])
-    print("\nLinear evaluation, macro ROC AUC (windows averaged per record):")
-    print(table)
-    return {
-        "method": args.method,
-        "backend": keras.backend.backend(),
-        "data": args.data,
-        "pretrain_loss": [float(v) for v in history["loss"]],
-        "results": rows,
-        "table": table,
+    row = {
+        "best_epoch": result["best_epoch"] + 1,  # 1-based, as Keras prints
+        "epochs_run": sum(s["epochs_run"] for s in result["stages"]),
+        "val_macro_auc": result["best_val_auc"],
     }
-
-
-def run_pretrain(args):
-    _print_header(args, "pretrain")
-    train, _, _ = prepare_data(
-        args, standardizer_path=os.path.join(args.output, "standardizer.json")
-    )
-    _, history = pretrain(args, train, args.output, augmentation=args.augmentation)
-    return {
-        "method": args.method,
-        "backend": keras.backend.backend(),
-        "loss": [float(v) for v in history["loss"]],
-    }
-
-
-def _load_backbone(args, num_leads):
-    if args.random_init or not args.checkpoint:
-        if not args.random_init:
-            raise ValueError("Pass --checkpoint PATH or --random-init.")
-        return build_method(args.method, size=args.size, input_leads=num_leads).backbone
-    import keras_ecg.models  # noqa: F401  (registers the serializable classes)
-
-    return keras.saving.load_model(args.checkpoint).backbone
+    if len(test):
+        scored = evaluate_records(
+            result["model"],
+            test,
+            trained_classes=trained_class_mask(train),
+            window_seconds=result["options"]["window_seconds"],
+            stride_seconds=result["options"]["stride_seconds"],
+        )
+        row["test_macro_auc"] = scored["macro_auc"]
+        row["test_per_class_auc"] = scored["per_class_auc"]
+        row["untrained_classes"] = scored["untrained_classes"]
+        row["excluded_classes"] = scored["excluded_classes"]
+    return result, row
 
 
 def run_downstream(args):
     mode = "linear" if args.command == "linear-eval" else "finetune"
-    _print_header(args, args.command)
-    standardizer = None
+    if mode == "finetune" and args.random_init:
+        mode = "scratch"
+    _print_header(args, f"{args.command} ({mode})")
+    preprocessor, backbone = None, None
     if args.checkpoint:
-        standardizer = os.path.join(
-            os.path.dirname(args.checkpoint), "standardizer.json"
+        pretrained = _load_keras(args.checkpoint, "--checkpoint")
+        preprocessor = _require_preprocessor(
+            pretrained, args.checkpoint, "--checkpoint"
         )
-    train, val, test = prepare_data(args, standardizer_path=standardizer)
-    backbone = _load_backbone(args, train.num_leads)
-    model, row = _linear_eval(backbone, train, val, test, args, mode=mode)
-    path = os.path.join(args.output, f"{mode}_classifier.keras")
+        backbone = getattr(pretrained, "backbone", None)
+        if backbone is None:
+            raise InputError(
+                f"--checkpoint {args.checkpoint}: a {type(pretrained).__name__} "
+                "has no `backbone`; pass a model saved by `keras-ecg pretrain`."
+            )
+        rate = _model_rate(args, preprocessor, "pretrained model")
+    else:
+        rate = args.sampling_rate or 100
+    data = load_data(args, rate)
+    train, val, test = split_data(args, data)
+    _describe(train, val, test)
+    for name, split in (("train", train), ("val", val)):
+        if len(split) == 0:
+            raise InputError(
+                f"no {name} records (folds {getattr(args, name + '_folds')}) in "
+                f"{args.data}; choose --train-folds / --val-folds."
+            )
+    if data.labels is None or data.num_classes == 0:
+        raise InputError(f"--data {args.data} has no labels to train a classifier.")
+    folder = run_folder(args, args.command, data)
+    folder.check()
+    if preprocessor is None:
+        preprocessor = make_preprocessor(LeadStandardizer().fit(train), train)
+    standardizer = _standardizer_of(preprocessor)
+    if list(data.lead_names) != list(preprocessor.lead_names):
+        raise InputError(
+            f"--data {args.data} has leads {list(data.lead_names)}, the model "
+            f"expects {list(preprocessor.lead_names)}."
+        )
+    train, val, test = (standardizer.transform(d) for d in (train, val, test))
+    window = seconds_to_samples(args.window_seconds, rate)
+    train, val = (
+        drop_short_records(d, window, f"{args.window_seconds:g} s window")
+        for d in (train, val)
+    )
+    if len(test):
+        test = drop_short_records(test, window, f"{args.window_seconds:g} s window")
+    if backbone is None:
+        keras.utils.set_random_seed(args.seed)
+        backbone = build_method(
+            args.method, size=args.size, input_leads=train.num_leads
+        ).backbone
+    folder.create()
+    model, row = None, None
+    result, row = train_and_score(backbone, train, val, test, args, mode)
+    model = result["model"]
+    preprocessor = make_preprocessor(
+        standardizer, train, result["options"]["window_seconds"], args.stride_seconds
+    )
+    _attach(model, preprocessor, data, args.label_set)
+    path = os.path.join(args.output, "classifier.keras")
     model.save(path)
-    print(_table([row], list(row)))
-    return {"mode": mode, "checkpoint": args.checkpoint, **row, "model": path}
+    print(
+        _table(
+            [row],
+            [
+                c
+                for c in ("val_macro_auc", "test_macro_auc", "best_epoch", "epochs_run")
+                if c in row
+            ],
+        )
+    )
+    if not len(test):
+        print("(no test records in the chosen folds: no test AUC)")
+    results = {
+        "mode": mode,
+        "backend": keras.backend.backend(),
+        "checkpoint": args.checkpoint,
+        "model": path,
+        "options": result["options"],
+        "stages": result["stages"],
+        **row,
+    }
+    out = folder.finish(results)
+    print(f"classifier saved to {path}\nResults written to {out}")
+    return results
+
+
+# ----------------------------------------------------------------------------
+# Evaluation, embeddings, predictions
+# ----------------------------------------------------------------------------
+
+
+def align_to_model(data, model):
+    """`data` with label columns in the model's class order.
+
+    Raises:
+        InputError: the model's classes cannot be found in the data's labels.
+    """
+    names = getattr(model, "class_names", None)
+    if not names:
+        if data.num_classes != model.num_classes:
+            raise InputError(
+                f"the model has {model.num_classes} outputs and no class names; "
+                f"the data has {data.num_classes} classes."
+            )
+        return data
+    try:
+        from keras_ecg.data.label_mapping import align_labels
+    except ImportError:  # pragma: no cover
+        align_labels = None
+    vocabulary = getattr(model, "label_vocabulary", None)
+    if align_labels is not None:
+        try:
+            return align_labels(data, list(names), vocabulary)
+        except ValueError as error:
+            raise InputError(str(error)) from error
+    missing = [n for n in names if n not in data.classes]
+    if missing:
+        raise InputError(
+            f"{len(missing)} of the model's {len(names)} classes are not labels "
+            f"of the data: {missing[:10]}"
+        )
+    columns = [data.classes.index(n) for n in names]
+    import dataclasses
+
+    return dataclasses.replace(
+        data, labels=data.labels[:, columns], classes=list(names)
+    )
 
 
 def run_evaluate(args):
     _print_header(args, "evaluate")
-    import keras_ecg.models  # noqa: F401
-
-    splits = dict(zip(("train", "val", "test"), prepare_data(args)))
-    model = keras.saving.load_model(args.model)
-    result = evaluate_records(model, splits[args.split])
-    print(f"{args.split} macro AUC: {result['macro_auc']:.4f}")
-    return {"split": args.split, "macro_auc": result["macro_auc"]}
+    model = _load_keras(args.model, "--model")
+    preprocessor = _require_preprocessor(model, args.model, "--model")
+    rate = _model_rate(args, preprocessor, "model")
+    data = load_data(args, rate)
+    if data.labels is None:
+        raise InputError(f"--data {args.data} has no labels to evaluate against.")
+    data = select_split(args, data, args.split)
+    if len(data) == 0:
+        raise InputError(f"no records in the {args.split!r} split of {args.data}.")
+    folder = run_folder(args, "evaluate", data)
+    folder.check()
+    data = align_to_model(data, model)
+    data = preprocessor.prepare(data)
+    data = drop_short_records(
+        data, preprocessor.window_length, f"{preprocessor.window_seconds:g} s window"
+    )
+    folder.create()
+    result = evaluate_records(
+        model,
+        data,
+        window_seconds=preprocessor.window_seconds,
+        stride_seconds=preprocessor.stride_seconds,
+        batch_size=args.batch_size,
+        aggregation=preprocessor.aggregation,
+    )
+    print(
+        f"{args.split} macro AUC over {len(result['included'])} classes with "
+        f"positives and negatives, {len(data)} records: {result['macro_auc']:.4f}"
+    )
+    results = {
+        "split": args.split,
+        "records": len(data),
+        "backend": keras.backend.backend(),
+        "macro_auc": result["macro_auc"],
+        "per_class_auc": result["per_class_auc"],
+        "excluded_classes": result["excluded_classes"],
+    }
+    out = folder.finish(results)
+    print(f"Results written to {out}")
+    return results
 
 
 def run_embed(args):
     _print_header(args, "embed")
-    import keras_ecg.models  # noqa: F401
     from keras_ecg.evaluation.embeddings import export_embeddings
     from keras_ecg.evaluation.embeddings import plot_embeddings_2d
     from keras_ecg.evaluation.linear_probe import extract_embeddings
 
-    standardizer = os.path.join(os.path.dirname(args.checkpoint), "standardizer.json")
-    splits = dict(
-        zip(
-            ("train", "val", "test"), prepare_data(args, standardizer_path=standardizer)
-        )
+    pretrained = _load_keras(args.checkpoint, "--checkpoint")
+    preprocessor = _require_preprocessor(pretrained, args.checkpoint, "--checkpoint")
+    rate = _model_rate(args, preprocessor, "pretrained model")
+    data = select_split(args, load_data(args, rate), args.split)
+    if len(data) == 0:
+        raise InputError(f"no records in the {args.split!r} split of {args.data}.")
+    folder = run_folder(args, "embed", data)
+    folder.check()
+    data = preprocessor.prepare(data)
+    window = seconds_to_samples(args.window_seconds, rate)
+    data = drop_short_records(data, window, f"{args.window_seconds:g} s window")
+    folder.create()
+    embeddings = extract_embeddings(
+        pretrained.backbone,
+        data,
+        window_seconds=args.window_seconds,
+        stride_seconds=args.stride_seconds,
     )
-    data = splits[args.split]
-    backbone = keras.saving.load_model(args.checkpoint).backbone
-    embeddings = extract_embeddings(backbone, data, window_length=250, stride=125)
     paths = export_embeddings(
         embeddings,
         data.record_ids,
@@ -251,23 +656,65 @@ def run_embed(args):
         data.classes,
         os.path.join(args.output, "embeddings"),
     )
-    result = {"embeddings": [str(p) for p in paths], "shape": list(embeddings.shape)}
+    results = {"embeddings": [str(p) for p in paths], "shape": list(embeddings.shape)}
     print(f"{embeddings.shape[0]} embeddings of size {embeddings.shape[1]} -> {paths}")
     if args.plot:
         png = os.path.join(args.output, f"embeddings_{args.plot}.png")
         plot_embeddings_2d(
             embeddings, data.labels, data.classes, png, method=args.plot, seed=args.seed
         )
-        result["plot"] = png
+        results["plot"] = png
         print(f"2-D {args.plot} plot -> {png}")
-    return result
+    out = folder.finish(results)
+    print(f"Results written to {out}")
+    return results
+
+
+def run_predict(args):
+    _print_header(args, "predict")
+    output = args.output
+    if os.path.isdir(output):
+        raise InputError(f"--output {output} is a folder; give a .csv file path.")
+    if os.path.exists(output) and not args.overwrite:
+        raise InputError(
+            f"--output {output} exists; pass --overwrite to replace it, or choose "
+            "another file."
+        )
+    model = _load_keras(args.model, "--model")
+    _require_preprocessor(model, args.model, "--model")
+    if not hasattr(model, "predict_records"):
+        raise InputError(f"--model {args.model} is not a keras-ecg classifier.")
+    for path in args.data:
+        if not os.path.exists(path):
+            raise InputError(f"--data {path}: not found.")
+    records = args.data[0] if len(args.data) == 1 else list(args.data)
+    frame = model.predict_records(
+        records,
+        batch_size=args.batch_size,
+        threshold=args.threshold,
+        on_error="skip" if args.skip_bad_records else "raise",
+    )
+    parent = os.path.dirname(os.path.abspath(output))
+    os.makedirs(parent, exist_ok=True)
+    frame.to_csv(output, index=False)
+    print(
+        f"{len(frame)} record(s) x {model.num_classes} classes -> {output}",
+        flush=True,
+    )
+    return {"records": len(frame), "output": output}
 
 
 def run_tune(args):
     _print_header(args, "tune")
     from keras_ecg.tuning import run_search
 
-    train, val, _ = prepare_data(args)
+    data = load_data(args, args.sampling_rate or 100)
+    train, val, _ = split_data(args, data)
+    folder = run_folder(args, "tune", data)
+    folder.check()
+    standardizer = LeadStandardizer().fit(train)
+    train, val = standardizer.transform(train), standardizer.transform(val)
+    folder.create()
     result = run_search(
         args.method,
         train,
@@ -285,4 +732,15 @@ def run_tune(args):
         f"best probe AUC {result['best_score']:.4f} with "
         f"{result['best_hyperparameters']}; model: {result['best_model_path']}"
     )
+    out = folder.finish(result)
+    print(f"Results written to {out}")
     return result
+
+
+# ----------------------------------------------------------------------------
+# Demo
+# ----------------------------------------------------------------------------
+
+
+def run_demo(args):
+    raise NotImplementedError

@@ -1,9 +1,14 @@
-"""The paper's downstream protocol: linear evaluation, finetuning, from scratch.
+"""The paper's downstream protocols: linear evaluation, finetuning, from scratch.
 
 Training uses random crops of the training records; validation and test use
-sliding windows (250 samples, stride 125 at 100 Hz) whose sigmoid outputs are
-averaged per record before the macro ROC AUC is computed, as in Mehari &
-Strodthoff (2022).
+sliding windows (2.5 s, stride 1.25 s) whose sigmoid outputs are averaged per
+record before the macro ROC AUC is computed, as in Mehari & Strodthoff (2022).
+Every duration is given in seconds and converted with the data's sampling
+rate.
+
+The default recipes (`DOWNSTREAM_DEFAULTS`) were chosen by measurement on the
+PTB-XL subset over several seeds (`benchmarks/finetune_protocols_ptbxl.py`,
+table in `benchmarks/README.md`).
 """
 
 import copy
@@ -12,39 +17,105 @@ import math
 import keras
 import numpy as np
 
+from keras_ecg.data.durations import seconds_to_samples
 from keras_ecg.data.pipelines import make_supervised_dataset
 from keras_ecg.data.pipelines import make_window_dataset
 from keras_ecg.evaluation.metrics import macro_auc
 from keras_ecg.evaluation.window_aggregation import aggregate_windows
 
 DOWNSTREAM_MODES = ("linear", "finetune", "scratch")
-# A linear head on frozen features needs larger steps than a network trained
-# end to end (as in common linear-probe setups); measured on the PTB-XL subset
-# (benchmarks/README.md).
-DEFAULT_LEARNING_RATES = {"linear": 1e-2, "finetune": 1e-3, "scratch": 1e-3}
+SCHEDULES = ("cosine", "constant")
+BATCH_NORM_MODES = ("train", "frozen")
+
+# The paper's input: 2.5 s windows, evaluated with a stride of half a window.
+WINDOW_SECONDS = 2.5
+STRIDE_SECONDS = 1.25
+
+DOWNSTREAM_DEFAULTS = {
+    # A linear head on frozen features: BatchNorm before it (the features carry
+    # a large shared offset), a near-zero start and larger steps.
+    "linear": dict(
+        learning_rate=1e-2,
+        weight_decay=1e-3,
+        epochs=50,
+        patience=10,
+        schedule="cosine",
+        warmup_epochs=0,
+        head_batch_norm=True,
+        linear_probe_epochs=0,
+        discriminative_lr=None,
+        backbone_batch_norm="frozen",
+    ),
+    # LP-FT (Kumar et al. 2022; the reference code's CPC recipe): fit the head
+    # on frozen features first, then train everything with the backbone at a
+    # fraction of the head's learning rate, warm-up then cosine decay.
+    "finetune": dict(
+        learning_rate=1e-3,
+        weight_decay=1e-3,
+        epochs=50,
+        patience=10,
+        schedule="cosine",
+        warmup_epochs=2,
+        head_batch_norm=True,
+        linear_probe_epochs=20,
+        discriminative_lr=0.1,
+        backbone_batch_norm="train",
+    ),
+    # Supervised training of a fresh encoder: the finetuning budget and
+    # schedule without the linear stage or the reduced backbone rate.
+    "scratch": dict(
+        learning_rate=1e-3,
+        weight_decay=1e-3,
+        epochs=50,
+        patience=10,
+        schedule="cosine",
+        warmup_epochs=2,
+        head_batch_norm=True,
+        linear_probe_epochs=0,
+        discriminative_lr=None,
+        backbone_batch_norm="train",
+    ),
+}
+# Kept for callers that only need the learning rates.
+DEFAULT_LEARNING_RATES = {
+    mode: defaults["learning_rate"] for mode, defaults in DOWNSTREAM_DEFAULTS.items()
+}
+
+
+def _window(data, window_seconds, stride_seconds):
+    window_seconds = WINDOW_SECONDS if window_seconds is None else window_seconds
+    if stride_seconds is None:
+        stride_seconds = window_seconds / 2
+    rate = data.sampling_rate
+    return (
+        seconds_to_samples(window_seconds, rate, "window_seconds"),
+        seconds_to_samples(stride_seconds, rate, "stride_seconds"),
+    )
 
 
 def predict_records(
     model,
     data,
-    window_length=250,
-    stride=125,
+    window_seconds=None,
+    stride_seconds=None,
     batch_size=256,
     aggregation="mean",
 ):
     """Per-record probabilities from sliding-window predictions.
 
     Args:
-        model: a classifier returning logits for `(batch, window_length, leads)`.
-        data: an `ECGDataset`.
-        window_length: window length in samples.
-        stride: window stride in samples.
+        model: a classifier returning logits for `(batch, window, leads)`.
+        data: an `ECGDataset`, already preprocessed (rate, leads,
+            standardisation) as the model expects.
+        window_seconds: window duration; default 2.5 s.
+        stride_seconds: stride between windows; default half a window.
         batch_size: windows per prediction batch.
         aggregation: `"mean"` (the paper's) or `"max"` over a record's windows.
 
     Returns:
         A `(num_records, num_classes)` float32 array of sigmoid probabilities.
     """
+    window_length, stride = _window(data, window_seconds, stride_seconds)
     dataset, record_index = make_window_dataset(
         data,
         labels=None,
@@ -59,21 +130,53 @@ def predict_records(
     )
 
 
-def evaluate_records(model, data, **kwargs):
+def evaluate_records(model, data, trained_classes=None, **kwargs):
     """Macro ROC AUC of `model` on `data`, windows aggregated per record.
 
+    Args:
+        model: a classifier returning logits.
+        data: a labelled `ECGDataset`.
+        trained_classes: optional boolean mask (or indices) of the classes the
+            model saw positives of in training; the others are left out of
+            the macro AUC (their output was never trained) and listed in
+            `untrained_classes`.
+        **kwargs: forwarded to `predict_records` (window, stride, ...).
+
     Returns:
-        A dict with `macro_auc`, the per-record `scores`, and the details of
+        A dict with `macro_auc`, the per-record `scores`, `per_class_auc`
+        (`{class: auc}`, NaN when undefined) and the details of
         `keras_ecg.evaluation.macro_auc` (classes excluded for lacking
-        positives or negatives).
+        positives or negatives in `data`).
     """
     if data.labels is None:
         raise ValueError("evaluate_records needs a labelled ECGDataset.")
     scores = predict_records(model, data, **kwargs)
+    labels, columns, untrained = data.labels, np.arange(data.labels.shape[1]), []
+    if trained_classes is not None:
+        mask = np.zeros(labels.shape[1], dtype=bool)
+        mask[np.asarray(trained_classes)] = True
+        untrained = [data.classes[i] for i in np.flatnonzero(~mask)]
+        columns = np.flatnonzero(mask)
+    classes = [data.classes[i] for i in columns] if data.classes else None
     value, details = macro_auc(
-        data.labels, scores, classes=data.classes, return_details=True
+        labels[:, columns], scores[:, columns], classes=classes, return_details=True
     )
-    return {"macro_auc": float(value), "scores": scores, **details}
+    names = classes or [str(i) for i in columns]
+    per_class = {
+        name: float(auc) for name, auc in zip(names, details["per_class"], strict=True)
+    }
+    return {
+        "macro_auc": float(value),
+        "scores": scores,
+        "per_class_auc": per_class,
+        "untrained_classes": untrained,
+        **details,
+    }
+
+
+def trained_class_mask(train_data):
+    """Classes with at least one positive training record."""
+    return np.asarray(train_data.labels).sum(axis=0) > 0
 
 
 class RecordAUCCheckpoint(keras.callbacks.Callback):
@@ -87,7 +190,7 @@ class RecordAUCCheckpoint(keras.callbacks.Callback):
     Args:
         val_data: a labelled `ECGDataset`.
         restore_best_weights: restore the best epoch's weights when training ends.
-        **evaluate_kwargs: forwarded to `evaluate_records` (window length, ...).
+        **evaluate_kwargs: forwarded to `evaluate_records` (window, ...).
     """
 
     def __init__(self, val_data, restore_best_weights=True, **evaluate_kwargs):
@@ -118,17 +221,73 @@ class RecordAUCCheckpoint(keras.callbacks.Callback):
             self.model.set_weights(self._best_weights)
 
 
+def _learning_rate(peak, schedule, epochs, steps_per_epoch, warmup_epochs):
+    """A float (constant) or a warm-up + cosine `LearningRateSchedule`."""
+    if schedule == "constant" or peak == 0:
+        return float(peak)
+    total = max(1, epochs * steps_per_epoch)
+    warmup = min(int(round(warmup_epochs * steps_per_epoch)), total - 1)
+    if warmup == 0:
+        return keras.optimizers.schedules.CosineDecay(float(peak), total)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, total - warmup, warmup_target=float(peak), warmup_steps=warmup
+    )
+
+
+def _set_trainable(layer, trainable):
+    """Sets `trainable` on `layer` and every nested layer (see `_freeze`)."""
+    layer.trainable = trainable
+    for sublayer in layer._flatten_layers(include_self=False, recursive=True):
+        sublayer.trainable = trainable
+
+
+def _freeze_batch_norm(layer):
+    for sublayer in layer._flatten_layers(include_self=False, recursive=True):
+        if isinstance(sublayer, keras.layers.BatchNormalization):
+            sublayer.trainable = False
+
+
+def _resolve_options(mode, options):
+    if mode not in DOWNSTREAM_MODES:
+        raise ValueError(f"mode must be one of {DOWNSTREAM_MODES}, got {mode!r}.")
+    resolved = dict(DOWNSTREAM_DEFAULTS[mode])
+    resolved.update({k: v for k, v in options.items() if v is not None})
+    if resolved["schedule"] not in SCHEDULES:
+        raise ValueError(
+            f"schedule must be one of {SCHEDULES}, got {resolved['schedule']!r}."
+        )
+    if resolved["backbone_batch_norm"] not in BATCH_NORM_MODES:
+        raise ValueError(
+            f"backbone_batch_norm must be one of {BATCH_NORM_MODES}, got "
+            f"{resolved['backbone_batch_norm']!r}."
+        )
+    for name in ("epochs", "patience", "linear_probe_epochs"):
+        value = resolved[name]
+        if isinstance(value, bool) or int(value) != value or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}.")
+    if resolved["epochs"] < 1:
+        raise ValueError(f"epochs must be >= 1, got {resolved['epochs']}.")
+    return resolved
+
+
 def train_downstream(
     backbone,
     train_data,
     val_data,
-    mode="linear",
-    epochs=10,
+    mode="finetune",
+    epochs=None,
+    patience=None,
     batch_size=128,
     learning_rate=None,
-    weight_decay=1e-3,
-    crop_length=250,
-    stride=None,
+    weight_decay=None,
+    schedule=None,
+    warmup_epochs=None,
+    linear_probe_epochs=None,
+    linear_probe_learning_rate=None,
+    discriminative_lr=None,
+    backbone_batch_norm=None,
+    window_seconds=WINDOW_SECONDS,
+    stride_seconds=None,
     pooling="concat",
     head_hidden_dims=(),
     dropout=0.0,
@@ -137,113 +296,227 @@ def train_downstream(
     seed=0,
     callbacks=None,
     verbose="auto",
-    discriminative_lr=None,
 ):
-    """Trains a classifier on `backbone` and selects the epoch by val macro AUC.
+    """Trains a classifier on `backbone`; selects epochs by val macro AUC.
+
+    Three protocols (`mode`), each with measured defaults
+    (`DOWNSTREAM_DEFAULTS[mode]`; any argument left `None` takes them):
+
+    - `"linear"`: linear evaluation. The backbone is frozen (BatchNorm in
+      inference mode), the head is BatchNorm -> Dense, trained at lr 1e-2.
+    - `"finetune"`: LP-FT. A linear stage as above (`linear_probe_epochs`,
+      at `linear_probe_learning_rate`, default the linear mode's rate), then
+      every weight trains: the head at `learning_rate`, the backbone at
+      `discriminative_lr * learning_rate`, warm-up then cosine decay.
+      Fitting the head first means the pretrained features are not hit by the
+      large, random gradients of a fresh head, which is what made plain
+      finetuning score below the linear probe.
+    - `"scratch"`: supervised training of a freshly initialised backbone (the
+      caller passes it), with the finetuning budget and schedule.
+
+    Every stage trains up to `epochs` (the linear stage of `"finetune"` up to
+    `linear_probe_epochs`) and stops when the validation macro AUC has not
+    improved for `patience` epochs (`0`: never stops early); the best epoch's
+    weights are restored.
 
     Args:
         backbone: an encoder mapping `(batch, T, leads)` to a vector or a
             sequence (see `keras_ecg.models.ECGClassifier`).
         train_data: labelled `ECGDataset` to train on (random crops).
         val_data: labelled `ECGDataset` for epoch selection (sliding windows).
-        mode: `"linear"` (frozen backbone incl. BatchNorm, linear head),
-            `"finetune"` (all weights train) or `"scratch"` (same as finetune;
-            the caller passes a freshly initialised backbone).
-        epochs, batch_size, learning_rate, weight_decay: AdamW training setup;
-            `learning_rate=None` takes `DEFAULT_LEARNING_RATES[mode]` (1e-2
-            for a linear head, 1e-3 when the backbone trains).
-        crop_length: training crop and evaluation window length in samples.
-        stride: evaluation window stride; defaults to `crop_length // 2`.
+        mode: `"linear"`, `"finetune"` or `"scratch"`.
+        epochs: maximum epochs of the (last) stage.
+        patience: early-stopping patience in epochs, on val macro AUC.
+        batch_size: records per training batch.
+        learning_rate: peak learning rate of the head (and of the whole model
+            in `"scratch"`).
+        weight_decay: AdamW decoupled weight decay.
+        schedule: `"cosine"` (linear warm-up over `warmup_epochs`, then cosine
+            decay to 0 at `epochs`) or `"constant"`.
+        warmup_epochs: warm-up length in epochs (may be fractional).
+        linear_probe_epochs: `"finetune"` only: epochs of the linear stage
+            (`0` skips it: plain finetuning).
+        linear_probe_learning_rate: learning rate of that stage.
+        discriminative_lr: factor `f` (`"finetune"`/`"scratch"`): the backbone
+            trains at `f * learning_rate` (the reference code uses 0.1 per
+            layer group); `None` in `"scratch"` trains everything at one rate.
+        backbone_batch_norm: `"train"` (BatchNorm layers of the backbone
+            update their statistics and affine weights while it trains) or
+            `"frozen"` (they stay in inference mode with fixed weights).
+        window_seconds: training crop and evaluation window duration.
+        stride_seconds: evaluation window stride; default half a window.
         pooling, head_hidden_dims, dropout: `ECGClassifier` head settings.
         head_batch_norm: whether the head batch-normalises its input features
-            (`ECGClassifier(use_batch_norm=...)`); None (default) means True
-            for `"linear"` and False otherwise. Frozen features are far from
-            standardised (a large shared offset, little spread), and a plain
-            `Dense` trained on them with BCE first moves its weights along
-            that offset, which can rank records by signal energy rather than
-            class: a random-init encoder scored macro AUC 0.43 on PTB-XL
-            without it vs. 0.73 for a logistic regression on standardised
-            features of the same encoder. BatchNorm before the linear layer,
-            as in fastai's `bn_drop_lin` head and MAE's linear probe, keeps
-            the classifier linear (it folds into the `Dense` at inference).
+            (`ECGClassifier(use_batch_norm=...)`). Frozen features carry a
+            large offset shared by all records; a plain `Dense` trained on
+            them with BCE first moves along that offset (a random encoder
+            scored macro AUC 0.43 on PTB-XL that way vs 0.73 with BatchNorm).
         augmentation: optional augmentation layer for training crops.
-        seed: seeds the crops and shuffling.
-        callbacks: extra Keras callbacks.
+        seed: seeds the crops, the shuffling and the head's initialisation.
+        callbacks: extra Keras callbacks (every stage).
         verbose: Keras `fit` verbosity.
-        discriminative_lr: optional factor `f` (finetune/scratch): the backbone
-            trains with `f * learning_rate`, the head with `learning_rate`
-            (see `keras_ecg.evaluation.finetuning.discriminative_optimizer`).
 
     Returns:
-        A dict with the trained `model` (best epoch restored), `history`,
-        `best_epoch` (0-based), `best_val_auc` and the per-epoch `val_auc` list.
+        A dict with the trained `model` (best epoch restored), `history`
+        (Keras logs of every stage, concatenated), `best_epoch` (0-based, in
+        the last stage), `best_val_auc`, the per-epoch `val_auc` of every
+        stage, `stages` (per stage: name, epochs run, best epoch and AUC) and
+        `options` (the settings used, defaults resolved).
+
+    Example:
+
+    ```python
+    result = train_downstream(pretrained.backbone, train, val, mode="finetune")
+    test_auc = evaluate_records(result["model"], test)["macro_auc"]
+    ```
     """
+    from keras_ecg.evaluation.finetuning import discriminative_optimizer
     from keras_ecg.models.ecg_classifier import ECGClassifier
 
-    if mode not in DOWNSTREAM_MODES:
-        raise ValueError(f"mode must be one of {DOWNSTREAM_MODES}, got {mode!r}.")
+    options = _resolve_options(
+        mode,
+        dict(
+            epochs=epochs,
+            patience=patience,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            schedule=schedule,
+            warmup_epochs=warmup_epochs,
+            linear_probe_epochs=linear_probe_epochs if mode == "finetune" else 0,
+            discriminative_lr=discriminative_lr,
+            backbone_batch_norm=backbone_batch_norm,
+            head_batch_norm=head_batch_norm,
+        ),
+    )
+    options["linear_probe_learning_rate"] = (
+        linear_probe_learning_rate or DOWNSTREAM_DEFAULTS["linear"]["learning_rate"]
+    )
     if train_data.labels is None or val_data.labels is None:
         raise ValueError("train_downstream needs labelled train and val data.")
-    stride = stride or crop_length // 2
-    if learning_rate is None:
-        learning_rate = DEFAULT_LEARNING_RATES[mode]
-    if head_batch_norm is None:
-        head_batch_norm = mode == "linear"
+    window_length, stride = _window(train_data, window_seconds, stride_seconds)
+    options["window_seconds"] = window_length / train_data.sampling_rate
+    options["stride_seconds"] = stride / train_data.sampling_rate
+
     model = ECGClassifier(
         backbone,
         num_classes=train_data.labels.shape[1],
         pooling=pooling,
         head_hidden_dims=head_hidden_dims,
         dropout=dropout,
-        use_batch_norm=bool(head_batch_norm),
-        freeze_backbone=mode == "linear",
-        # Linear probe: start near zero (MAE's std 0.01), not from a random
-        # ranking the few training steps must first undo.
-        output_initializer=keras.initializers.TruncatedNormal(stddev=0.01, seed=seed)
-        if mode == "linear"
-        else "glorot_uniform",
+        use_batch_norm=bool(options["head_batch_norm"]),
+        freeze_backbone=mode == "linear" or options["linear_probe_epochs"] > 0,
+        # Start near zero (MAE's std 0.01): the first steps then do not have to
+        # undo a random ranking, and a fresh head on a pretrained backbone
+        # sends it small gradients.
+        output_initializer=keras.initializers.TruncatedNormal(stddev=0.01, seed=seed),
     )
-    if discriminative_lr is not None and mode != "linear":
-        from keras_ecg.evaluation.finetuning import discriminative_optimizer
-
-        model.build((None, crop_length, train_data.num_leads))
-        optimizer = discriminative_optimizer(
-            model,
-            backbone_lr=float(discriminative_lr) * learning_rate,
-            head_lr=learning_rate,
-            weight_decay=weight_decay,
-        )
-    else:
-        optimizer = keras.optimizers.AdamW(
-            learning_rate=learning_rate, weight_decay=weight_decay
-        )
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.BinaryCrossentropy(from_logits=True),
-    )
+    model.build((None, window_length, train_data.num_leads))
     train_ds = make_supervised_dataset(
         train_data,
         train_data.labels,
-        crop_length=crop_length,
+        crop_length=window_length,
         augmentation=augmentation,
         batch_size=batch_size,
         shuffle=True,
         seed=seed,
     )
-    selector = RecordAUCCheckpoint(
-        val_data, window_length=crop_length, stride=stride, batch_size=256
-    )
-    history = model.fit(
-        train_ds,
-        epochs=epochs,
-        callbacks=[selector, *(callbacks or [])],
-        verbose=verbose,
-        shuffle=False,
-    )
+    steps_per_epoch = math.ceil(len(train_data) / batch_size)
+    loss = keras.losses.BinaryCrossentropy(from_logits=True)
+    stages, history, val_auc = [], {}, []
+
+    def run_stage(name, stage_epochs, optimizer):
+        model.compile(optimizer=optimizer, loss=loss)
+        selector = RecordAUCCheckpoint(
+            val_data,
+            window_seconds=window_length / val_data.sampling_rate,
+            stride_seconds=stride / val_data.sampling_rate,
+            batch_size=256,
+        )
+        stage_callbacks = [selector]
+        if options["patience"]:
+            stage_callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_macro_auc", mode="max", patience=options["patience"]
+                )
+            )
+        fit = model.fit(
+            train_ds,
+            epochs=stage_epochs,
+            callbacks=[*stage_callbacks, *(callbacks or [])],
+            verbose=verbose,
+            shuffle=False,
+        )
+        for key, values in fit.history.items():
+            history.setdefault(key, []).extend(values)
+        val_auc.extend(selector.history)
+        stages.append(
+            {
+                "name": name,
+                "epochs_run": len(selector.history),
+                "best_epoch": selector.best_epoch,
+                "best_val_auc": selector.best_auc,
+            }
+        )
+
+    def adamw(peak, epochs_, warmup):
+        rate = _learning_rate(
+            peak, options["schedule"], epochs_, steps_per_epoch, warmup
+        )
+        return keras.optimizers.AdamW(
+            learning_rate=rate, weight_decay=options["weight_decay"]
+        )
+
+    if mode == "linear":
+        run_stage(
+            "linear",
+            options["epochs"],
+            adamw(
+                options["learning_rate"], options["epochs"], options["warmup_epochs"]
+            ),
+        )
+    else:
+        if options["linear_probe_epochs"]:
+            lp_epochs = options["linear_probe_epochs"]
+            run_stage(
+                "linear_probe",
+                lp_epochs,
+                adamw(options["linear_probe_learning_rate"], lp_epochs, 0),
+            )
+            _set_trainable(model.backbone, True)
+            model.freeze_backbone = False
+        if options["backbone_batch_norm"] == "frozen":
+            _freeze_batch_norm(model.backbone)
+        factor = options["discriminative_lr"]
+        if factor is None or factor == 1:
+            optimizer = adamw(
+                options["learning_rate"], options["epochs"], options["warmup_epochs"]
+            )
+        else:
+
+            def rate(peak):
+                return _learning_rate(
+                    peak,
+                    options["schedule"],
+                    options["epochs"],
+                    steps_per_epoch,
+                    options["warmup_epochs"],
+                )
+
+            optimizer = discriminative_optimizer(
+                model,
+                backbone_lr=rate(float(factor) * options["learning_rate"]),
+                head_lr=rate(options["learning_rate"]),
+                weight_decay=options["weight_decay"],
+            )
+        run_stage(mode, options["epochs"], optimizer)
+
+    last = stages[-1]
     return {
         "model": model,
-        "history": history.history,
-        "best_epoch": selector.best_epoch,
-        "best_val_auc": selector.best_auc,
-        "val_auc": selector.history,
+        "history": history,
+        "best_epoch": last["best_epoch"],
+        "best_val_auc": last["best_val_auc"],
+        "val_auc": val_auc,
+        "stages": stages,
+        "options": options,
     }

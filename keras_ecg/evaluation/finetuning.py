@@ -102,9 +102,11 @@ def discriminative_optimizer(
 
     Args:
         classifier: an `ECGClassifier`; built, or built here from `input_shape`.
-        backbone_lr: learning rate of the backbone (encoder) variables.
-        head_lr: learning rate of the head, also the default for any variable
-            that is neither backbone nor context.
+        backbone_lr: learning rate (a float or a
+            `keras.optimizers.schedules.LearningRateSchedule`) of the backbone
+            (encoder) variables.
+        head_lr: learning rate (float or schedule) of the head, also the
+            default for any variable that is neither backbone nor context.
         context_lr: learning rate of the recurrent context of a CPC backbone;
             defaults to `backbone_lr`.
         weight_decay: decoupled weight decay of every sub-optimizer (`0`
@@ -128,6 +130,8 @@ def discriminative_optimizer(
     ```
     """
     for name, value in (("backbone_lr", backbone_lr), ("head_lr", head_lr)):
+        if isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
+            continue
         if not float(value) >= 0.0:
             raise ValueError(f"{name} must be a non-negative number, got {value}.")
     if context_lr is None:

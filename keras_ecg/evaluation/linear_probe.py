@@ -10,22 +10,25 @@ pretraining settings well enough to steer a search.
 
 import numpy as np
 
+from keras_ecg.data.durations import seconds_to_samples
 from keras_ecg.data.pipelines import make_window_dataset
 from keras_ecg.evaluation.metrics import macro_auc
 from keras_ecg.evaluation.window_aggregation import aggregate_windows
 
 
-def extract_embeddings(backbone, data, window_length=250, stride=125, batch_size=256):
+def extract_embeddings(
+    backbone, data, window_seconds=2.5, stride_seconds=None, batch_size=256
+):
     """Per-record embeddings: sliding-window backbone outputs averaged per record.
 
     Args:
-        backbone: a model mapping `(batch, window_length, leads)` to
+        backbone: a model mapping `(batch, window, leads)` to
             `(batch, features)`, or to a sequence `(batch, steps, features)`
             (e.g. the CPC backbone), which is mean-pooled over its steps.
-        data: an `ECGDataset` (or anything `make_window_dataset` accepts).
-        window_length: window length in samples; capped at the shortest
-            record so short records still yield one window.
-        stride: window stride in samples.
+        data: an `ECGDataset`. Every record must be at least one window long
+            (see `keras_ecg.data.durations.drop_short_records`).
+        window_seconds: window duration (default 2.5 s, the paper's).
+        stride_seconds: window stride; defaults to half a window.
         batch_size: windows per `predict` batch.
 
     Returns:
@@ -34,13 +37,16 @@ def extract_embeddings(backbone, data, window_length=250, stride=125, batch_size
     Example:
 
     ```python
-    train_emb = extract_embeddings(model.backbone, train, window_length=250)
+    train_emb = extract_embeddings(model.backbone, train, window_seconds=2.5)
     ```
     """
-    signals = getattr(data, "signals", data)
-    shortest = min(len(s) for s in signals)
-    window_length = min(int(window_length), shortest)
-    stride = max(1, min(int(stride), window_length))
+    rate = data.sampling_rate
+    window_length = seconds_to_samples(window_seconds, rate, "window_seconds")
+    stride = seconds_to_samples(
+        window_seconds / 2 if stride_seconds is None else stride_seconds,
+        rate,
+        "stride_seconds",
+    )
     dataset, record_index = make_window_dataset(
         data,
         labels=None,

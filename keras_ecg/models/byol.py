@@ -9,6 +9,7 @@ from keras import ops
 
 from keras_ecg.distribute import scale_loss_for_replicas
 from keras_ecg.losses.byol_loss import byol_loss
+from keras_ecg.models.self_supervised_model import SelfSupervisedModel
 from keras_ecg.models.simclr import _build_layer
 from keras_ecg.models.simclr import _is_shape
 from keras_ecg.models.simclr import _regularization_loss
@@ -49,7 +50,7 @@ def _steps_per_epoch(x, batch_size, steps_per_epoch, validation_split):
 
 
 @keras.saving.register_keras_serializable(package="keras_ecg")
-class BYOL(keras.Model):
+class BYOL(SelfSupervisedModel):
     """BYOL: an online network predicts a slowly moving target network.
 
     The online network (`encoder` -> `projection_head` -> `prediction_head`)

@@ -12,10 +12,11 @@ from keras_ecg.losses.info_nce import cpc_info_nce_logits
 from keras_ecg.losses.info_nce import info_nce_accuracy
 from keras_ecg.losses.info_nce import info_nce_loss
 from keras_ecg.losses.info_nce import sample_cpc_negative_indices
+from keras_ecg.models.self_supervised_model import SelfSupervisedModel
 
 
 @keras.saving.register_keras_serializable(package="keras_ecg")
-class CPC(keras.Model):
+class CPC(SelfSupervisedModel):
     """Contrastive Predictive Coding: encoder + causal context + InfoNCE.
 
     The encoder maps `(batch, T, leads)` to encodings `z` of shape

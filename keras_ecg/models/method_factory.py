@@ -49,8 +49,8 @@ _CPC_CONFIGS = {
 }
 _HEAD_DIMS = {"paper": (512, 128), "small": (256, 64), "tiny": (32, 16)}
 
-# Paper pretraining input lengths at 100 Hz: 2.5 s crops; CPC 10 s.
-CROP_LENGTHS = {"simclr": 250, "byol": 250, "swav": 250, "cpc": 1000}
+# Paper pretraining inputs: 2.5 s crops (250 samples at 100 Hz); CPC 10 s.
+CROP_SECONDS = {"simclr": 2.5, "byol": 2.5, "swav": 2.5, "cpc": 10.0}
 
 
 def build_encoder(size="small", input_leads=12):
@@ -123,19 +123,32 @@ def build_method(method, size="small", input_leads=12, **kwargs):
 
 
 def make_method_dataset(
-    method, data, batch_size, augmentation=None, crop_length=None, seed=0
+    method, data, batch_size, augmentation=None, crop_seconds=None, seed=0
 ):
     """The tf.data pretraining input each method expects.
 
     SimCLR/BYOL/SwAV get two augmented views of a random crop; CPC gets plain
-    crops (the paper pretrains CPC without augmentation).
+    crops (the paper pretrains CPC without augmentation). Records shorter than
+    the crop are left out with one warning (`drop_short_records`); the crop is
+    never shrunk to fit them.
+
+    Args:
+        method: `"simclr"`, `"byol"`, `"swav"` or `"cpc"`.
+        data: an `ECGDataset`.
+        batch_size: records per batch (full batches only).
+        augmentation: augmentation layer for the views (not CPC).
+        crop_seconds: crop duration; defaults to `CROP_SECONDS[method]` (the
+            paper's 2.5 s, CPC 10 s), converted with `data.sampling_rate`.
+        seed: seeds the order, the crops and the augmentation draws.
     """
+    from keras_ecg.data.durations import drop_short_records
+    from keras_ecg.data.durations import seconds_to_samples
     from keras_ecg.data.pipelines import make_pretraining_dataset
 
     _check(method, METHODS, "method")
-    crop_length = crop_length or CROP_LENGTHS[method]
-    shortest = min(len(s) for s in data.signals)
-    crop_length = min(crop_length, shortest)
+    crop_seconds = CROP_SECONDS[method] if crop_seconds is None else crop_seconds
+    crop_length = seconds_to_samples(crop_seconds, data.sampling_rate, "crop_seconds")
+    data = drop_short_records(data, crop_length, f"{crop_seconds:g} s crop")
     return make_pretraining_dataset(
         data,
         crop_length=crop_length,

@@ -6,6 +6,7 @@ from keras import ops
 from keras_ecg.distribute import gather_across_replicas
 from keras_ecg.distribute import scale_loss_for_replicas
 from keras_ecg.losses.nt_xent import multi_view_nt_xent_loss
+from keras_ecg.models.self_supervised_model import SelfSupervisedModel
 
 
 def _is_shape(value):
@@ -58,7 +59,7 @@ def _regularization_loss(model):
 
 
 @keras.saving.register_keras_serializable(package="keras_ecg")
-class SimCLR(keras.Model):
+class SimCLR(SelfSupervisedModel):
     """SimCLR: contrast two augmented views of each ECG with NT-Xent.
 
     Each view goes separately through the shared `encoder` and

@@ -6,10 +6,11 @@ from keras import ops
 from keras_ecg.distribute import gather_across_replicas
 from keras_ecg.distribute import scale_loss_for_replicas
 from keras_ecg.losses.swav_loss import swav_loss
+from keras_ecg.models.self_supervised_model import SelfSupervisedModel
 
 
 @keras.saving.register_keras_serializable(package="keras_ecg")
-class SwAV(keras.Model):
+class SwAV(SelfSupervisedModel):
     """SwAV: online clustering with swapped prediction across views.
 
     Each view goes through `encoder` -> `projection_head` -> L2 normalisation

@@ -30,6 +30,7 @@ import warnings
 import keras
 import keras_tuner as kt
 
+from keras_ecg.data.durations import seconds_to_samples
 from keras_ecg.evaluation.linear_probe import extract_embeddings
 from keras_ecg.evaluation.linear_probe import knn_probe
 from keras_ecg.evaluation.linear_probe import logistic_probe
@@ -143,7 +144,8 @@ class SSLHyperModel(kt.HyperModel):
         batch_size: pretraining batch size (capped at the train set size).
         probe: `"logistic"` (linear probe) or `"knn"`.
         probe_k: neighbours of the kNN probe.
-        probe_stride: embedding window stride; defaults to half the crop.
+        probe_stride_seconds: embedding window stride in seconds; defaults to
+            half the crop.
         seed: seeds the augmentations and the pretraining pipeline.
         name, tunable: `keras_tuner.HyperModel` arguments.
 
@@ -167,7 +169,7 @@ class SSLHyperModel(kt.HyperModel):
         batch_size=64,
         probe="logistic",
         probe_k=5,
-        probe_stride=None,
+        probe_stride_seconds=None,
         seed=0,
         name=None,
         tunable=True,
@@ -193,15 +195,19 @@ class SSLHyperModel(kt.HyperModel):
         self.batch_size = int(batch_size)
         self.probe = probe
         self.probe_k = int(probe_k)
-        self.probe_stride = probe_stride
+        self.probe_stride_seconds = probe_stride_seconds
         self.seed = seed
-        self._shortest = min(
-            min(len(s) for s in d.signals) for d in (train_data, val_data)
-        )
+        if train_data.sampling_rate != val_data.sampling_rate:
+            raise ValueError(
+                f"SSLHyperModel: train is at {train_data.sampling_rate} Hz, val at "
+                f"{val_data.sampling_rate} Hz."
+            )
 
     def _space(self, hp):
         space = define_search_space(hp, self.method, self.size)
-        space["crop_length"] = min(int(space["crop_length"]), self._shortest)
+        space["crop_length"] = seconds_to_samples(
+            float(space["crop_seconds"]), self.train_data.sampling_rate
+        )
         return space
 
     def build(self, hp):
@@ -231,7 +237,7 @@ class SSLHyperModel(kt.HyperModel):
             self.train_data,
             batch_size=min(self.batch_size, len(self.train_data)),
             augmentation=augmentation,
-            crop_length=space["crop_length"],
+            crop_seconds=float(space["crop_seconds"]),
             seed=self.seed,
         )
         history = model.fit(
@@ -252,17 +258,17 @@ class SSLHyperModel(kt.HyperModel):
             )
             return {"probe_auc": 0.0, "loss": 1e9}
         return {
-            "probe_auc": self.probe_score(model, space["crop_length"]),
+            "probe_auc": self.probe_score(model, float(space["crop_seconds"])),
             "loss": loss,
         }
 
-    def probe_score(self, model, window_length):
+    def probe_score(self, model, window_seconds):
         """Macro AUC on the val split of the probe on `model.backbone`'s embeddings."""
         backbone = model.backbone
         if not isinstance(backbone, keras.Model):
             backbone = keras.Sequential([backbone])
-        stride = self.probe_stride or max(1, window_length // 2)
-        embed = dict(window_length=window_length, stride=stride, batch_size=256)
+        stride = self.probe_stride_seconds or window_seconds / 2
+        embed = dict(window_seconds=window_seconds, stride_seconds=stride)
         train_emb = extract_embeddings(backbone, self.train_data, **embed)
         val_emb = extract_embeddings(backbone, self.val_data, **embed)
         args = (train_emb, self.train_data.labels, val_emb, self.val_data.labels)

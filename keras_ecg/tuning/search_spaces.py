@@ -3,7 +3,7 @@
 `define_search_space(hp, method, size)` declares the hyperparameters that
 matter for each method on `hp` and returns the chosen values:
 
-- all methods: `learning_rate` (log scale), `crop_length`, encoder
+- all methods: `learning_rate` (log scale), `crop_seconds`, encoder
   width/depth and projection dimension (CPC: encoder filters and LSTM units);
 - SimCLR/BYOL/SwAV: augmentation strengths of the paper's best setting
   RandomResizedCrop + TimeOut (`rrc_min_ratio`, the lower bound of the crop
@@ -16,7 +16,7 @@ Ranges are sized per encoder `size` (`"tiny"` for tests, `"small"` for CPU,
 tau 0.996/0.99, crop 2.5 s / 10 s at 100 Hz).
 """
 
-from keras_ecg.models.method_factory import CROP_LENGTHS
+from keras_ecg.models.method_factory import CROP_SECONDS
 from keras_ecg.models.method_factory import ENCODER_SIZES
 from keras_ecg.models.method_factory import METHODS
 
@@ -51,10 +51,11 @@ _SIZE_CHOICES = {
 
 
 def _crop_choices(method, size):
-    base = CROP_LENGTHS[method]
+    """Crop durations in seconds: the paper's and half of it (tiny: smaller)."""
+    base = CROP_SECONDS[method]
     if size == "tiny":
-        return [base // 4, base // 2]
-    return [base // 2, base]
+        return [base / 4, base / 2]
+    return [base / 2, base]
 
 
 def define_search_space(hp, method, size="small"):
@@ -66,7 +67,7 @@ def define_search_space(hp, method, size="small"):
         size: `"tiny"`, `"small"` or `"paper"`; scales the architecture ranges.
 
     Returns:
-        A dict with `learning_rate`, `crop_length`, `encoder` (width/depth
+        A dict with `learning_rate`, `crop_seconds`, `encoder` (width/depth
         settings), `projection_dim`, `augmentation` (`None` for CPC, else
         `rrc_min_ratio` / `timeout_max_ratio`) and `method_kwargs` (forwarded
         to the method's constructor).
@@ -87,7 +88,7 @@ def define_search_space(hp, method, size="small"):
         "learning_rate": hp.Float(
             "learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3
         ),
-        "crop_length": hp.Choice("crop_length", _crop_choices(method, size)),
+        "crop_seconds": hp.Choice("crop_seconds", _crop_choices(method, size)),
         "method_kwargs": {},
     }
     if method == "cpc":

@@ -63,8 +63,8 @@ def test_predict_records_aggregates_sigmoid_windows():
         actual = predict_records(
             model,
             data,
-            window_length=40,
-            stride=25,
+            window_seconds=0.4,
+            stride_seconds=0.25,
             batch_size=7,
             aggregation=aggregation,
         )
@@ -104,7 +104,7 @@ def test_checkpoint_restores_best_epoch_and_logs_auc():
     # Logit k = mean of lead k: a perfect classifier on this data.
     kernel = np.eye(LEADS, 2, dtype="float32") * 5.0
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="mse")
-    checkpoint = RecordAUCCheckpoint(data, window_length=40, stride=20)
+    checkpoint = RecordAUCCheckpoint(data, window_seconds=0.4, stride_seconds=0.2)
     history = model.fit(
         data.to_array()[:, :40],
         data.labels,
@@ -119,7 +119,7 @@ def test_checkpoint_restores_best_epoch_and_logs_auc():
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(model.head_denses[0].kernel), kernel
     )
-    assert evaluate_records(model, data, window_length=40, stride=20)[
+    assert evaluate_records(model, data, window_seconds=0.4, stride_seconds=0.2)[
         "macro_auc"
     ] == pytest.approx(1.0)
 
@@ -133,7 +133,7 @@ def _changed(before, after):
 
 
 @pytest.mark.parametrize(
-    "mode, discriminative_lr", [("linear", None), ("finetune", None), ("finetune", 0)]
+    "mode, discriminative_lr", [("linear", None), ("scratch", None), ("finetune", 0)]
 )
 def test_train_downstream_modes(mode, discriminative_lr):
     train, val = _dataset(num_records=16, seed=1), _dataset(num_records=8, seed=2)
@@ -146,10 +146,12 @@ def test_train_downstream_modes(mode, discriminative_lr):
         train,
         val,
         mode=mode,
-        epochs=2 if mode == "linear" else 1,
+        epochs=2,
+        patience=0,
+        linear_probe_epochs=1,
         batch_size=8,
         learning_rate=1e-2,
-        crop_length=40,
+        window_seconds=0.4,
         verbose=0,
         discriminative_lr=discriminative_lr,
     )
@@ -158,20 +160,136 @@ def test_train_downstream_modes(mode, discriminative_lr):
     changed = dict(
         zip([id(w) for w in model.backbone.weights], _changed(before, after))
     )
-    assert len(result["val_auc"]) == (2 if mode == "linear" else 1)
-    assert result["best_val_auc"] == max(result["val_auc"])
-    assert result["best_epoch"] == int(np.argmax(result["val_auc"]))
+    stages = [(s["name"], s["epochs_run"]) for s in result["stages"]]
+    if mode == "finetune":
+        assert stages == [("linear_probe", 1), ("finetune", 2)]
+    else:
+        assert stages == [(mode, 2)]
+    assert len(result["val_auc"]) == sum(n for _, n in stages)
+    last = result["val_auc"][-2:]
+    assert result["best_val_auc"] == max(last)
+    assert result["best_epoch"] == int(np.argmax(last))
     assert all(0.0 <= auc <= 1.0 for auc in result["val_auc"])
+    assert result["options"]["window_seconds"] == 0.4
     if mode == "linear":
         # Frozen incl. BatchNorm moving statistics.
         assert not any(changed.values())
+        assert model.freeze_backbone
     elif discriminative_lr == 0:
         # Backbone learning rate 0: trainable weights fixed, BN statistics move.
         assert not any(changed[i] for i in trainable)
         assert any(changed[i] for i in changed if i not in trainable)
         assert isinstance(model.optimizer, keras.optimizers.MultiOptimizer)
+        assert not model.freeze_backbone
     else:
         assert all(changed[i] for i in trainable)
+
+
+class _BackboneSnapshots(keras.callbacks.Callback):
+    """Copies the backbone's weights at the end of every epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.snapshots = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.snapshots.append(_backbone_weights(self.model))
+
+
+def test_lp_ft_keeps_backbone_frozen_in_linear_stage_then_trains_it():
+    train, val = _dataset(num_records=16, seed=1), _dataset(num_records=8, seed=2)
+    backbone = _backbone()
+    backbone(np.zeros((1, 40, LEADS), "float32"))
+    initial = [keras.ops.convert_to_numpy(w).copy() for w in backbone.weights]
+    snapshots = _BackboneSnapshots()
+    train_downstream(
+        backbone,
+        train,
+        val,
+        mode="finetune",
+        epochs=2,
+        patience=0,
+        linear_probe_epochs=2,
+        batch_size=8,
+        window_seconds=0.4,
+        verbose=0,
+        callbacks=[snapshots],
+    )
+    lp1, lp2, ft1, _ = snapshots.snapshots
+    # Linear stage: every backbone weight, BatchNorm statistics included, fixed.
+    for a, b, c in zip(initial, lp1, lp2):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    # Finetuning stage: the backbone moves.
+    assert any(not np.array_equal(a, b) for a, b in zip(lp2, ft1))
+
+
+def test_frozen_batch_norm_keeps_statistics_while_backbone_trains():
+    train, val = _dataset(num_records=16, seed=1), _dataset(num_records=8, seed=2)
+    backbone = _backbone()
+    backbone(np.zeros((1, 40, LEADS), "float32"))
+    bn = backbone.get_layer("bn")
+    bn_before = [keras.ops.convert_to_numpy(w).copy() for w in bn.weights]
+    conv_before = keras.ops.convert_to_numpy(backbone.get_layer("conv").kernel).copy()
+    result = train_downstream(
+        backbone,
+        train,
+        val,
+        mode="scratch",
+        epochs=1,
+        patience=0,
+        batch_size=8,
+        window_seconds=0.4,
+        backbone_batch_norm="frozen",
+        verbose=0,
+    )
+    model = result["model"]
+    bn_after = model.backbone.get_layer("bn").weights
+    for a, b in zip(bn_before, bn_after):
+        np.testing.assert_array_equal(a, keras.ops.convert_to_numpy(b))
+    conv_after = keras.ops.convert_to_numpy(model.backbone.get_layer("conv").kernel)
+    assert not np.array_equal(conv_before, conv_after)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from keras_ecg.evaluation.downstream import _learning_rate
+
+    schedule = _learning_rate(1e-3, "cosine", 10, 4, warmup_epochs=2)
+    rates = [float(keras.ops.convert_to_numpy(schedule(step))) for step in range(41)]
+    # Linear warm-up over 8 steps to the peak, then half a cosine over 32.
+    np.testing.assert_allclose(rates[:9], np.linspace(0.0, 1e-3, 9), atol=1e-9)
+    expected = [0.5e-3 * (1 + np.cos(np.pi * k / 32)) for k in range(33)]
+    np.testing.assert_allclose(rates[8:], expected, atol=1e-9)
+    assert _learning_rate(1e-3, "constant", 10, 4, 2) == 1e-3
+
+
+def test_early_stopping_on_val_auc():
+    # A head whose learning rate is 0 never improves after epoch 1: patience 2
+    # stops after 3 epochs of 10.
+    train, val = _dataset(num_records=16, seed=1), _dataset(num_records=8, seed=2)
+    result = train_downstream(
+        _backbone(),
+        train,
+        val,
+        mode="linear",
+        epochs=10,
+        patience=2,
+        learning_rate=0.0,
+        batch_size=8,
+        window_seconds=0.4,
+        verbose=0,
+    )
+    assert result["stages"][0]["epochs_run"] == 3
+    assert result["best_epoch"] == 0
+
+
+@pytest.mark.parametrize("rate, window, stride", [(100, 40, 20), (500, 200, 100)])
+def test_windows_are_seconds_at_any_sampling_rate(rate, window, stride):
+    data = _dataset(num_records=4, lengths=(rate,))
+    data.sampling_rate = rate
+    from keras_ecg.evaluation.downstream import _window
+
+    assert _window(data, 0.4, None) == (window, stride)
 
 
 def test_train_downstream_rejects_bad_mode():
@@ -213,13 +331,14 @@ def test_linear_default_head_normalises_offset_dominated_features():
         mode="linear",
         epochs=2,
         batch_size=8,
-        crop_length=40,
+        window_seconds=0.4,
         verbose=0,
     )
     model = result["model"]
     assert isinstance(model.head_norms[0], keras.layers.BatchNormalization)
-    lr = keras.ops.convert_to_numpy(model.optimizer.learning_rate)
-    np.testing.assert_allclose(lr, 1e-2)
+    # lr 1e-2 at the start, decayed by the cosine schedule to 0 at the end.
+    schedule = model.optimizer._learning_rate
+    np.testing.assert_allclose(float(schedule(0)), 1e-2)
     # The probe starts near zero: |w| of a TruncatedNormal(0.01) is < 0.02,
     # and two epochs of steps of ~1e-2 cannot move it far.
     kernel = keras.ops.convert_to_numpy(model.head_denses[-1].kernel)

@@ -4,6 +4,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsRegressor
 
+from keras_ecg.data.ecg_dataset import ECGDataset
 from keras_ecg.data.pipelines import window_starts
 from keras_ecg.evaluation.linear_probe import extract_embeddings
 from keras_ecg.evaluation.linear_probe import knn_probe
@@ -73,13 +74,25 @@ def test_probes_reject_mismatched_inputs():
         knn_probe(x, y, x, y, k=0)
 
 
+def _records(signals, sampling_rate=10):
+    return ECGDataset(
+        signals=signals,
+        record_ids=[f"r{i}" for i in range(len(signals))],
+        sampling_rate=sampling_rate,
+        lead_names=("I", "II"),
+    )
+
+
 def test_extract_embeddings_averages_window_outputs_per_record():
     rng = np.random.default_rng(0)
     signals = [rng.normal(size=(n, 2)).astype("float32") for n in (20, 27)]
     backbone = keras.Sequential(
         [keras.Input((None, 2)), keras.layers.GlobalAveragePooling1D()]
     )
-    emb = extract_embeddings(backbone, signals, window_length=8, stride=5)
+    # 0.8 s windows, 0.5 s stride at 10 Hz: 8 and 5 samples.
+    emb = extract_embeddings(
+        backbone, _records(signals), window_seconds=0.8, stride_seconds=0.5
+    )
     expected = [
         np.mean([s[a : a + 8].mean(0) for a in window_starts(len(s), 8, 5)], axis=0)
         for s in signals
@@ -90,6 +103,8 @@ def test_extract_embeddings_averages_window_outputs_per_record():
 def test_extract_embeddings_mean_pools_sequence_outputs():
     signals = [np.arange(24, dtype="float32").reshape(12, 2)]
     backbone = keras.Sequential([keras.Input((None, 2)), keras.layers.Identity()])
-    # One window (window longer than the record is capped at its length).
-    emb = extract_embeddings(backbone, signals, window_length=50, stride=50)
+    # One window of the whole 1.2 s record.
+    emb = extract_embeddings(
+        backbone, _records(signals), window_seconds=1.2, stride_seconds=1.2
+    )
     np.testing.assert_allclose(emb, [signals[0].mean(0)], atol=1e-6)

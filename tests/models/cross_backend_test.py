@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_ecg.models.method_factory import CROP_LENGTHS
+from keras_ecg.models.method_factory import CROP_SECONDS
 from keras_ecg.models.method_factory import build_method
 from keras_ecg.testing.test_case import subprocess_env
 
@@ -44,7 +44,7 @@ print("LOADED", keras.backend.backend())
 
 
 def _train_briefly(method, rng):
-    length = CROP_LENGTHS[method]
+    length = int(CROP_SECONDS[method] * 100)
     model = build_method(method, size="tiny", input_leads=12)
     x = rng.normal(size=(8, length, 12)).astype("float32")
     data = x if method == "cpc" else (x, x[:, ::-1] + 0.01)

@@ -68,7 +68,7 @@ def test_random_search_saves_a_reloadable_best_model(splits, tmp_path):
     )
     assert result["objective"] == "probe_auc" and result["num_trials"] == 1
     assert 0.0 <= result["best_score"] <= 1.0
-    assert {"learning_rate", "temperature", "crop_length"} <= set(
+    assert {"learning_rate", "temperature", "crop_seconds"} <= set(
         result["best_hyperparameters"]
     )
     assert os.path.exists(result["best_model_path"])
@@ -77,7 +77,7 @@ def test_random_search_saves_a_reloadable_best_model(splits, tmp_path):
     hp = kt.HyperParameters()
     hp.values.update(result["best_hyperparameters"])
     hypermodel = SSLHyperModel("simclr", train, val, size="tiny")
-    crop = result["best_hyperparameters"]["crop_length"]
+    crop = result["best_hyperparameters"]["crop_seconds"]
     assert hypermodel.probe_score(model, crop) == pytest.approx(
         result["best_score"], abs=1e-6
     )
@@ -102,7 +102,7 @@ def test_bayesian_and_hyperband_searches(splits, tmp_path, tuner):
     assert result["num_trials"] >= 1 and 0.0 <= result["best_score"] <= 1.0
     model = keras.saving.load_model(result["best_model_path"])
     hypermodel = SSLHyperModel("cpc", train, val, size="tiny", probe="knn")
-    crop = min(result["best_hyperparameters"]["crop_length"], 250)
+    crop = result["best_hyperparameters"]["crop_seconds"]
     assert hypermodel.probe_score(model, crop) == pytest.approx(
         result["best_score"], abs=1e-6
     )

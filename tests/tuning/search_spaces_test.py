@@ -18,7 +18,7 @@ def test_space_declares_the_method_hyperparameters(method, specific):
     hp = kt.HyperParameters()
     space = define_search_space(hp, method, size="small")
     assert set(space["method_kwargs"]) == specific
-    assert {"learning_rate", "crop_length", "encoder_width"} <= set(hp.values)
+    assert {"learning_rate", "crop_seconds", "encoder_width"} <= set(hp.values)
     lr = hp._hps["learning_rate"][0]
     assert (lr.min_value, lr.max_value, lr.sampling) == (1e-4, 1e-2, "log")
     # Defaults are the paper's values where it has one.
@@ -29,13 +29,13 @@ def test_space_declares_the_method_hyperparameters(method, specific):
         assert space["method_kwargs"]["tau"] == 0.996
     if method == "cpc":
         assert space["augmentation"] is None
-        assert hp._hps["crop_length"][0].values == [500, 1000]
+        assert hp._hps["crop_seconds"][0].values == [5.0, 10.0]
     else:
         assert space["augmentation"] == {
             "rrc_min_ratio": 0.5,
             "timeout_max_ratio": 0.4,
         }
-        assert hp._hps["crop_length"][0].values == [125, 250]
+        assert hp._hps["crop_seconds"][0].values == [1.25, 2.5]
 
 
 @pytest.mark.backend_agnostic
@@ -46,7 +46,7 @@ def test_space_is_idempotent_and_follows_hp_values():
     hp.values["temperature"] = 0.2
     space = define_search_space(hp, "swav", size="tiny")
     assert space["method_kwargs"] == {"num_prototypes": 16, "temperature": 0.2}
-    assert hp._hps["crop_length"][0].values == [62, 125]
+    assert hp._hps["crop_seconds"][0].values == [0.625, 1.25]
 
 
 @pytest.mark.backend_agnostic

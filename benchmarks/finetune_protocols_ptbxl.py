@@ -1,0 +1,183 @@
+"""Downstream protocols compared on the PTB-XL subset, over seeds.
+
+What makes finetuning a pretrained encoder pay off? Each named protocol below
+is one `train_downstream` configuration; every one is run on the same
+pretrained encoders (one per method and seed) and the same splits, and scored
+by test macro ROC AUC over the classes with a positive training record
+(sliding windows averaged per record). Scratch rows train a freshly
+initialised encoder of the same architecture.
+
+Usage (with --update-readme the table goes into benchmarks/README.md between
+the finetune_protocols markers):
+
+    KERAS_BACKEND=tensorflow python benchmarks/finetune_protocols_ptbxl.py \
+        --methods cpc simclr --seeds 3 --update-readme
+"""
+
+import collections
+import os
+import sys
+import time
+
+import ptbxl_protocol as common
+
+BEGIN = "<!-- finetune_protocols:begin -->"
+END = "<!-- finetune_protocols:end -->"
+
+# name -> (mode, train_downstream options, what it tests)
+PROTOCOLS = {
+    "linear": ("linear", {}, "linear evaluation (BN head, lr 1e-2, cosine)"),
+    "ft-plain-15": (
+        "finetune",
+        dict(
+            linear_probe_epochs=0,
+            epochs=15,
+            patience=0,
+            schedule="constant",
+            discriminative_lr=1.0,
+        ),
+        "the previous default: 15 epochs, lr 1e-3 constant, no linear stage",
+    ),
+    "ft-plain-cosine": (
+        "finetune",
+        dict(linear_probe_epochs=0, discriminative_lr=1.0),
+        "no linear stage, one lr, warm-up + cosine, early stopping",
+    ),
+    "ft-discriminative": (
+        "finetune",
+        dict(linear_probe_epochs=0),
+        "no linear stage, backbone lr x0.1, cosine, early stopping",
+    ),
+    "lp-ft": (
+        "finetune",
+        {},
+        "linear stage, then backbone lr x0.1, cosine, early stopping",
+    ),
+    "lp-ft-one-lr": (
+        "finetune",
+        dict(discriminative_lr=1.0),
+        "linear stage, then one lr for all, cosine",
+    ),
+    "lp-ft-frozen-bn": (
+        "finetune",
+        dict(backbone_batch_norm="frozen"),
+        "LP-FT with the backbone's BatchNorm kept in inference mode",
+    ),
+    "scratch-15": (
+        "scratch",
+        dict(epochs=15, patience=0, schedule="constant"),
+        "supervised from scratch, the previous default",
+    ),
+    "scratch": ("scratch", {}, "supervised from scratch, warm-up + cosine"),
+}
+
+
+def main(argv=None):
+    parser = common.base_parser(
+        __doc__.splitlines()[0], "runs/finetune_protocols_ptbxl"
+    )
+    parser.add_argument("--methods", nargs="+", default=["cpc", "simclr"])
+    parser.add_argument(
+        "--protocols", nargs="+", default=list(PROTOCOLS), choices=list(PROTOCOLS)
+    )
+    parser.add_argument("--eval-batch-size", type=int, default=128)
+    args = parser.parse_args(argv)
+
+    from keras_ecg.evaluation.downstream import evaluate_records
+    from keras_ecg.evaluation.downstream import train_downstream
+    from keras_ecg.evaluation.downstream import trained_class_mask
+    from keras_ecg.utils import enable_determinism
+
+    common.quiet_warnings()
+    started = time.time()
+    train, val, test, _, _ = common.load_fold_splits(args)
+    print(common.describe_splits(args, train, val, test), flush=True)
+    trained = trained_class_mask(train)
+
+    rows = []
+    for seed in range(args.seeds):
+        for method in args.methods:
+            path, seconds, loss = common.pretrain(args, method, seed, train)
+            for name in args.protocols:
+                mode, options, _ = PROTOCOLS[name]
+                if mode == "scratch" and method != args.methods[0]:
+                    # Scratch depends on the architecture only: run it once
+                    # per xresnet / CPC architecture.
+                    if (method == "cpc") == (args.methods[0] == "cpc"):
+                        continue
+                t0 = time.time()
+                enable_determinism(seed)
+                backbone = common.protocol_backbone(mode, method, args.size, seed, path)
+                result = train_downstream(
+                    backbone,
+                    train,
+                    val,
+                    mode=mode,
+                    batch_size=args.eval_batch_size,
+                    seed=seed,
+                    verbose=0,
+                    **options,
+                )
+                auc = evaluate_records(result["model"], test, trained_classes=trained)
+                row = {
+                    "seed": seed,
+                    "method": "xresnet1d"
+                    if mode == "scratch" and method != "cpc"
+                    else ("cpc" if mode == "scratch" else method),
+                    "protocol": name,
+                    "val_macro_auc": result["best_val_auc"],
+                    "test_macro_auc": auc["macro_auc"],
+                    "epochs_run": [s["epochs_run"] for s in result["stages"]],
+                    "seconds": time.time() - t0,
+                }
+                rows.append(row)
+                print(
+                    f"seed {seed} {row['method']:9s} {name:18s} val "
+                    f"{row['val_macro_auc']:.4f} test {row['test_macro_auc']:.4f} "
+                    f"epochs {row['epochs_run']} ({row['seconds']:.0f} s)",
+                    flush=True,
+                )
+
+    grouped = collections.defaultdict(list)
+    for row in rows:
+        grouped[(row["method"], row["protocol"])].append(row)
+    lines = [
+        "| encoder | protocol | val macro AUC | test macro AUC | epochs run | "
+        "s / run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (method, name), group in grouped.items():
+        epochs = [sum(r["epochs_run"]) for r in group]
+        lines.append(
+            f"| {method} | {name} | "
+            f"{common.mean_std([r['val_macro_auc'] for r in group])} | "
+            f"{common.mean_std([r['test_macro_auc'] for r in group])} | "
+            f"{min(epochs)}-{max(epochs)} | "
+            f"{sum(r['seconds'] for r in group) / len(group):.0f} |"
+        )
+    legend = "\n".join(f"- `{name}`: {PROTOCOLS[name][2]}" for name in args.protocols)
+    table = (
+        common.header_line(
+            args,
+            started,
+            f"{common.describe_splits(args, train, val, test)}; pretraining "
+            f"{args.pretrain_epochs} epochs (batch {args.batch_size}, CPC "
+            f"{args.cpc_batch_size}); ",
+        )
+        + "\n\n"
+        + "\n".join(lines)
+        + "\n\n"
+        + legend
+        + "\n\n"
+        + common.command_line(os.path.basename(__file__), args)
+        + "\n"
+    )
+    print("\n" + table)
+    common.write_outputs(args, table, rows)
+    if args.update_readme:
+        common.update_readme(table, BEGIN, END)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

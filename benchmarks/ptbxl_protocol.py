@@ -1,0 +1,234 @@
+"""Shared pieces of the PTB-XL benchmark scripts: splits, pretraining, tables.
+
+The shared PTB-XL subset holds folds 1-9 (no fold 10), so its default split is
+train 1-7 / validation 8 / test 9; `--train-folds 1-8 --val-folds 9
+--test-folds 10` is the paper's split on the full PTB-XL. The validation fold
+selects epochs (and early-stops); the test fold is scored once per run.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_DATA = os.path.join(HERE, "..", "..", "shared", "data", "ptbxl")
+SUBSET_SPLIT = {"train_folds": "1-7", "val_folds": "8", "test_folds": "9"}
+
+
+def parse_folds(text):
+    """`"1-7"` -> [1..7], `"8"` -> [8], `"1,3,5-6"` -> [1, 3, 5, 6]."""
+    folds = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            low, high = (int(v) for v in part.split("-", 1))
+            if high < low:
+                raise argparse.ArgumentTypeError(f"empty fold range {part!r}")
+            folds.extend(range(low, high + 1))
+        else:
+            folds.append(int(part))
+    if not folds:
+        raise argparse.ArgumentTypeError(f"no folds in {text!r}")
+    return folds
+
+
+def fold_label(folds):
+    """[1..7] -> "1-7"; [9] -> "9"."""
+    folds = sorted(folds)
+    if folds == list(range(folds[0], folds[-1] + 1)) and len(folds) > 1:
+        return f"{folds[0]}-{folds[-1]}"
+    return ",".join(str(f) for f in folds)
+
+
+def base_parser(description, output):
+    """Arguments shared by every PTB-XL benchmark script."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--label-set", default="all")
+    parser.add_argument("--train-folds", default=SUBSET_SPLIT["train_folds"])
+    parser.add_argument("--val-folds", default=SUBSET_SPLIT["val_folds"])
+    parser.add_argument("--test-folds", default=SUBSET_SPLIT["test_folds"])
+    parser.add_argument("--size", default="small", choices=("paper", "small", "tiny"))
+    parser.add_argument("--pretrain-epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--cpc-batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3, help="pretraining lr")
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="runs with seeds 0..N-1 (mean +- std)"
+    )
+    parser.add_argument("--output", default=output)
+    parser.add_argument(
+        "--reuse-pretrained",
+        action="store_true",
+        help="reuse pretrained.keras files of an earlier run with the same output",
+    )
+    parser.add_argument("--update-readme", action="store_true")
+    return parser
+
+
+def load_fold_splits(args):
+    """Standardised train / val / test splits by PTB-XL `strat_fold`.
+
+    Returns:
+        `(train, val, test, standardizer, raw_test)`: standardised on the
+        training records; `raw_test` in mV for noise added before
+        standardisation.
+    """
+    from keras_ecg.data.lead_standardizer import LeadStandardizer
+    from keras_ecg.data.ptbxl import load_ptbxl
+
+    folds = {
+        name: parse_folds(getattr(args, f"{name}_folds"))
+        for name in ("train", "val", "test")
+    }
+    overlap = set(folds["train"]) & (set(folds["val"]) | set(folds["test"]))
+    if overlap or set(folds["val"]) & set(folds["test"]):
+        raise SystemExit(f"train / val / test folds overlap: {folds}")
+    data = load_ptbxl(args.data, sampling_rate=100, label_set=args.label_set)
+    train, val, test = (data.select_folds(folds[n]) for n in ("train", "val", "test"))
+    for name, split in (("train", train), ("val", val), ("test", test)):
+        if len(split) == 0:
+            raise SystemExit(
+                f"no {name} records in folds {folds[name]} of {args.data} "
+                "(the shared subset has folds 1-9 only)"
+            )
+    standardizer = LeadStandardizer().fit(train)
+    splits = tuple(standardizer.transform(d) for d in (train, val, test))
+    return splits + (standardizer, test)
+
+
+def describe_splits(args, train, val, test):
+    trained = int((train.labels.sum(0) > 0).sum())
+    return (
+        f"PTB-XL folds {fold_label(parse_folds(args.train_folds))} train "
+        f"({len(train)} records) / {fold_label(parse_folds(args.val_folds))} val "
+        f"({len(val)}) / {fold_label(parse_folds(args.test_folds))} test "
+        f"({len(test)}); label set `{args.label_set}`: {train.num_classes} "
+        f"classes, {trained} with a positive training record"
+    )
+
+
+def pretrain_batch_size(args, method):
+    return args.cpc_batch_size if method == "cpc" else args.batch_size
+
+
+def pretrain(args, method, seed, train):
+    """Pretrains `method` (or reuses it); returns path, seconds, final loss."""
+    from keras_ecg.utils import enable_determinism
+    from keras_ecg.workflows import pretrain as pretrain_job
+
+    out = os.path.join(args.output, "pretrained", f"{method}_seed{seed}")
+    path = os.path.join(out, "pretrained.keras")
+    if args.reuse_pretrained and os.path.exists(path):
+        print(f"reusing {path}", flush=True)
+        return path, float("nan"), float("nan")
+    enable_determinism(seed)
+    namespace = argparse.Namespace(
+        method=method,
+        size=args.size,
+        lr=args.lr,
+        batch_size=pretrain_batch_size(args, method),
+        epochs=args.pretrain_epochs,
+        seed=seed,
+    )
+    start = time.time()
+    _, history = pretrain_job(namespace, train, out)
+    return path, time.time() - start, float(history["loss"][-1])
+
+
+def protocol_backbone(protocol, method, size, seed, pretrained_path):
+    """The encoder a downstream protocol starts from.
+
+    `"scratch"`: a freshly initialised encoder of `method` (seeded); otherwise
+    a new copy of the pretrained encoder, so every run starts from the same
+    pretrained weights (finetuning changes an encoder in place).
+    """
+    import keras
+
+    from keras_ecg.models.method_factory import build_method
+
+    if protocol == "scratch" or pretrained_path is None:
+        keras.utils.set_random_seed(seed + 1)
+        return build_method(method, size=size).backbone
+    return keras.saving.load_model(pretrained_path).backbone
+
+
+def mean_std(values):
+    """`"0.7912 ± 0.0043"` (sample std over seeds; one value: no ±)."""
+    import numpy as np
+
+    values = np.asarray([v for v in values if v is not None], dtype=float)
+    if len(values) == 0:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
+
+
+def header_line(args, started, extra=""):
+    import keras
+    from machine import cpu_name
+
+    return (
+        f"Measured {time.strftime('%Y-%m-%d')} on {cpu_name()} ({os.cpu_count()} "
+        f"logical CPUs), Keras {keras.__version__}, backend "
+        f"{keras.backend.backend()}; `{args.size}` encoders; seeds 0-"
+        f"{args.seeds - 1} (mean ± sample std); {extra}total "
+        f"{(time.time() - started) / 60:.1f} min."
+    )
+
+
+def command_line(script, args, skip=("update_readme",)):
+    """A command that reproduces the run exactly: every option spelt out."""
+    import keras
+
+    parts = [f"KERAS_BACKEND={keras.backend.backend()} python benchmarks/{script}"]
+    for key, value in sorted(vars(args).items()):
+        if key in skip or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, (list, tuple)):
+            parts.append(flag + " " + " ".join(str(v) for v in value))
+        else:
+            parts.append(f"{flag} {value}")
+    return "Command: `" + " ".join(parts) + "`"
+
+
+def update_readme(table, begin, end):
+    """Puts `table` between the `begin` / `end` markers of benchmarks/README.md."""
+    readme = os.path.join(HERE, "README.md")
+    with open(readme) as f:
+        text = f.read()
+    if begin not in text or end not in text:
+        raise SystemExit(f"{readme} lacks the {begin} / {end} markers.")
+    before, rest = text.split(begin, 1)
+    _, after = rest.split(end, 1)
+    with open(readme, "w") as f:
+        f.write(before + begin + "\n" + table.rstrip() + "\n" + end + after)
+    print(f"updated {readme}")
+
+
+def write_outputs(args, table, rows):
+    import json
+
+    os.makedirs(args.output, exist_ok=True)
+    with open(os.path.join(args.output, "results.md"), "w") as f:
+        f.write(table)
+    with open(os.path.join(args.output, "results.json"), "w") as f:
+        json.dump(rows, f, indent=2, default=float)
+
+
+def quiet_warnings():
+    import warnings
+
+    # Small validation folds lack positives of rare classes; the AUC details
+    # list them, a warning per epoch adds nothing.
+    warnings.filterwarnings("ignore", message=".*excluded from the macro AUC")
+
+
+sys.path.insert(0, HERE)
