@@ -19,6 +19,16 @@ STANDARD_LEADS = (
     "V6",
 )
 
+# Names of the code systems `ECGDataset.classes` can be in. PTB-XL's statement
+# level label sets (and the synthetic generator) use SCP-ECG statement codes;
+# its aggregated sets use PTB-XL's own diagnostic sub/superclass names, which
+# are not statements (the subclass "AMI" groups every anterior infarct).
+SCP = "scp"
+SCP_SUBDIAGNOSTIC = "scp_subdiagnostic"
+SCP_SUPERDIAGNOSTIC = "scp_superdiagnostic"
+SNOMED = "snomed"
+LABEL_VOCABULARIES = (SCP, SCP_SUBDIAGNOSTIC, SCP_SUPERDIAGNOSTIC, SNOMED)
+
 
 @dataclasses.dataclass
 class ECGDataset:
@@ -38,6 +48,12 @@ class ECGDataset:
         classes: class names for the label columns.
         folds: optional `(num_records,)` int array (PTB-XL `strat_fold`).
         metadata: optional `pandas.DataFrame` with one row per record.
+        class_descriptions: optional list aligned with `classes` of
+            human-readable names (e.g. "atrial fibrillation"); an entry is
+            `None` where the source table has none.
+        label_vocabulary: the code system of `classes`, one of
+            `LABEL_VOCABULARIES` (`"scp"` for PTB-XL statements, `"snomed"`
+            for SNOMED-CT codes of CinC folders), or `None` when unknown.
     """
 
     signals: "list[np.ndarray] | np.ndarray"
@@ -48,6 +64,8 @@ class ECGDataset:
     classes: list = dataclasses.field(default_factory=list)
     folds: "np.ndarray | None" = None
     metadata: object = None
+    class_descriptions: "list | None" = None
+    label_vocabulary: "str | None" = None
 
     def __post_init__(self):
         if len(self.signals) != len(self.record_ids):
@@ -61,6 +79,21 @@ class ECGDataset:
         if self.folds is not None and len(self.folds) != len(self.signals):
             raise ValueError(
                 f"{len(self.folds)} folds but {len(self.signals)} signals."
+            )
+        if self.class_descriptions is not None and len(self.class_descriptions) != len(
+            self.classes
+        ):
+            raise ValueError(
+                f"{len(self.class_descriptions)} class descriptions but "
+                f"{len(self.classes)} classes."
+            )
+        if (
+            self.label_vocabulary is not None
+            and self.label_vocabulary not in LABEL_VOCABULARIES
+        ):
+            raise ValueError(
+                f"label_vocabulary must be one of {LABEL_VOCABULARIES} or None, "
+                f"got {self.label_vocabulary!r}."
             )
 
     def __len__(self):
@@ -89,6 +122,10 @@ class ECGDataset:
             classes=list(self.classes),
             folds=None if self.folds is None else self.folds[indices],
             metadata=metadata,
+            class_descriptions=None
+            if self.class_descriptions is None
+            else list(self.class_descriptions),
+            label_vocabulary=self.label_vocabulary,
         )
 
     def select_folds(self, folds):

@@ -10,10 +10,13 @@ class ECGDataError(ValueError):
 
     The message has the form `"record <id> (<path>): <problem>"` so that a
     failure in a folder of thousands of records points at the file to inspect.
+    A problem with a file rather than a record (e.g. a metadata table) has
+    `record=None` and reads `"<path>: <problem>"`.
 
     Args:
         record: the record identifier (e.g. a PTB-XL `ecg_id` or a WFDB record
-            name), or a path when no identifier applies.
+            name), a folder when no identifier applies, or `None` for a
+            file-level problem.
         problem: what is wrong, in words.
         path: optional path of the offending file.
 
@@ -31,10 +34,14 @@ class ECGDataError(ValueError):
         self.record = record
         self.problem = problem
         self.path = None if path is None else str(path)
-        where = f"record {record}"
-        if self.path is not None and self.path != str(record):
-            where += f" ({self.path})"
-        super().__init__(f"{where}: {problem}")
+        if record is None:
+            message = problem if self.path is None else f"{self.path}: {problem}"
+        else:
+            message = f"record {record}"
+            if self.path is not None and self.path != str(record):
+                message += f" ({self.path})"
+            message += f": {problem}"
+        super().__init__(message)
 
     def __reduce__(self):
         # Keeps the error picklable (multiprocessing, pytest-xdist).

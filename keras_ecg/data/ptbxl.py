@@ -9,6 +9,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from keras_ecg.data.ecg_dataset import SCP
+from keras_ecg.data.ecg_dataset import SCP_SUBDIAGNOSTIC
+from keras_ecg.data.ecg_dataset import SCP_SUPERDIAGNOSTIC
 from keras_ecg.data.ecg_dataset import STANDARD_LEADS
 from keras_ecg.data.ecg_dataset import ECGDataset
 from keras_ecg.data.errors import ECGDataError
@@ -37,6 +40,128 @@ LABEL_SETS = (
     "rhythm",
 )
 
+# scp_statements.csv columns each label set reads (beyond the statement index).
+STATEMENT_COLUMNS = {
+    "all": (),
+    "diagnostic": ("diagnostic",),
+    "subdiagnostic": ("diagnostic", "diagnostic_subclass"),
+    "superdiagnostic": ("diagnostic", "diagnostic_class"),
+    "form": ("form",),
+    "rhythm": ("rhythm",),
+}
+
+# The vocabulary of each label set's class names: statement-level sets are SCP
+# codes, the aggregated sets PTB-XL's diagnostic (sub)class names.
+LABEL_VOCABULARY = {
+    "all": SCP,
+    "diagnostic": SCP,
+    "subdiagnostic": SCP_SUBDIAGNOSTIC,
+    "superdiagnostic": SCP_SUPERDIAGNOSTIC,
+    "form": SCP,
+    "rhythm": SCP,
+}
+
+# The superclasses as PTB-XL names them (Wagner et al. 2020, Sci. Data 7:154).
+SUPERCLASS_DESCRIPTIONS = {
+    "NORM": "normal ECG",
+    "MI": "myocardial infarction",
+    "STTC": "ST/T change",
+    "CD": "conduction disturbance",
+    "HYP": "hypertrophy",
+}
+
+
+def _missing_columns_problem(missing):
+    """`"column 'x' missing (needed by ...)"`, one clause per need.
+
+    Args:
+        missing: dict column -> what needs it, e.g. "label_set='rhythm'".
+    """
+    by_need = {}
+    for column, need in missing.items():
+        by_need.setdefault(need, []).append(column)
+    parts = []
+    for need, columns in by_need.items():
+        quoted = ", ".join(repr(c) for c in columns)
+        noun = "column" if len(columns) == 1 else "columns"
+        parts.append(f"{noun} {quoted} missing (needed by {need})")
+    return "; ".join(parts)
+
+
+def check_statement_columns(scp_statements, label_set, path=None):
+    """Raises `ECGDataError` when `scp_statements` lacks a column `label_set` reads.
+
+    Args:
+        scp_statements: the `scp_statements.csv` table.
+        label_set: one of `LABEL_SETS`.
+        path: optional path of the file, for the message.
+    """
+    missing = {
+        column: f"label_set={label_set!r}"
+        for column in STATEMENT_COLUMNS[label_set]
+        if column not in scp_statements.columns
+    }
+    if missing:
+        problem = _missing_columns_problem(missing)
+        if path is None:
+            problem = f"scp_statements.csv: {problem}"
+        raise ECGDataError(None, problem, path)
+
+
+def _read_metadata_csv(path, required, index=None):
+    """Reads a PTB-XL metadata table, raising `ECGDataError` for a bad file.
+
+    Messages read `"<path>: <problem>"`.
+
+    Args:
+        path: the csv file.
+        required: dict column -> what needs it (quoted when it is missing).
+        index: the column to index by (it must be in `required`); `None`
+            indexes by the first column, as `scp_statements.csv` is laid out.
+    """
+    try:
+        table = pd.read_csv(path)
+    except pd.errors.EmptyDataError as error:
+        raise ECGDataError(None, "the file is empty", path) from error
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as error:
+        raise ECGDataError(
+            None, f"unreadable csv: {type(error).__name__}: {error}", path
+        ) from error
+    missing = {c: need for c, need in required.items() if c not in table.columns}
+    if missing:
+        raise ECGDataError(None, _missing_columns_problem(missing), path)
+    if len(table) == 0:
+        raise ECGDataError(None, "the file has a header but no rows", path)
+    if index is not None:
+        return table.set_index(index)
+    table = table.set_index(table.columns[0])
+    if str(table.index.name).startswith("Unnamed"):
+        table.index.name = None  # as `read_csv(index_col=0)` names a blank header
+    return table
+
+
+def ptbxl_class_descriptions(scp_statements, label_set, classes, mapping):
+    """Human-readable names of `classes` (see `ptbxl_label_map`).
+
+    Statement classes take their `description`; a diagnostic subclass that is
+    also a statement takes that statement's, another one the descriptions of
+    its statements joined with "; "; superclasses the names PTB-XL gives them.
+    Entries are `None` where nothing applies (no `description` column).
+    """
+    if "description" not in scp_statements.columns:
+        return [None] * len(classes)
+    described = scp_statements["description"].dropna().to_dict()
+    if label_set == "superdiagnostic":
+        return [SUPERCLASS_DESCRIPTIONS.get(name) for name in classes]
+    out = []
+    for name in classes:
+        if name in described:
+            out.append(described[name])
+            continue
+        members = [described[c] for c, t in mapping.items() if t == name]
+        out.append("; ".join(members) if members else None)
+    return out
+
 
 def ptbxl_label_map(scp_statements, label_set):
     """Maps each SCP statement to the label(s) it contributes in `label_set`.
@@ -52,6 +177,7 @@ def ptbxl_label_map(scp_statements, label_set):
     """
     if label_set not in LABEL_SETS:
         raise ValueError(f"label_set must be one of {LABEL_SETS}, got {label_set!r}.")
+    check_statement_columns(scp_statements, label_set)
     table = scp_statements
     if label_set == "all":
         mapping = {code: code for code in table.index}
@@ -159,6 +285,15 @@ def load_ptbxl(
         `record_ids` the `ecg_id`s as `str`, multi-hot float32 `labels` over
         the sorted `classes`, `folds` the `strat_fold`s and `metadata` the
         CSV rows (indexed by integer `ecg_id`) of the kept records.
+        `class_descriptions` come from `scp_statements.csv` (see
+        `ptbxl_class_descriptions`); `label_vocabulary` is `"scp"` for the
+        statement-level label sets and `"scp_subdiagnostic"` /
+        `"scp_superdiagnostic"` for the aggregated ones.
+
+    Raises:
+        ECGDataError: a metadata csv is missing, unreadable, empty or lacks a
+            column this call needs (the message names the file, the columns
+            and what needs them); or a record is bad (see `on_error`).
 
     Example:
 
@@ -191,14 +326,21 @@ def load_ptbxl(
         if not csv_path.is_file():
             raise ECGDataError(root, f"{csv_path.name} not found", csv_path)
 
-    database = pd.read_csv(database_path, index_col="ecg_id")
-    statements = pd.read_csv(statements_path, index_col=0)
     file_column = "filename_lr" if sampling_rate == 100 else "filename_hr"
-    for column in ("scp_codes", "strat_fold", file_column):
-        if column not in database.columns:
-            raise ECGDataError(
-                root, f"ptbxl_database.csv has no {column!r} column", database_path
-            )
+    database = _read_metadata_csv(
+        database_path,
+        {
+            "ecg_id": "the record ids",
+            "scp_codes": "the labels",
+            "strat_fold": "the folds",
+            file_column: f"sampling_rate={sampling_rate}",
+        },
+        index="ecg_id",
+    )
+    statements = _read_metadata_csv(
+        statements_path,
+        {c: f"label_set={label_set!r}" for c in STATEMENT_COLUMNS[label_set]},
+    )
     if folds is not None:
         folds = sorted({int(f) for f in np.atleast_1d(folds)})
         database = database[database["strat_fold"].isin(folds)]
@@ -315,6 +457,10 @@ def load_ptbxl(
         classes=list(classes),
         folds=metadata["strat_fold"].to_numpy(dtype=np.int64),
         metadata=metadata,
+        class_descriptions=ptbxl_class_descriptions(
+            statements, label_set, classes, mapping
+        ),
+        label_vocabulary=LABEL_VOCABULARY[label_set],
     )
     if cache is not None and hit is None:
         # Labels and metadata are rebuilt from the CSV on every load, so only the

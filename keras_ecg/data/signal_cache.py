@@ -38,12 +38,13 @@ class SignalCache:
 
     Each entry is two files: `<key>.npy`, one float32 `(total_timesteps,
     num_leads)` array of all records concatenated along time, and
-    `<key>.json`, the index (record ids, offsets, labels, classes, folds,
-    lead names, sampling rate, settings, metadata and reader extras). Both are
-    written to a temporary file and moved into place with `os.replace`, the
-    index last, so an interrupted write leaves no entry rather than a corrupt
-    one. A hit returns an `ECGDataset` whose signals are read-only views into
-    a memory-mapped `.npy` (`np.load(mmap_mode="r")`).
+    `<key>.json`, the index (record ids, offsets, labels, classes with their
+    descriptions and vocabulary, folds, lead names, sampling rate, settings,
+    metadata and reader extras). Both are written to a temporary file and
+    moved into place with `os.replace`, the index last, so an interrupted
+    write leaves no entry rather than a corrupt one. A hit returns an
+    `ECGDataset` whose signals are read-only views into a memory-mapped
+    `.npy` (`np.load(mmap_mode="r")`).
 
     The key hashes the absolute source path, the reader settings, the list of
     record files with their sizes and modification times, and
@@ -155,6 +156,10 @@ class SignalCache:
             "lead_names": list(dataset.lead_names),
             "labels": labels,
             "classes": list(dataset.classes),
+            "class_descriptions": None
+            if dataset.class_descriptions is None
+            else list(dataset.class_descriptions),
+            "label_vocabulary": dataset.label_vocabulary,
             "folds": None
             if dataset.folds is None
             else np.asarray(dataset.folds).tolist(),
@@ -215,6 +220,9 @@ class SignalCache:
             classes=list(index["classes"]),
             folds=folds,
             metadata=metadata,
+            # .get: entries written before these fields existed lack them.
+            class_descriptions=index.get("class_descriptions"),
+            label_vocabulary=index.get("label_vocabulary"),
         )
         return dataset, index.get("extra", {})
 

@@ -40,7 +40,10 @@ def load_source(
         path: `"synthetic"`, a PTB-XL folder (with `ptbxl_database.csv`) or a
             folder of WFDB records (PhysioNet/CinC layout).
         sampling_rate: target sampling rate in Hz.
-        label_set: PTB-XL label set (`"all"`, `"diagnostic"`, ...).
+        label_set: for PTB-XL one of `keras_ecg.data.LABEL_SETS` (`"all"`,
+            `"diagnostic"`, ...); for a WFDB folder one of `WFDB_LABEL_SETS`
+            (`"all"` SNOMED codes found, or the Challenge 2021's `"scored"`
+            classes); ignored for synthetic data.
         num_synthetic_records: size of the synthetic dataset.
         cache_dir: where decoded signals are cached (real data only).
         on_error: `"raise"` or `"skip"` for bad records.
@@ -66,7 +69,11 @@ def load_source(
     from keras_ecg.data.wfdb_folder import load_wfdb_folder
 
     return load_wfdb_folder(
-        path, sampling_rate=sampling_rate, cache_dir=cache_dir, on_error=on_error
+        path,
+        sampling_rate=sampling_rate,
+        cache_dir=cache_dir,
+        on_error=on_error,
+        label_set=label_set,
     )
 
 

@@ -23,6 +23,7 @@ validate a clinical claim.
 import numpy as np
 import pandas as pd
 
+from keras_ecg.data.ecg_dataset import SCP
 from keras_ecg.data.ecg_dataset import STANDARD_LEADS
 from keras_ecg.data.ecg_dataset import ECGDataset
 
@@ -37,6 +38,18 @@ DEFAULT_CLASSES = (
     "SBRAD",  # sinus bradycardia (< 60 bpm)
     "STACH",  # sinus tachycardia (> 100 bpm)
 )
+
+# The statements' `description` in PTB-XL's scp_statements.csv.
+CLASS_DESCRIPTIONS = {
+    "NORM": "normal ECG",
+    "AFIB": "atrial fibrillation",
+    "1AVB": "first degree AV block",
+    "CLBBB": "complete left bundle branch block",
+    "CRBBB": "complete right bundle branch block",
+    "IMI": "inferior myocardial infarction",
+    "SBRAD": "sinus bradycardia",
+    "STACH": "sinus tachycardia",
+}
 
 # Label pairs that cannot co-occur in one record ("NORM" excludes everything).
 _EXCLUSIVE_GROUPS = (
@@ -140,12 +153,13 @@ def make_synthetic_ecg(
     Returns:
         An `ECGDataset` with `num_records` float32 `(timesteps, 12)` signals in
         mV (views into one array), leads `STANDARD_LEADS`, multi-hot float32
-        `labels`, `folds` in 1..10 (stratified by label set), record ids
-        `"synthetic_00001"`... and a `metadata` DataFrame with one row per
-        record: `record_id`, `labels` (";"-joined), `rhythm`, `heart_rate`,
-        `rr_cv`, `pr_ms` (NaN in AFIB), `qrs_ms`, `qt_ms`, `qrs_axis_deg`,
-        `amplitude_scale`, `width_scale`, `baseline_mv`, `emg_mv`,
-        `powerline_mv`, `powerline_hz`, `fold`.
+        `labels` over PTB-XL SCP codes (`label_vocabulary="scp"`, with
+        `class_descriptions` from `CLASS_DESCRIPTIONS`), `folds` in 1..10
+        (stratified by label set), record ids `"synthetic_00001"`... and a
+        `metadata` DataFrame with one row per record: `record_id`, `labels`
+        (";"-joined), `rhythm`, `heart_rate`, `rr_cv`, `pr_ms` (NaN in AFIB),
+        `qrs_ms`, `qt_ms`, `qrs_axis_deg`, `amplitude_scale`, `width_scale`,
+        `baseline_mv`, `emg_mv`, `powerline_mv`, `powerline_hz`, `fold`.
 
     Example:
 
@@ -191,6 +205,8 @@ def make_synthetic_ecg(
         classes=list(classes),
         folds=folds,
         metadata=metadata,
+        class_descriptions=[CLASS_DESCRIPTIONS[name] for name in classes],
+        label_vocabulary=SCP,
     )
 
 

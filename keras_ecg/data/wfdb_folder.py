@@ -15,6 +15,7 @@ import pandas as pd
 import wfdb
 from scipy import signal as scipy_signal
 
+from keras_ecg.data.ecg_dataset import SNOMED
 from keras_ecg.data.ecg_dataset import STANDARD_LEADS
 from keras_ecg.data.ecg_dataset import ECGDataset
 from keras_ecg.data.errors import ECGDataError
@@ -23,6 +24,9 @@ from keras_ecg.data.errors import FailureLog
 from keras_ecg.data.errors import check_on_error
 from keras_ecg.data.errors import warn_skipped
 from keras_ecg.data.signal_cache import SignalCache
+from keras_ecg.data.snomed import class_codes
+from keras_ecg.data.snomed import scored_snomed_classes
+from keras_ecg.data.snomed import snomed_descriptions
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +37,10 @@ MAX_RESAMPLE_FACTOR = 1000
 
 _UNIT_SCALE_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
 _DATA_SUFFIXES = (".hea", ".dat", ".mat")
+
+# Label sets of a folder of SNOMED-labelled records: every code found, or the
+# PhysioNet/CinC Challenge 2021's scored classes (equivalent codes merged).
+WFDB_LABEL_SETS = ("all", "scored")
 
 
 @dataclasses.dataclass
@@ -485,6 +493,7 @@ def load_wfdb_folder(
     cache_dir=None,
     on_error="raise",
     min_duration_s=None,
+    label_set="all",
 ):
     """Loads a folder of WFDB records (`.hea` + `.dat`/`.mat`), e.g. CinC 2021.
 
@@ -498,23 +507,38 @@ def load_wfdb_folder(
         leads: lead names to keep, in order (case-insensitive: `aVR` matches
             `AVR`); `None` keeps the header order, which must then be the same
             for every record.
-        classes: label codes (str) for the multi-hot columns. `None` uses every
-            code found, sorted (numerically for numeric codes); `[]` loads
-            without labels (`labels=None`), e.g. for pretraining.
-        unknown_labels: with `classes` given, `"ignore"` drops codes outside
-            `classes`; `"error"` raises an `ECGDataError` naming the record.
+        classes: label codes (str) for the multi-hot columns. `None` uses the
+            classes of `label_set`; `[]` loads without labels (`labels=None`),
+            e.g. for pretraining. A class may name several codes joined with
+            "|" (`"713427006|59118001"`): it is positive when any of them is.
+        unknown_labels: with `classes` (or `label_set="scored"`), `"ignore"`
+            drops codes outside the classes; `"error"` raises an
+            `ECGDataError` naming the record.
         recursive: also search sub-folders.
         cache_dir: optional folder for a `SignalCache`; a second call with the
             same files and settings skips WFDB decoding.
         on_error: `"raise"` raises the first `ECGDataError`; `"skip"` skips bad
             records and emits one `ECGDataWarning` summarising them.
         min_duration_s: drop records shorter than this many seconds.
+        label_set: one of `WFDB_LABEL_SETS`, used when `classes` is `None`.
+            `"all"`: every code found, sorted (numerically for numeric codes).
+            `"scored"`: the 26 classes the PhysioNet/CinC Challenge 2021
+            scores (its 30 scored codes, with the 4 pairs its evaluation
+            treats as one diagnosis merged, e.g. `"713427006|59118001"`),
+            whether or not any record has them.
 
     Returns:
-        An `ECGDataset`. `record_ids` are record names (the header path relative
-        to `path`, without suffix); `metadata` is a DataFrame indexed by
-        record id with columns `path`, `age`, `sex`, `dx` (all codes),
+        An `ECGDataset` with `label_vocabulary="snomed"` and
+        `class_descriptions` from the Challenge's SNOMED tables (`None` for a
+        code they lack). `record_ids` are record names (the header path
+        relative to `path`, without suffix); `metadata` is a DataFrame indexed
+        by record id with columns `path`, `age`, `sex`, `dx` (all codes),
         `original_sampling_rate` and `original_length`.
+
+    Raises:
+        ValueError: `label_set` is not one of `WFDB_LABEL_SETS` (PTB-XL's
+            label sets such as `"diagnostic"` apply to PTB-XL folders), or
+            both `classes` and `label_set="scored"` are given.
 
     Example:
 
@@ -544,6 +568,19 @@ def load_wfdb_folder(
         )
     sampling_rate = int(sampling_rate)
     leads = _canonical_leads(leads)
+    if label_set not in WFDB_LABEL_SETS:
+        raise ValueError(
+            f"label_set for a WFDB folder must be one of {WFDB_LABEL_SETS}, got "
+            f"{label_set!r}; PTB-XL label sets such as 'diagnostic' or "
+            "'superdiagnostic' apply to PTB-XL folders (with ptbxl_database.csv)."
+        )
+    if label_set == "scored":
+        if classes is not None:
+            raise ValueError(
+                "pass either `classes` or label_set='scored', not both "
+                f"(got classes={classes!r})."
+            )
+        classes = scored_snomed_classes()
     if classes is not None:
         classes = [str(c) for c in classes]
         if len(set(classes)) != len(classes):
@@ -563,6 +600,7 @@ def load_wfdb_folder(
             "leads": None if leads is None else list(leads),
             "classes": classes,
             "unknown_labels": unknown_labels,
+            "label_set": label_set,
             "recursive": recursive,
             "on_error": on_error,
             "min_duration_s": min_duration_s,
@@ -575,6 +613,10 @@ def load_wfdb_folder(
             _warn_short(extra.get("num_short", 0), min_duration_s)
             return dataset
 
+    column_of_code = {}
+    for j, name in enumerate(classes or ()):
+        for code in class_codes(name):
+            column_of_code.setdefault(code, []).append(j)
     log = FailureLog(on_error)
     signals, record_ids, rows = [], [], []
     lead_names = leads
@@ -585,7 +627,7 @@ def load_wfdb_folder(
             rec = read_wfdb_record(header_path, record_id, leads, sampling_rate)
             info = parse_comments(rec.comments)
             if classes is not None and unknown_labels == "error":
-                unknown = [c for c in info["dx"] if c not in classes]
+                unknown = [c for c in info["dx"] if c not in column_of_code]
                 if unknown:
                     raise ECGDataError(
                         record_id,
@@ -631,16 +673,15 @@ def load_wfdb_folder(
     if classes is None:
         found = {code for row in rows for code in row["dx"]}
         label_classes = sorted(found, key=_code_sort_key)
+        column_of_code = {code: [j] for j, code in enumerate(label_classes)}
     else:
         label_classes = list(classes)
     labels = None
     if label_classes:
-        column = {code: j for j, code in enumerate(label_classes)}
         labels = np.zeros((len(rows), len(label_classes)), dtype=np.float32)
         for i, row in enumerate(rows):
             for code in row["dx"]:
-                if code in column:
-                    labels[i, column[code]] = 1.0
+                labels[i, column_of_code.get(code, [])] = 1.0
     metadata = pd.DataFrame(rows).set_index("record_id")
     dataset = ECGDataset(
         signals=signals,
@@ -651,6 +692,8 @@ def load_wfdb_folder(
         classes=label_classes,
         folds=None,
         metadata=metadata,
+        class_descriptions=snomed_descriptions(label_classes),
+        label_vocabulary=SNOMED,
     )
     if cache is not None:
         cache.save(

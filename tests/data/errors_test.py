@@ -57,3 +57,14 @@ def test_failure_log_rejects_unknown_mode_and_silent_without_failures():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         FailureLog("skip").warn()
+
+
+@pytest.mark.backend_agnostic
+def test_file_level_message_has_no_record():
+    error = ECGDataError(None, "column 'ecg_id' missing", path="/d/ptbxl_database.csv")
+    assert str(error) == "/d/ptbxl_database.csv: column 'ecg_id' missing"
+    assert str(ECGDataError(None, "2 of 3 classes unmatched")) == (
+        "2 of 3 classes unmatched"
+    )
+    restored = pickle.loads(pickle.dumps(error))
+    assert str(restored) == str(error) and restored.record is None

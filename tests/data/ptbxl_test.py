@@ -1,5 +1,6 @@
 import ast
 import os
+import re
 import warnings
 
 import numpy as np
@@ -285,3 +286,182 @@ def test_cache_hit_skips_decoding(fake_ptbxl, tmp_path, monkeypatch):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(AssertionError, match="despite a cache hit"):
         load_ptbxl(root, cache_dir=tmp_path / "cache", leads=["I"])
+
+
+def test_class_descriptions_and_vocabulary(fold1, csv, ptbxl_dir):
+    dataset, _ = fold1
+    _, statements = csv
+    assert dataset.label_vocabulary == "scp"
+    assert dataset.class_descriptions == [
+        statements.loc[c, "description"] for c in dataset.classes
+    ]
+    assert dict(zip(dataset.classes, dataset.class_descriptions))["AFIB"] == (
+        "atrial fibrillation"
+    )
+    assert dataset.subset([0]).class_descriptions == dataset.class_descriptions
+    superdiagnostic, _ = _load_with_warnings(
+        ptbxl_dir, label_set="superdiagnostic", folds=[2]
+    )
+    assert superdiagnostic.label_vocabulary == "scp_superdiagnostic"
+    assert superdiagnostic.class_descriptions == [
+        "conduction disturbance",
+        "hypertrophy",
+        "myocardial infarction",
+        "normal ECG",
+        "ST/T change",
+    ]
+
+
+def test_subdiagnostic_descriptions(csv):
+    _, statements = csv
+    classes, mapping = ptbxl_label_map(statements, "subdiagnostic")
+    described = dict(
+        zip(
+            classes,
+            ptbxl.ptbxl_class_descriptions(
+                statements, "subdiagnostic", classes, mapping
+            ),
+            strict=True,
+        )
+    )
+    # A subclass that is also a statement takes its description; "_AVB" is not
+    # one and lists its three statements in the table's order.
+    assert described["LVH"] == "left ventricular hypertrophy"
+    assert described["_AVB"] == (
+        "first degree AV block; third degree AV block; second degree AV block"
+    )
+    assert all(described.values())
+
+
+def _write_metadata(root, drop_database=(), drop_statements=()):
+    """Minimal valid PTB-XL csv files (one record), less the given columns."""
+    root.mkdir(exist_ok=True)
+    database = pd.DataFrame(
+        {
+            "ecg_id": [1],
+            "patient_id": [7.0],
+            "scp_codes": ["{'AFIB': 100.0}"],
+            "strat_fold": [1],
+            "filename_lr": ["records100/00000/00001_lr"],
+            "filename_hr": ["records500/00000/00001_hr"],
+        }
+    )
+    statements = pd.DataFrame(
+        {
+            "description": ["atrial fibrillation"],
+            "diagnostic": [np.nan],
+            "form": [np.nan],
+            "rhythm": [1.0],
+            "diagnostic_class": [np.nan],
+            "diagnostic_subclass": [np.nan],
+        },
+        index=["AFIB"],
+    )
+    database.drop(columns=list(drop_database)).to_csv(
+        root / "ptbxl_database.csv", index=False
+    )
+    statements.drop(columns=list(drop_statements)).to_csv(root / "scp_statements.csv")
+    return root
+
+
+@pytest.mark.parametrize(
+    "drop_database, drop_statements, kwargs, message",
+    [
+        (
+            (),
+            ("diagnostic_class",),
+            {"label_set": "superdiagnostic"},
+            "column 'diagnostic_class' missing (needed by label_set='superdiagnostic')",
+        ),
+        (
+            (),
+            ("diagnostic", "diagnostic_subclass"),
+            {"label_set": "subdiagnostic"},
+            "columns 'diagnostic', 'diagnostic_subclass' "
+            "missing (needed by label_set='subdiagnostic')",
+        ),
+        (
+            (),
+            ("rhythm",),
+            {"label_set": "rhythm"},
+            "column 'rhythm' missing (needed by label_set='rhythm')",
+        ),
+        (
+            ("ecg_id",),
+            (),
+            {},
+            "column 'ecg_id' missing (needed by the record ids)",
+        ),
+        (
+            ("scp_codes", "strat_fold"),
+            (),
+            {},
+            "column 'scp_codes' missing (needed by the "
+            "labels); column 'strat_fold' missing (needed by the folds)",
+        ),
+        (
+            ("filename_lr",),
+            (),
+            {},
+            "column 'filename_lr' missing (needed by sampling_rate=100)",
+        ),
+        (
+            ("filename_hr",),
+            (),
+            {"sampling_rate": 500},
+            "column 'filename_hr' missing (needed by sampling_rate=500)",
+        ),
+    ],
+)
+def test_missing_metadata_column_names_file_column_and_need(
+    tmp_path, drop_database, drop_statements, kwargs, message
+):
+    root = _write_metadata(tmp_path / "ptbxl", drop_database, drop_statements)
+    with pytest.raises(ECGDataError) as caught:
+        load_ptbxl(root, **kwargs)
+    bad_file = "scp_statements.csv" if drop_statements else "ptbxl_database.csv"
+    # The file's path, then the problem, e.g. "/data/ptbxl/scp_statements.csv:
+    # column 'diagnostic_class' missing (needed by label_set='superdiagnostic')".
+    assert str(caught.value) == f"{root / bad_file}: {message}"
+    assert caught.value.record is None
+
+
+def test_columns_a_call_does_not_need_may_be_absent(tmp_path):
+    # Without filename_hr or the diagnostic columns, 100 Hz rhythm labels load.
+    root = _write_metadata(
+        tmp_path / "ptbxl",
+        drop_database=("filename_hr",),
+        drop_statements=("diagnostic", "diagnostic_class", "diagnostic_subclass"),
+    )
+    dataset, caught = _load_with_warnings(root, label_set="rhythm")
+    assert len(dataset) == 0 and dataset.classes == ["AFIB"]
+    assert "1 of 1 PTB-XL record(s)" in str(caught[0].message)
+
+
+def test_label_map_names_the_missing_statement_column(csv):
+    _, statements = csv
+    with pytest.raises(ECGDataError, match=r"^scp_statements.csv: column 'form'"):
+        ptbxl_label_map(statements.drop(columns="form"), "form")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "the file is empty"),
+        (b"ecg_id,scp_codes,strat_fold,filename_lr\n", "has a header but no rows"),
+        (
+            b"ecg_id,scp_codes\n1,\"{'AFIB': 100.0}\n2,x\n",
+            "unreadable csv: ParserError",
+        ),
+        (
+            b"ecg_id,scp_codes\n1,\xff\xfe\n",
+            "unreadable csv: UnicodeDecodeError",
+        ),
+    ],
+)
+def test_unreadable_or_empty_csv(tmp_path, content, message):
+    root = _write_metadata(tmp_path / "ptbxl")
+    (root / "ptbxl_database.csv").write_bytes(content)
+    with pytest.raises(ECGDataError, match=re.escape(message)) as caught:
+        load_ptbxl(root)
+    assert str(caught.value).startswith(f"{root / 'ptbxl_database.csv'}: ")

@@ -64,6 +64,26 @@ def test_round_trip_gives_identical_memmapped_arrays(tmp_path):
         loaded.signals[0][0, 0] = 1.0  # read-only view of the cache
     assert list(loaded.metadata["dx"]) == [["1"], [], ["1", "2"]]
     np.testing.assert_array_equal(loaded.metadata["age"], [50.0, np.nan, 70.0])
+    assert loaded.class_descriptions is None and loaded.label_vocabulary is None
+
+
+def test_round_trip_keeps_class_descriptions_and_vocabulary(tmp_path):
+    cache = SignalCache(tmp_path / "cache")
+    dataset = _dataset()
+    dataset.class_descriptions = ["atrial fibrillation", None]
+    dataset.label_vocabulary = "snomed"
+    cache.save("k1", dataset)
+    loaded, _ = cache.load("k1")
+    assert loaded.class_descriptions == ["atrial fibrillation", None]
+    assert loaded.label_vocabulary == "snomed"
+    # An index written before these fields existed still loads.
+    _, index_path = cache.paths("k1")
+    index = json.loads(index_path.read_text())
+    del index["class_descriptions"], index["label_vocabulary"]
+    index_path.write_text(json.dumps(index))
+    old, _ = cache.load("k1")
+    assert old.class_descriptions is None and old.label_vocabulary is None
+    assert old.classes == ["x", "y"]
 
 
 def test_key_depends_on_source_settings_files_and_version(tmp_path, monkeypatch):

@@ -47,3 +47,26 @@ def test_random_split_without_folds_is_disjoint_and_seeded(cinc_dir):
     ids = [set(d.record_ids) for d in (train, val, test)]
     assert sum(len(i) for i in ids) == len(data) == len(set().union(*ids))
     assert split_dataset(data, seed=3)[1].record_ids == val.record_ids
+
+
+def test_wfdb_folders_get_the_label_set(cinc_dir, tmp_path):
+    from keras_ecg.data.sources import load_source
+
+    folder = tmp_path / "cinc"
+    folder.mkdir()
+    for name in ("A1041", "E00271"):
+        for suffix in (".hea", ".mat"):
+            (folder / f"{name}{suffix}").symlink_to(cinc_dir / f"{name}{suffix}")
+    scored = load_source(str(folder), label_set="scored")
+    assert len(scored.classes) == 26 and scored.label_vocabulary == "snomed"
+    # A1041: 164889003,164909002; E00271: 59118001 (RBBB, scored with CRBBB).
+    positives = [
+        {c for c, v in zip(scored.classes, row, strict=True) if v}
+        for row in scored.labels
+    ]
+    assert positives == [
+        {"164889003", "733534002|164909002"},
+        {"713427006|59118001"},
+    ]
+    with pytest.raises(ValueError, match="apply to PTB-XL folders"):
+        load_splits(str(folder), label_set="superdiagnostic")

@@ -6,6 +6,7 @@ with the metadata the generator reports.
 """
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from keras_ecg.data.ecg_dataset import STANDARD_LEADS
@@ -277,6 +278,19 @@ def test_class_subset_sets_label_columns():
     assert data.classes == ["CRBBB", "AFIB"] and data.labels.shape == (30, 2)
     assert (data.labels.sum(0) > 0).all() and (data.labels.sum(1) >= 1).all()
     assert set(data.metadata["labels"]) <= {"CRBBB", "AFIB", "CRBBB;AFIB"}
+    assert data.class_descriptions == [
+        "complete right bundle branch block",
+        "atrial fibrillation",
+    ]
+
+
+def test_class_descriptions_are_the_ptbxl_statement_descriptions(ptbxl_dir):
+    statements = pd.read_csv(ptbxl_dir / "scp_statements.csv", index_col=0)
+    data = make_synthetic_ecg(num_records=10, duration_s=2.0, seed=0)
+    assert data.label_vocabulary == "scp"
+    assert data.class_descriptions == [
+        statements.loc[name, "description"] for name in DEFAULT_CLASSES
+    ]
 
 
 def test_noise_is_added_on_top_of_the_same_clean_signal():

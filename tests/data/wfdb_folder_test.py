@@ -189,6 +189,53 @@ def test_classes_and_unknown_labels(tmp_path, cinc_dir):
     assert len(unlabelled) == 2
 
 
+SCORED_RECORDS = {
+    # Hand-read from the #Dx lines; the Challenge scores 164909002 (LBBB) with
+    # 733534002, 59118001 (RBBB) with 713427006, 284470004 (PAC) with 63593006,
+    # 17338001 (VPB) and 427172004 (PVC) together; 55930002 is unscored.
+    "A1041": {"164889003", "733534002|164909002"},  # 164889003,164909002
+    "A5215": {"713427006|59118001", "284470004|63593006"},  # 59118001,284470004
+    "E07548": {"427172004|17338001", "427084000"},  # 17338001,427084000
+    "JS14622": {"164890007", "427172004|17338001"},  # 164890007,55930002,427172004
+}
+
+
+def test_scored_label_set_merges_the_challenge_equivalent_codes(tmp_path, cinc_dir):
+    folder = _link_records(cinc_dir, tmp_path / "cinc", tuple(SCORED_RECORDS))
+    dataset = load_wfdb_folder(folder, label_set="scored")
+    assert len(dataset.classes) == 26 and "59118001" not in dataset.classes
+    assert dataset.label_vocabulary == "snomed"
+    for row, name in enumerate(dataset.record_ids):
+        positives = {
+            c for c, v in zip(dataset.classes, dataset.labels[row], strict=True) if v
+        }
+        assert positives == SCORED_RECORDS[name], name
+    described = dict(zip(dataset.classes, dataset.class_descriptions, strict=True))
+    assert described["164889003"] == "atrial fibrillation"
+    assert described["733534002|164909002"] == (
+        "complete left bundle branch block | left bundle branch block"
+    )
+    with pytest.raises(ECGDataError, match=r"record JS14622 .*\['55930002'\]"):
+        load_wfdb_folder(folder, label_set="scored", unknown_labels="error")
+
+
+def test_all_label_set_descriptions(cinc_100):
+    assert cinc_100.label_vocabulary == "snomed"
+    described = dict(zip(cinc_100.classes, cinc_100.class_descriptions, strict=True))
+    assert described["426783006"] == "sinus rhythm"
+    assert described["251238007"] is None  # in neither Challenge table
+
+
+def test_label_set_errors(cinc_dir):
+    with pytest.raises(ValueError) as caught:
+        load_wfdb_folder(cinc_dir, label_set="diagnostic")
+    message = str(caught.value)
+    assert "('all', 'scored')" in message and "'diagnostic'" in message
+    assert "PTB-XL folders" in message
+    with pytest.raises(ValueError, match="either `classes` or label_set='scored'"):
+        load_wfdb_folder(cinc_dir, classes=["164889003"], label_set="scored")
+
+
 def test_min_duration_drops_short_records(tmp_path):
     rng = np.random.default_rng(1)
     _write_record(tmp_path, "long", rng.normal(size=(1000, 12)) * 0.1, fs=250)
@@ -298,6 +345,8 @@ def test_cache_hit_skips_decoding_and_returns_identical_arrays(
         assert isinstance(a, np.memmap)
         np.testing.assert_array_equal(a, b)
     assert list(second.metadata["dx"]) == list(first.metadata["dx"])
+    assert second.class_descriptions == first.class_descriptions
+    assert second.label_vocabulary == "snomed"
     # Other settings are another cache entry, so they decode again.
     with pytest.raises(AssertionError, match="despite a cache hit"):
         load_wfdb_folder(folder, cache_dir=cache_dir, sampling_rate=250)
