@@ -1,13 +1,14 @@
 """Label efficiency on the PTB-XL subset: pretrained vs supervised from scratch.
 
 The paper's label-efficiency experiment on a CPU budget: one self-supervised
-encoder is pretrained on all training records (labels unused), then, for each
-fraction of the labelled training records (nested subsets, drawn per record),
-a linear probe and a finetuned classifier on the pretrained encoder are
-compared with the same architecture trained from scratch. Splits as in
-`reproduce_ptbxl.py`: folds 1-8 minus a 10% epoch-selection hold-out train,
-fold 9 tests; test macro ROC AUC over the classes with positives in fold 9,
-sliding windows averaged per record.
+encoder per seed is pretrained on all training records (labels unused); then,
+for each fraction of the labelled training records (nested subsets, drawn per
+record), a linear probe and a finetuned classifier on the pretrained encoder
+are compared with the same architecture trained from scratch, each with the
+default protocol of `train_downstream` (early stopping on the full validation
+fold). Test macro ROC AUC over the classes with a positive record in the
+training fraction, sliding windows averaged per record; mean ± sample std over
+`--seeds`.
 
 Usage (with --update-readme the table goes into benchmarks/README.md between
 the label_efficiency markers):
@@ -19,15 +20,8 @@ the label_efficiency markers):
 import os
 import sys
 import time
-import warnings
 
-from machine import cpu_name
-from reproduce_ptbxl import command_line
-from reproduce_ptbxl import experiment_parser
-from reproduce_ptbxl import load_subset_splits
-from reproduce_ptbxl import pretrain_once
-from reproduce_ptbxl import protocol_backbone
-from reproduce_ptbxl import update_readme
+import ptbxl_protocol as common
 
 BEGIN = "<!-- label_efficiency:begin -->"
 END = "<!-- label_efficiency:end -->"
@@ -35,79 +29,78 @@ PROTOCOLS = ("linear", "finetune", "scratch")
 
 
 def main(argv=None):
-    parser = experiment_parser(__doc__.splitlines()[0], "runs/label_efficiency_ptbxl")
+    parser = common.base_parser(__doc__.splitlines()[0], "runs/label_efficiency_ptbxl")
+    parser.add_argument("--method", default="cpc")
     parser.add_argument(
         "--fractions", type=float, nargs="+", default=[0.05, 0.1, 0.25, 0.5, 1.0]
     )
     args = parser.parse_args(argv)
 
-    import keras
-
     from keras_ecg.evaluation.downstream import evaluate_records
     from keras_ecg.evaluation.downstream import train_downstream
+    from keras_ecg.evaluation.downstream import trained_class_mask
     from keras_ecg.evaluation.experiments import label_fraction_subset
+    from keras_ecg.utils import enable_determinism
 
-    # Small fractions lack positives of rare classes in the training subset;
-    # the test AUC still covers every class present in fold 9.
-    warnings.filterwarnings("ignore", message=".*excluded from the macro AUC")
-    os.makedirs(args.output, exist_ok=True)
-    start = time.time()
-    train, val, test = load_subset_splits(args.data, args.label_set, args.seed)
-    print(
-        f"PTB-XL subset: {len(train)} train / {len(val)} val / {len(test)} test "
-        f"records; label set {args.label_set!r}",
-        flush=True,
-    )
-    path, pretrain_seconds = pretrain_once(
-        args.method, args.size, args.pretrain_epochs, args.seed, train, args.output
-    )
+    common.quiet_warnings()
+    started = time.time()
+    train, val, test, _, _ = common.load_fold_splits(args)
+    split_text = common.describe_splits(args, train, val, test)
+    print(split_text, flush=True)
 
     rows = []
-    for fraction in args.fractions:
-        subset = label_fraction_subset(train, fraction, seed=args.seed)
-        row = {"fraction": fraction, "records": len(subset)}
-        for protocol in PROTOCOLS:
-            keras.utils.set_random_seed(args.seed)
-            backbone = protocol_backbone(
-                protocol, args.method, args.size, args.seed, path
-            )
-            result = train_downstream(
-                backbone,
-                subset,
-                val,
-                mode=protocol,
-                epochs=args.eval_epochs,
-                batch_size=min(128, len(subset)),
-                seed=args.seed,
-                verbose=0,
-            )
-            row[protocol] = evaluate_records(result["model"], test)["macro_auc"]
-        rows.append(row)
-        print(row, flush=True)
+    for seed in range(args.seeds):
+        path, _, _ = common.pretrain(args, args.method, seed, train)
+        for fraction in args.fractions:
+            subset = label_fraction_subset(train, fraction, seed=seed)
+            row = {"seed": seed, "fraction": fraction, "records": len(subset)}
+            for protocol in PROTOCOLS:
+                enable_determinism(seed)
+                backbone = common.protocol_backbone(
+                    protocol, args.method, args.size, seed, path
+                )
+                result = train_downstream(
+                    backbone,
+                    subset,
+                    val,
+                    mode=protocol,
+                    batch_size=min(128, len(subset)),
+                    seed=seed,
+                    verbose=0,
+                )
+                row[protocol] = evaluate_records(
+                    result["model"], test, trained_classes=trained_class_mask(subset)
+                )["macro_auc"]
+            rows.append(row)
+            print(row, flush=True)
 
-    total = time.time() - start
+    lines = [
+        "| label fraction | records | pretrained, linear | pretrained, finetune | "
+        "from scratch |",
+        "|---|---|---|---|---|",
+    ]
+    for fraction in args.fractions:
+        group = [r for r in rows if r["fraction"] == fraction]
+        cells = " | ".join(common.mean_std([r[p] for r in group]) for p in PROTOCOLS)
+        lines.append(f"| {fraction:g} | {group[0]['records']} | {cells} |")
     table = (
-        f"Measured {time.strftime('%Y-%m-%d')} on {cpu_name()} ({os.cpu_count()} "
-        f"logical CPUs), Keras {keras.__version__}, backend "
-        f"{keras.backend.backend()}; {args.method} (`{args.size}`) pretrained "
-        f"{args.pretrain_epochs} epochs on all {len(train)} training records "
-        f"({pretrain_seconds:.0f} s); downstream {args.eval_epochs} epochs on "
-        f"each fraction, default learning rates; label set `{args.label_set}`; "
-        f"test = fold 9 ({len(test)} records); total {total / 60:.1f} min.\n\n"
-        "| label fraction | records | pretrained, linear | pretrained, "
-        "finetune | from scratch |\n|---|---|---|---|---|\n"
-    )
-    for r in rows:
-        table += (
-            f"| {r['fraction']:g} | {r['records']} | {r['linear']:.4f} | "
-            f"{r['finetune']:.4f} | {r['scratch']:.4f} |\n"
+        common.header_line(
+            args,
+            started,
+            f"{args.method} pretrained {args.pretrain_epochs} epochs on all "
+            f"training records; {split_text}; downstream: `train_downstream` "
+            "defaults on each fraction; ",
         )
-    table += command_line("label_efficiency_ptbxl.py", argv)
+        + "\n\n"
+        + "\n".join(lines)
+        + "\n\n"
+        + common.command_line(os.path.basename(__file__), args)
+        + "\n"
+    )
     print("\n" + table)
-    with open(os.path.join(args.output, "results.md"), "w") as f:
-        f.write(table)
+    common.write_outputs(args, table, rows)
     if args.update_readme:
-        update_readme(table, BEGIN, END)
+        common.update_readme(table, BEGIN, END)
     return 0
 
 

@@ -2,11 +2,13 @@
 
 The paper's robustness experiment on a CPU budget: classifiers trained on
 clean records (a linear probe and a finetuned classifier on a self-supervised
-encoder, and the same architecture trained from scratch) are tested on fold 9
-corrupted by the physiological noise stack of the reference evaluation
-(baseline wander, powerline, electrode motion, baseline shift) at levels 1-6,
-added in mV before the training standardisation. Splits as in
-`reproduce_ptbxl.py`; test macro ROC AUC, sliding windows averaged per record.
+encoder, and the same architecture trained from scratch, each with the
+default protocol of `train_downstream`) are tested on the test fold corrupted
+by the physiological noise stack of the reference evaluation (baseline
+wander, powerline, electrode motion, baseline shift) at levels 1-6, added in
+mV before the training standardisation. Test macro ROC AUC over the classes
+with a positive training record, sliding windows averaged per record; mean ±
+sample std over `--seeds` (seed s seeds pretraining, training and the noise).
 
 Usage (with --update-readme the table goes into benchmarks/README.md between
 the robustness markers):
@@ -19,13 +21,7 @@ import os
 import sys
 import time
 
-from machine import cpu_name
-from reproduce_ptbxl import command_line
-from reproduce_ptbxl import experiment_parser
-from reproduce_ptbxl import load_subset_splits
-from reproduce_ptbxl import pretrain_once
-from reproduce_ptbxl import protocol_backbone
-from reproduce_ptbxl import update_readme
+import ptbxl_protocol as common
 
 BEGIN = "<!-- robustness:begin -->"
 END = "<!-- robustness:end -->"
@@ -33,64 +29,77 @@ PROTOCOLS = ("linear", "finetune", "scratch")
 
 
 def main(argv=None):
-    parser = experiment_parser(__doc__.splitlines()[0], "runs/robustness_ptbxl")
+    parser = common.base_parser(__doc__.splitlines()[0], "runs/robustness_ptbxl")
+    parser.add_argument("--method", default="cpc")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
     args = parser.parse_args(argv)
 
-    import keras
-
     from keras_ecg.evaluation.downstream import train_downstream
+    from keras_ecg.evaluation.downstream import trained_class_mask
     from keras_ecg.evaluation.experiments import robustness_table
+    from keras_ecg.utils import enable_determinism
 
-    os.makedirs(args.output, exist_ok=True)
-    start = time.time()
-    train, val, _, standardizer, raw_test = load_subset_splits(
-        args.data, args.label_set, args.seed, with_raw_test=True
-    )
-    path, pretrain_seconds = pretrain_once(
-        args.method, args.size, args.pretrain_epochs, args.seed, train, args.output
-    )
-    scores = {}
-    for protocol in PROTOCOLS:
-        backbone = protocol_backbone(protocol, args.method, args.size, args.seed, path)
-        keras.utils.set_random_seed(args.seed)
-        model = train_downstream(
-            backbone,
-            train,
-            val,
-            mode=protocol,
-            epochs=args.eval_epochs,
-            seed=args.seed,
-            verbose=0,
-        )["model"]
-        rows = robustness_table(
-            model, raw_test, standardizer, levels=args.levels, seed=args.seed
-        )
-        scores[protocol] = {r["noise_level"]: r["macro_auc"] for r in rows}
-        print(protocol, scores[protocol], flush=True)
+    common.quiet_warnings()
+    started = time.time()
+    train, val, test, standardizer, raw_test = common.load_fold_splits(args)
+    split_text = common.describe_splits(args, train, val, test)
+    print(split_text, flush=True)
+    trained = trained_class_mask(train)
 
-    total = time.time() - start
-    table = (
-        f"Measured {time.strftime('%Y-%m-%d')} on {cpu_name()} ({os.cpu_count()} "
-        f"logical CPUs), Keras {keras.__version__}, backend "
-        f"{keras.backend.backend()}; {args.method} (`{args.size}`) pretrained "
-        f"{args.pretrain_epochs} epochs ({pretrain_seconds:.0f} s); downstream "
-        f"{args.eval_epochs} epochs on the {len(train)} clean training records, "
-        f"default learning rates; label set `{args.label_set}`; test = fold 9 "
-        f"({len(raw_test)} records), noise seed {args.seed}; total "
-        f"{total / 60:.1f} min.\n\n"
-        "| noise level | pretrained, linear | pretrained, finetune | from scratch |\n"
-        "|---|---|---|---|\n"
-    )
+    scores = {}  # (protocol, level) -> [auc per seed]
+    for seed in range(args.seeds):
+        path, _, _ = common.pretrain(args, args.method, seed, train)
+        for protocol in PROTOCOLS:
+            enable_determinism(seed)
+            backbone = common.protocol_backbone(
+                protocol, args.method, args.size, seed, path
+            )
+            model = train_downstream(
+                backbone, train, val, mode=protocol, seed=seed, verbose=0
+            )["model"]
+            rows = robustness_table(
+                model,
+                raw_test,
+                standardizer,
+                levels=args.levels,
+                seed=seed,
+                trained_classes=trained,
+            )
+            for r in rows:
+                scores.setdefault((protocol, r["noise_level"]), []).append(
+                    r["macro_auc"]
+                )
+            print(seed, protocol, [round(r["macro_auc"], 4) for r in rows], flush=True)
+
+    lines = [
+        "| noise level | pretrained, linear | pretrained, finetune | from scratch |",
+        "|---|---|---|---|",
+    ]
     for level in [0] + list(args.levels):
-        cells = " | ".join(f"{scores[p][level]:.4f}" for p in PROTOCOLS)
-        table += f"| {level if level else '0 (clean)'} | {cells} |\n"
-    table += command_line("robustness_ptbxl.py", argv)
+        cells = " | ".join(common.mean_std(scores[(p, level)]) for p in PROTOCOLS)
+        lines.append(f"| {level if level else '0 (clean)'} | {cells} |")
+    table = (
+        common.header_line(
+            args,
+            started,
+            f"{args.method} pretrained {args.pretrain_epochs} epochs; {split_text}; "
+            "classifiers trained on clean records with the `train_downstream` "
+            "defaults; ",
+        )
+        + "\n\n"
+        + "\n".join(lines)
+        + "\n\n"
+        + common.command_line(os.path.basename(__file__), args)
+        + "\n"
+    )
     print("\n" + table)
-    with open(os.path.join(args.output, "results.md"), "w") as f:
-        f.write(table)
+    common.write_outputs(
+        args,
+        table,
+        [{"protocol": p, "level": lvl, "aucs": v} for (p, lvl), v in scores.items()],
+    )
     if args.update_readme:
-        update_readme(table, BEGIN, END)
+        common.update_readme(table, BEGIN, END)
     return 0
 
 

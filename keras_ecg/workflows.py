@@ -544,11 +544,23 @@ def run_downstream(args):
 
 
 def align_to_model(data, model):
-    """`data` with label columns in the model's class order.
+    """`data` with label columns for the model's classes, and the model outputs
+    they belong to.
+
+    Same label vocabulary: columns are matched by class name. PTB-XL SCP
+    statements vs SNOMED CT codes (CinC folders): mapped through the packaged
+    table (`keras_ecg.data.label_mapping`). Model classes without a counterpart
+    in the data are left out of the scores and reported.
+
+    Returns:
+        `(aligned_data, output_indices, unmatched_classes)`.
 
     Raises:
-        InputError: the model's classes cannot be found in the data's labels.
+        InputError: no model class has a counterpart in the data.
     """
+    from keras_ecg.data.errors import ECGDataError
+    from keras_ecg.data.label_mapping import align_labels
+
     names = getattr(model, "class_names", None)
     if not names:
         if data.num_classes != model.num_classes:
@@ -556,29 +568,26 @@ def align_to_model(data, model):
                 f"the model has {model.num_classes} outputs and no class names; "
                 f"the data has {data.num_classes} classes."
             )
-        return data
+        return data, list(range(model.num_classes)), []
+    vocabulary = getattr(model, "label_vocabulary", None) or data.label_vocabulary
     try:
-        from keras_ecg.data.label_mapping import align_labels
-    except ImportError:  # pragma: no cover
-        align_labels = None
-    vocabulary = getattr(model, "label_vocabulary", None)
-    if align_labels is not None:
-        try:
-            return align_labels(data, list(names), vocabulary)
-        except ValueError as error:
-            raise InputError(str(error)) from error
-    missing = [n for n in names if n not in data.classes]
-    if missing:
-        raise InputError(
-            f"{len(missing)} of the model's {len(names)} classes are not labels "
-            f"of the data: {missing[:10]}"
+        aligned, alignment = align_labels(
+            data, list(names), vocabulary, unmatched="drop"
         )
-    columns = [data.classes.index(n) for n in names]
-    import dataclasses
-
-    return dataclasses.replace(
-        data, labels=data.labels[:, columns], classes=list(names)
-    )
+    except (ECGDataError, ValueError) as error:
+        raise InputError(
+            f"the model's classes ({vocabulary}) and the labels of the data "
+            f"({data.label_vocabulary}) do not match: {error}"
+        ) from error
+    unmatched = [u if isinstance(u, str) else str(u) for u in alignment.unmatched]
+    if unmatched:
+        print(
+            f"scoring {len(alignment.classes)} of the model's {len(names)} "
+            f"classes; no counterpart in the data for {len(unmatched)}: "
+            f"{unmatched[:10]}{' ...' if len(unmatched) > 10 else ''}",
+            flush=True,
+        )
+    return aligned, list(alignment.model_indices), unmatched
 
 
 def run_evaluate(args):
@@ -594,7 +603,7 @@ def run_evaluate(args):
         raise InputError(f"no records in the {args.split!r} split of {args.data}.")
     folder = run_folder(args, "evaluate", data)
     folder.check()
-    data = align_to_model(data, model)
+    data, outputs, unmatched = align_to_model(data, model)
     data = preprocessor.prepare(data)
     data = drop_short_records(
         data, preprocessor.window_length, f"{preprocessor.window_seconds:g} s window"
@@ -607,6 +616,7 @@ def run_evaluate(args):
         stride_seconds=preprocessor.stride_seconds,
         batch_size=args.batch_size,
         aggregation=preprocessor.aggregation,
+        output_indices=outputs,
     )
     print(
         f"{args.split} macro AUC over {len(result['included'])} classes with "
@@ -619,6 +629,7 @@ def run_evaluate(args):
         "macro_auc": result["macro_auc"],
         "per_class_auc": result["per_class_auc"],
         "excluded_classes": result["excluded_classes"],
+        "classes_without_counterpart": unmatched,
     }
     out = folder.finish(results)
     print(f"Results written to {out}")

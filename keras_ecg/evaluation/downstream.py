@@ -130,7 +130,7 @@ def predict_records(
     )
 
 
-def evaluate_records(model, data, trained_classes=None, **kwargs):
+def evaluate_records(model, data, trained_classes=None, output_indices=None, **kwargs):
     """Macro ROC AUC of `model` on `data`, windows aggregated per record.
 
     Args:
@@ -140,6 +140,9 @@ def evaluate_records(model, data, trained_classes=None, **kwargs):
             model saw positives of in training; the others are left out of
             the macro AUC (their output was never trained) and listed in
             `untrained_classes`.
+        output_indices: optional model outputs that `data`'s label columns
+            belong to, in order (e.g. `LabelAlignment.model_indices` when the
+            data label only some of the model's classes); default: all.
         **kwargs: forwarded to `predict_records` (window, stride, ...).
 
     Returns:
@@ -151,6 +154,13 @@ def evaluate_records(model, data, trained_classes=None, **kwargs):
     if data.labels is None:
         raise ValueError("evaluate_records needs a labelled ECGDataset.")
     scores = predict_records(model, data, **kwargs)
+    if output_indices is not None:
+        scores = scores[:, np.asarray(output_indices, dtype=np.int64)]
+    if scores.shape[1] != data.labels.shape[1]:
+        raise ValueError(
+            f"the model scores {scores.shape[1]} classes, the data labels "
+            f"{data.labels.shape[1]}; align them (keras_ecg.data.align_labels)."
+        )
     labels, columns, untrained = data.labels, np.arange(data.labels.shape[1]), []
     if trained_classes is not None:
         mask = np.zeros(labels.shape[1], dtype=bool)

@@ -1,8 +1,9 @@
 """The paper's two follow-up experiments: label efficiency and noise robustness."""
 
+import dataclasses
+
 import numpy as np
 
-from keras_ecg.data.ecg_dataset import ECGDataset
 from keras_ecg.evaluation.downstream import evaluate_records
 
 
@@ -56,16 +57,7 @@ def add_physiological_noise(data, level, seed=0, batch_size=256):
             out = keras.ops.convert_to_numpy(noise(batch.astype("float32")))
             for i, signal in zip(chunk, out):
                 noisy[i] = signal
-    return ECGDataset(
-        signals=noisy,
-        record_ids=list(data.record_ids),
-        sampling_rate=data.sampling_rate,
-        lead_names=tuple(data.lead_names),
-        labels=data.labels,
-        classes=list(data.classes),
-        folds=data.folds,
-        metadata=data.metadata,
-    )
+    return dataclasses.replace(data, signals=noisy)
 
 
 def robustness_table(

@@ -70,7 +70,7 @@ def test_robustness_table(data):
     )
     model = ECGClassifier(backbone, num_classes=data.num_classes)
     standardizer = LeadStandardizer().fit(data)
-    kwargs = dict(window_length=100, stride=50)
+    kwargs = dict(window_seconds=1.0, stride_seconds=0.5)
     rows = robustness_table(model, data, standardizer=standardizer, seed=1, **kwargs)
     assert [row["noise_level"] for row in rows] == list(range(7))
     assert all(0.0 <= row["macro_auc"] <= 1.0 for row in rows)
