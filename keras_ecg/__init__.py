@@ -6,4 +6,6 @@
 from keras_ecg import layers
 from keras_ecg import losses
 from keras_ecg import models
+from keras_ecg.models import ECGClassifier
+from keras_ecg.models import ECGPreprocessor
 from keras_ecg.version import __version__
