@@ -47,3 +47,4 @@ else:
     from keras_ecg import losses
     from keras_ecg import models
     from keras_ecg.models import ECGClassifier
+    from keras_ecg.models import ECGPreprocessor

@@ -4,11 +4,14 @@ import math
 
 
 def seconds_to_samples(seconds, sampling_rate, name="duration"):
-    """`round(seconds * sampling_rate)` samples, at least one.
+    """`seconds * sampling_rate` rounded to the nearest sample (halves up).
 
     Every user-facing length in keras-ecg (crops, windows, strides) is given in
     seconds and converted here, so a 2.5 s window is 250 samples at 100 Hz and
-    1250 at 500 Hz.
+    1250 at 500 Hz. Halves round up, not to even as Python's `round` does
+    (1.25 s at 250 Hz is 313 samples), after rounding the product to 6
+    decimals so that float noise (`0.1 * 3 * 100 = 30.000000000000004`)
+    cannot flip it.
 
     Args:
         seconds: a positive, finite duration in seconds.
@@ -29,7 +32,7 @@ def seconds_to_samples(seconds, sampling_rate, name="duration"):
         raise ValueError(f"{name} must be a positive number of seconds, got {seconds}.")
     if not (sampling_rate and math.isfinite(sampling_rate) and sampling_rate > 0):
         raise ValueError(f"sampling_rate must be positive, got {sampling_rate}.")
-    samples = int(round(float(seconds) * float(sampling_rate)))
+    samples = int(math.floor(round(float(seconds) * float(sampling_rate), 6) + 0.5))
     if samples < 1:
         raise ValueError(
             f"{name} of {seconds} s is shorter than one sample at {sampling_rate} Hz."

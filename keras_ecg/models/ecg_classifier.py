@@ -1,9 +1,14 @@
 """Downstream classifier: a (pre-trained) backbone plus a pooling/MLP head."""
 
 import keras
+import numpy as np
+import pandas as pd
 
 from keras_ecg.layers.global_pooling import POOLING_MODES
 from keras_ecg.layers.global_pooling import GlobalPooling1D
+from keras_ecg.models.ecg_preprocessor import ECGPreprocessor
+
+LABEL_VOCABULARIES = ("scp", "snomed")
 
 
 @keras.saving.register_keras_serializable(package="keras_ecg")
@@ -20,6 +25,12 @@ class ECGClassifier(keras.Model):
     `freeze_backbone=True` is the linear-evaluation protocol: the backbone is
     set non-trainable, which in Keras 3 also runs its BatchNorm layers in
     inference mode, so neither its weights nor its moving statistics change.
+
+    The optional metadata travels with the model (config and `.keras` file):
+    an `ECGPreprocessor` (rate, lead order, standardisation statistics,
+    windows) lets `predict_records` run on raw records, and `class_names`
+    name its output columns. The model's `call` itself still takes
+    preprocessed `(batch, window_length, leads)` windows.
 
     Args:
         backbone: a `keras.Model` / layer taking `(batch, timesteps, leads)`.
@@ -38,6 +49,16 @@ class ECGClassifier(keras.Model):
             `keras.initializers.TruncatedNormal(stddev=0.01)`, as MAE's), so
             that the few steps of a linear evaluation are not spent undoing a
             random initial ranking.
+        preprocessor: optional `keras_ecg.models.ECGPreprocessor` describing
+            the input the model was trained on; needed by `predict_records`.
+        class_names: optional list of `num_classes` label codes (e.g. SCP
+            statements or SNOMED-CT codes), one per output.
+        class_descriptions: optional list of `num_classes` human-readable
+            descriptions of the classes.
+        label_set: optional name of the label set the model was trained on
+            (e.g. PTB-XL's `"superdiagnostic"`).
+        label_vocabulary: `"scp"` (PTB-XL statements), `"snomed"` (SNOMED-CT
+            codes, CinC) or `None`.
         **kwargs: base `keras.Model` arguments (`name`, `trainable`, ...).
 
     Example:
@@ -50,6 +71,23 @@ class ECGClassifier(keras.Model):
     ...                            freeze_backbone=True)
     >>> classifier(np.zeros((2, 250, 12), "float32")).shape
     (2, 5)
+
+    Carrying its preprocessing, a saved classifier predicts on raw records:
+
+    ```python
+    classifier = ECGClassifier(
+        backbone,
+        num_classes=5,
+        preprocessor=ECGPreprocessor.from_standardizer(standardizer, 100),
+        class_names=train.classes,
+        label_set="superdiagnostic",
+        label_vocabulary="scp",
+    )
+    ...  # fit
+    classifier.save("classifier.keras")
+    model = keras.saving.load_model("classifier.keras")  # after import keras_ecg
+    probabilities = model.predict_records("new_records/")  # a DataFrame
+    ```
     """
 
     def __init__(
@@ -63,6 +101,11 @@ class ECGClassifier(keras.Model):
         activation=None,
         freeze_backbone=False,
         output_initializer="glorot_uniform",
+        preprocessor=None,
+        class_names=None,
+        class_descriptions=None,
+        label_set=None,
+        label_vocabulary=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -90,6 +133,28 @@ class ECGClassifier(keras.Model):
         self.output_initializer = keras.initializers.get(output_initializer)
         if self.freeze_backbone:
             _freeze(self.backbone)
+        if preprocessor is not None and not isinstance(preprocessor, ECGPreprocessor):
+            raise ValueError(
+                "ECGClassifier: preprocessor must be an ECGPreprocessor, got "
+                f"{type(preprocessor).__name__}."
+            )
+        self.preprocessor = preprocessor
+        # Tuples, not lists: Keras would wrap list attributes in tracked lists.
+        self.class_names = _check_names(class_names, "class_names", self.num_classes)
+        self.class_descriptions = _check_names(
+            class_descriptions, "class_descriptions", self.num_classes, unique=False
+        )
+        if label_set is not None and not isinstance(label_set, str):
+            raise ValueError(
+                f"ECGClassifier: label_set must be a string or None, got {label_set!r}."
+            )
+        self.label_set = label_set
+        if label_vocabulary is not None and label_vocabulary not in LABEL_VOCABULARIES:
+            raise ValueError(
+                f"ECGClassifier: label_vocabulary must be one of {LABEL_VOCABULARIES}"
+                f" or None, got {label_vocabulary!r}."
+            )
+        self.label_vocabulary = label_vocabulary
 
         self.pool = GlobalPooling1D(pooling, name="pool")
         self.head_norms = []
@@ -131,6 +196,16 @@ class ECGClassifier(keras.Model):
         return x
 
     def build(self, input_shape):
+        if (
+            self.preprocessor is not None
+            and input_shape[-1] is not None
+            and input_shape[-1] != self.preprocessor.num_leads
+        ):
+            raise ValueError(
+                f"ECGClassifier: inputs have {input_shape[-1]} leads but the "
+                f"preprocessor names {self.preprocessor.num_leads}: "
+                f"{list(self.preprocessor.lead_names)}."
+            )
         if not self.backbone.built:
             self.backbone.build(input_shape)
         if self.freeze_backbone:
@@ -168,6 +243,105 @@ class ECGClassifier(keras.Model):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
 
+    def column_names(self):
+        """The class columns of `predict_records`: `class_names` or `class_<i>`."""
+        if self.class_names is not None:
+            return list(self.class_names)
+        return [f"class_{i}" for i in range(self.num_classes)]
+
+    def predict_records(
+        self, records, batch_size=256, threshold=None, on_error="raise", recursive=True
+    ):
+        """Per-record probabilities on raw records, using the stored preprocessor.
+
+        The records are brought to the model's rate, leads and scale
+        (`ECGPreprocessor.prepare`), cut into the preprocessor's sliding
+        windows (a last end-aligned window covers a record's tail), and the
+        sigmoid of each window's logits is aggregated per record with the
+        preprocessor's `aggregation` (`"mean"` by default, as in the paper),
+        exactly as `keras_ecg.evaluation.downstream.predict_records` does.
+
+        Args:
+            records: an `ECGDataset`, a folder of WFDB records, a `.hea` path
+                or a list of them (see `ECGPreprocessor.prepare`).
+            batch_size: windows per prediction batch.
+            threshold: optional decision threshold, one for all classes or a
+                sequence of one per class. With it, one boolean column
+                `"<class>_positive"` (`probability >= threshold`) per class is
+                appended after the probability columns, which stay.
+            on_error: `"raise"` or `"skip"` bad records (one
+                `ECGDataWarning` lists the skipped ones).
+            recursive: also read the sub-folders of a folder.
+
+        Returns:
+            A `pandas.DataFrame` with one row per (kept) record, in input
+            order: `record_id`, then one float probability column per class,
+            named by `class_names` (`class_0`, ... without them).
+
+        Raises:
+            ValueError: the classifier has no preprocessor, outputs no logits
+                (`activation` set), or `threshold` is malformed.
+            ECGDataError: a bad record with `on_error="raise"`.
+
+        Example:
+
+        ```python
+        model = keras.saving.load_model("classifier.keras")
+        scores = model.predict_records("cinc2021/", threshold=0.5)
+        scores.set_index("record_id")
+        ```
+        """
+        # Imported here: keras_ecg.evaluation imports the models package.
+        from keras_ecg.evaluation.downstream import predict_records
+
+        if self.preprocessor is None:
+            raise ValueError(
+                "ECGClassifier.predict_records needs the preprocessing the model "
+                "was trained with, and this classifier has none. Pass "
+                "`preprocessor=keras_ecg.ECGPreprocessor(...)` (e.g. "
+                "`ECGPreprocessor.from_standardizer(standardizer, sampling_rate)`) "
+                "when building it, or set `classifier.preprocessor`."
+            )
+        if self.activation not in (None, "linear"):
+            raise ValueError(
+                "ECGClassifier.predict_records applies the sigmoid itself and needs "
+                f"a classifier that outputs logits, not activation={self.activation!r}."
+            )
+        thresholds = self._thresholds(threshold)
+        preprocessor = self.preprocessor
+        data = preprocessor.prepare(records, on_error=on_error, recursive=recursive)
+        probabilities = predict_records(
+            self,
+            data,
+            window_length=preprocessor.window_length,
+            stride=preprocessor.stride,
+            batch_size=batch_size,
+            aggregation=preprocessor.aggregation,
+        )
+        names = self.column_names()
+        frame = pd.DataFrame(probabilities, columns=names)
+        frame.insert(0, "record_id", list(data.record_ids))
+        if thresholds is not None:
+            positive = probabilities >= thresholds
+            for j, name in enumerate(names):
+                frame[f"{name}_positive"] = positive[:, j]
+        return frame
+
+    def _thresholds(self, threshold):
+        if threshold is None:
+            return None
+        values = np.asarray(threshold, dtype=np.float64)
+        if values.ndim == 0:
+            values = np.full(self.num_classes, float(values))
+        if values.shape != (self.num_classes,) or not np.all(
+            (values >= 0.0) & (values <= 1.0)
+        ):
+            raise ValueError(
+                "ECGClassifier.predict_records: threshold must be a probability in "
+                f"[0, 1] or one per class ({self.num_classes}), got {threshold!r}."
+            )
+        return values
+
     def get_config(self):
         return {
             "name": self.name,
@@ -183,15 +357,49 @@ class ECGClassifier(keras.Model):
             else keras.activations.serialize(self.activation),
             "freeze_backbone": self.freeze_backbone,
             "output_initializer": keras.initializers.serialize(self.output_initializer),
+            "preprocessor": None
+            if self.preprocessor is None
+            else keras.saving.serialize_keras_object(self.preprocessor),
+            "class_names": _as_list(self.class_names),
+            "class_descriptions": _as_list(self.class_descriptions),
+            "label_set": self.label_set,
+            "label_vocabulary": self.label_vocabulary,
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        # Configs saved before the metadata existed have no such keys; the
+        # constructor defaults (None) apply.
+        if isinstance(config.get("preprocessor"), dict):
+            config["preprocessor"] = keras.saving.deserialize_keras_object(
+                config["preprocessor"]
+            )
         # `output_initializer` stays serialized: __init__'s initializers.get
         # takes the dict.
         return cls(**config)
+
+
+def _check_names(names, what, num_classes, unique=True):
+    """`names` as a tuple of `num_classes` strings, or None."""
+    if names is None:
+        return None
+    if isinstance(names, str):
+        raise ValueError(f"ECGClassifier: {what} must be a list, got {names!r}.")
+    names = tuple(str(name) for name in names)
+    if len(names) != num_classes:
+        raise ValueError(
+            f"ECGClassifier: {what} has {len(names)} entries but num_classes is "
+            f"{num_classes}."
+        )
+    if unique and len(set(names)) != len(names):
+        raise ValueError(f"ECGClassifier: {what} has duplicates: {list(names)}.")
+    return names
+
+
+def _as_list(values):
+    return None if values is None else list(values)
 
 
 def _freeze(layer):

@@ -1,0 +1,448 @@
+"""The preprocessing a trained classifier needs, serialized with it."""
+
+import dataclasses
+import math
+import os
+import pathlib
+import re
+
+import keras
+import numpy as np
+import pandas as pd
+from keras import ops
+
+from keras_ecg.data.durations import seconds_to_samples
+from keras_ecg.data.ecg_dataset import STANDARD_LEADS
+from keras_ecg.data.ecg_dataset import ECGDataset
+from keras_ecg.data.errors import ECGDataError
+from keras_ecg.data.errors import FailureLog
+from keras_ecg.data.errors import check_on_error
+from keras_ecg.data.wfdb_folder import read_wfdb_record
+from keras_ecg.data.wfdb_folder import resample_signal
+from keras_ecg.data.wfdb_folder import resolve_leads
+
+AGGREGATIONS = ("mean", "max")
+
+# PTB-XL record names: `00001_lr` (records100) and `00001_hr` (records500).
+_PTBXL_RECORD_NAME = re.compile(r"^(\d+)_(?:lr|hr)$")
+
+
+@keras.saving.register_keras_serializable(package="keras_ecg")
+class ECGPreprocessor(keras.layers.Layer):
+    """Turns raw ECG records into the input of a trained classifier.
+
+    It holds everything a classifier's training assumed about its input: the
+    sampling rate, the lead order, the per-lead standardisation statistics
+    fitted on the training split, the sliding windows used at evaluation and
+    how window probabilities are aggregated per record. Saved inside an
+    `ECGClassifier`, it lets `ECGClassifier.predict_records` run on raw WFDB
+    records (or an `ECGDataset` at any rate and lead order) with no other
+    setup.
+
+    Everything user-facing is in seconds; the sample counts derive from the
+    rate (`window_length`, `stride`, rounded to the nearest sample, halves
+    up). The defaults, 2.5 s windows with a 1.25 s stride, are the paper's
+    250 / 125 samples at 100 Hz.
+
+    Called on a `(..., leads)` tensor it applies `(x - mean) / std` with
+    `keras.ops` (the identity without statistics), so the same mapping can sit
+    inside a model. `prepare` does the record-level work in numpy: reading,
+    lead selection, resampling, validation and standardisation.
+
+    Args:
+        sampling_rate: samples per second the model expects.
+        lead_names: lead names in the order the model expects (matched
+            case-insensitively: `"aVR"` matches `"AVR"`).
+        mean: optional per-lead means (one per lead), e.g. from a fitted
+            `LeadStandardizer`; pass `std` with it.
+        std: optional per-lead standard deviations (positive).
+        window_seconds: duration of the sliding windows.
+        stride_seconds: step between window starts.
+        aggregation: `"mean"` (the paper's) or `"max"` of the window
+            probabilities of a record.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Example:
+
+    ```python
+    standardizer = keras_ecg.data.LeadStandardizer().fit(train)
+    preprocessor = ECGPreprocessor.from_standardizer(standardizer, sampling_rate=100)
+    preprocessor.window_length, preprocessor.stride  # (250, 125)
+    # Any rate and lead order in, the model's rate, order and scale out.
+    ready = preprocessor.prepare("cinc2021/")  # an ECGDataset at 100 Hz
+    ```
+    """
+
+    def __init__(
+        self,
+        sampling_rate=100,
+        lead_names=STANDARD_LEADS,
+        mean=None,
+        std=None,
+        window_seconds=2.5,
+        stride_seconds=1.25,
+        aggregation="mean",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        rate = float(sampling_rate)
+        if isinstance(sampling_rate, bool) or not (math.isfinite(rate) and rate > 0):
+            raise ValueError(
+                f"ECGPreprocessor: sampling_rate must be a positive number, got "
+                f"{sampling_rate!r}."
+            )
+        # Integral rates stay ints: `ECGDataset.sampling_rate` is an int.
+        self.sampling_rate = int(rate) if rate.is_integer() else rate
+        if isinstance(lead_names, str) or not lead_names:
+            raise ValueError(
+                "ECGPreprocessor: lead_names must be a non-empty sequence of lead "
+                f"names, got {lead_names!r}."
+            )
+        self.lead_names = tuple(str(name) for name in lead_names)
+        lowered = [name.strip().lower() for name in self.lead_names]
+        if len(set(lowered)) != len(lowered):
+            raise ValueError(
+                f"ECGPreprocessor: lead_names has duplicates: {list(self.lead_names)}."
+            )
+        self.mean, self.std = _check_statistics(mean, std, len(self.lead_names))
+        self.window_seconds = float(window_seconds)
+        self.stride_seconds = float(stride_seconds)
+        if self.window_length < 1 or self.stride < 1:
+            raise ValueError(
+                "ECGPreprocessor: window_seconds and stride_seconds must each span "
+                f"at least one sample at {self.sampling_rate} Hz, got "
+                f"{window_seconds} s and {stride_seconds} s."
+            )
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(
+                f"ECGPreprocessor: aggregation must be one of {AGGREGATIONS}, got "
+                f"{aggregation!r}."
+            )
+        self.aggregation = aggregation
+        # No weights: nothing to build, and nothing for `.keras` loading to
+        # report as unbuilt.
+        self.built = True
+
+    @property
+    def num_leads(self):
+        return len(self.lead_names)
+
+    @property
+    def window_length(self):
+        """Samples per window: `window_seconds * sampling_rate`, rounded."""
+        return seconds_to_samples(self.window_seconds, self.sampling_rate)
+
+    @property
+    def stride(self):
+        """Samples between window starts: `stride_seconds * sampling_rate`, rounded."""
+        return seconds_to_samples(self.stride_seconds, self.sampling_rate)
+
+    @property
+    def standardizes(self):
+        """Whether standardisation statistics are set."""
+        return self.mean is not None
+
+    def call(self, inputs):
+        x = ops.convert_to_tensor(inputs, dtype=self.compute_dtype)
+        if self.mean is None:
+            return x
+        mean = ops.convert_to_tensor(np.asarray(self.mean), dtype=x.dtype)
+        std = ops.convert_to_tensor(np.asarray(self.std), dtype=x.dtype)
+        return (x - mean) / std
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def standardize(self, signal):
+        """`(signal - mean) / std` in float64, returned as float32 (numpy)."""
+        signal = np.asarray(signal, dtype=np.float64)
+        if self.mean is not None:
+            signal = (signal - np.asarray(self.mean)) / np.asarray(self.std)
+        return signal.astype(np.float32)
+
+    def prepare(self, records, on_error="raise", recursive=True):
+        """Reads and converts records to the model's rate, leads and scale.
+
+        Every record is brought to `sampling_rate` (anti-aliased polyphase
+        resampling, `keras_ecg.data.wfdb_folder.resample_signal`), its leads
+        selected and reordered by name to `lead_names`, checked, and
+        standardised with `mean` / `std`.
+
+        Args:
+            records: raw (not yet standardised) records, in mV, as one of
+                - an `ECGDataset`, at any sampling rate that can be resampled
+                  and in any lead order (matched by name);
+                - a folder: every `*.hea` in it (see `recursive`). A PTB-XL
+                  folder (it holds `ptbxl_database.csv`) is read from the
+                  `records100/` or `records500/` subfolder at `sampling_rate`
+                  if there is one, else from `records500/` (or `records100/`)
+                  resampled; record ids are then the `ecg_id`s as `str`;
+                - a `.hea` path (a path without suffix names the record), or
+                  a list of them.
+            on_error: `"raise"` raises the first `ECGDataError`; `"skip"`
+                drops bad records and emits one `ECGDataWarning` with their
+                count and first messages.
+            recursive: also read the `.hea` files of sub-folders of a folder.
+
+        Returns:
+            An `ECGDataset` at `sampling_rate` with `lead_names`, float32
+            signals, standardised when statistics are set. Labels, folds and
+            metadata of an input `ECGDataset` are kept for the kept records;
+            records read from files get `metadata` with their `path`,
+            `original_sampling_rate` and `original_length`.
+
+        Raises:
+            ECGDataError: (naming the record and the problem) a missing lead,
+                a wrong number of leads, NaN/inf samples, a record shorter
+                than one window, an unreadable file or an unsupported rate;
+                or no record left to return.
+        """
+        check_on_error(on_error)
+        log = FailureLog(on_error)
+        if isinstance(records, ECGDataset):
+            prepared = self._prepare_dataset(records, log)
+            source = "ECGDataset"
+        else:
+            sources, source = self._list_records(records, recursive)
+            prepared = self._prepare_files(sources, log)
+        log.warn(source, stacklevel=3)
+        if not len(prepared):
+            raise ECGDataError(source, "no readable records")
+        return prepared
+
+    def _prepare_dataset(self, data, log):
+        kept, signals = [], []
+        for i, (record_id, signal) in enumerate(
+            zip(data.record_ids, data.signals, strict=True)
+        ):
+            try:
+                signal = np.asarray(signal)
+                if signal.ndim != 2 or signal.shape[1] != data.num_leads:
+                    raise ECGDataError(
+                        record_id,
+                        f"wrong lead count: signal of shape {signal.shape} for the "
+                        f"{data.num_leads} leads {list(data.lead_names)}",
+                    )
+                indices = resolve_leads(self.lead_names, data.lead_names, record_id)
+                signal = signal[:, indices]
+                bad = ~np.isfinite(signal)
+                if bad.any():
+                    raise ECGDataError(
+                        record_id,
+                        f"{int(bad.sum())} non-finite (NaN/inf) sample(s)",
+                    )
+                signal = resample_signal(
+                    signal, data.sampling_rate, self.sampling_rate, record_id
+                )
+                signals.append(self._finish(signal, record_id))
+            except ECGDataError as error:
+                log.record(error)
+                continue
+            kept.append(i)
+        if not kept:
+            return []
+        return dataclasses.replace(
+            data.subset(kept),
+            signals=signals,
+            sampling_rate=self.sampling_rate,
+            lead_names=self.lead_names,
+        )
+
+    def _prepare_files(self, sources, log):
+        signals, record_ids, rows = [], [], []
+        for record_id, header_path in sources:
+            try:
+                record = read_wfdb_record(
+                    header_path,
+                    record_id,
+                    leads=self.lead_names,
+                    sampling_rate=self.sampling_rate,
+                )
+                signal = self._finish(record.signal, record_id, header_path)
+            except ECGDataError as error:
+                log.record(error)
+                continue
+            signals.append(signal)
+            record_ids.append(record_id)
+            rows.append(
+                {
+                    "record_id": record_id,
+                    "path": str(header_path),
+                    "original_sampling_rate": record.original_sampling_rate,
+                    "original_length": record.original_length,
+                }
+            )
+        if not signals:
+            return []
+        return ECGDataset(
+            signals=signals,
+            record_ids=record_ids,
+            sampling_rate=self.sampling_rate,
+            lead_names=self.lead_names,
+            metadata=pd.DataFrame(rows).set_index("record_id"),
+        )
+
+    def _finish(self, signal, record_id, path=None):
+        """Length check and standardisation of a resampled, reordered record."""
+        length = len(signal)
+        if length < self.window_length:
+            raise ECGDataError(
+                record_id,
+                f"too short: {length} samples ({length / self.sampling_rate:g} s) "
+                f"at {self.sampling_rate} Hz, shorter than one "
+                f"{self.window_seconds:g} s window ({self.window_length} samples)",
+                path,
+            )
+        return self.standardize(signal)
+
+    def _list_records(self, records, recursive):
+        """`[(record_id, header_path)]` and a source name for messages."""
+        if isinstance(records, (str, os.PathLike)):
+            path = pathlib.Path(records).expanduser()
+            if path.is_dir():
+                return self._list_folder(path, recursive), str(path)
+            record_id, header = _header_source(path)
+            if not header.exists():
+                raise ECGDataError(
+                    record_id, "no such folder or WFDB header (.hea) file", path
+                )
+            return [(record_id, header)], str(path)
+        if isinstance(records, (list, tuple)) and all(
+            isinstance(r, (str, os.PathLike)) for r in records
+        ):
+            if not records:
+                raise ValueError("ECGPreprocessor.prepare: no records given.")
+            return [_header_source(pathlib.Path(r).expanduser()) for r in records], ""
+        raise TypeError(
+            "ECGPreprocessor.prepare: `records` must be an ECGDataset, a folder, a "
+            f"`.hea` path or a list of `.hea` paths; got {type(records).__name__}. "
+            "Wrap arrays in an ECGDataset to state their sampling rate and leads."
+        )
+
+    def _list_folder(self, root, recursive):
+        if (root / "ptbxl_database.csv").is_file():
+            return self._list_ptbxl(root)
+        headers = sorted(root.glob("**/*.hea" if recursive else "*.hea"))
+        if not headers:
+            raise ECGDataError(root, "no .hea files found", root)
+        return [(h.relative_to(root).with_suffix("").as_posix(), h) for h in headers]
+
+    def _list_ptbxl(self, root):
+        # The subfolder at the model's rate if present; otherwise resample the
+        # 500 Hz records, which hold more of the signal than the 100 Hz ones.
+        names = ["records500", "records100"]
+        own = f"records{self.sampling_rate}"
+        if own in names:
+            names.insert(0, own)
+        for name in names:
+            headers = sorted((root / name).glob("**/*.hea"))
+            if headers:
+                break
+        else:
+            raise ECGDataError(
+                root, "PTB-XL folder with no records in records100/ or records500/"
+            )
+        sources = []
+        for header in headers:
+            match = _PTBXL_RECORD_NAME.match(header.stem)
+            record_id = (
+                str(int(match.group(1)))
+                if match
+                else header.relative_to(root).with_suffix("").as_posix()
+            )
+            sources.append((record_id, header))
+        return sources
+
+    @classmethod
+    def from_standardizer(
+        cls,
+        standardizer,
+        sampling_rate,
+        lead_names=None,
+        window_seconds=2.5,
+        stride_seconds=1.25,
+        aggregation="mean",
+        **kwargs,
+    ):
+        """A preprocessor with the statistics of a fitted `LeadStandardizer`.
+
+        Args:
+            standardizer: a fitted `keras_ecg.data.LeadStandardizer`.
+            sampling_rate: samples per second the statistics were fitted at
+                (the model's rate).
+            lead_names: the lead order; defaults to the standardizer's
+                `lead_names`, else the 12 standard leads when it has 12.
+            window_seconds, stride_seconds, aggregation: as for the
+                constructor.
+            **kwargs: further constructor arguments (`name`, ...).
+
+        Returns:
+            An `ECGPreprocessor`.
+        """
+        if not getattr(standardizer, "fitted", False):
+            raise ValueError(
+                "ECGPreprocessor.from_standardizer needs a fitted LeadStandardizer."
+            )
+        if lead_names is None:
+            lead_names = standardizer.lead_names
+        if lead_names is None:
+            if len(standardizer.mean) != len(STANDARD_LEADS):
+                raise ValueError(
+                    f"The standardizer has {len(standardizer.mean)} leads and no "
+                    "lead names; pass `lead_names`."
+                )
+            lead_names = STANDARD_LEADS
+        return cls(
+            sampling_rate=sampling_rate,
+            lead_names=lead_names,
+            mean=standardizer.mean,
+            std=standardizer.std,
+            window_seconds=window_seconds,
+            stride_seconds=stride_seconds,
+            aggregation=aggregation,
+            **kwargs,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "sampling_rate": self.sampling_rate,
+                "lead_names": list(self.lead_names),
+                "mean": None if self.mean is None else list(self.mean),
+                "std": None if self.std is None else list(self.std),
+                "window_seconds": self.window_seconds,
+                "stride_seconds": self.stride_seconds,
+                "aggregation": self.aggregation,
+            }
+        )
+        return config
+
+
+def _check_statistics(mean, std, num_leads):
+    """Validated `(mean, std)` as tuples of Python floats, or `(None, None)`."""
+    if (mean is None) != (std is None):
+        raise ValueError("ECGPreprocessor: pass both `mean` and `std`, or neither.")
+    if mean is None:
+        return None, None
+    mean = np.asarray(mean, dtype=np.float64)
+    std = np.asarray(std, dtype=np.float64)
+    if mean.shape != (num_leads,) or std.shape != (num_leads,):
+        raise ValueError(
+            f"ECGPreprocessor: mean {mean.shape} and std {std.shape} must hold one "
+            f"value per lead ({num_leads})."
+        )
+    if not np.all(np.isfinite(mean)):
+        raise ValueError(f"ECGPreprocessor: mean must be finite, got {mean}.")
+    if not (np.all(np.isfinite(std)) and np.all(std > 0)):
+        raise ValueError(
+            f"ECGPreprocessor: std must be positive and finite, got {std}."
+        )
+    # Plain floats keep the config JSON-serializable.
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def _header_source(path):
+    """`(record_id, header_path)` of a record given by its `.hea` or name."""
+    header = path if path.suffix == ".hea" else path.with_suffix(".hea")
+    return header.stem, header
