@@ -161,13 +161,13 @@ def _add_downstream(parser, mode):
             type=int,
             default=None,
             help="epochs of the linear stage before finetuning (LP-FT; 0: plain "
-            "finetuning)",
+            "finetuning; default: 20)",
         )
         group.add_argument(
             "--discriminative-lr",
             type=float,
             default=None,
-            help="backbone lr = this factor x --eval-lr (default: 0.1)",
+            help="backbone lr = this factor x --eval-lr (default: one lr for all)",
         )
         group.add_argument(
             "--backbone-batch-norm",

@@ -1,13 +1,30 @@
-"""End-to-end tests of the `keras-ecg` command line on tiny synthetic data."""
+"""The `keras-ecg` command line, tested the way users reach it.
+
+Most runs call `cli.main` in-process on tiny synthetic data (the active
+backend); what depends on the process (the backend switch, `--help` importing
+no framework) runs in subprocesses, in the tensorflow pass only.
+"""
 
 import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import keras
 import numpy as np
+import pandas as pd
+import pytest
 
 from keras_ecg import cli
+from keras_ecg.testing.test_case import subprocess_env
+from tests.models.record_helpers import write_record
 
 TINY = ["--size", "tiny", "--num-records", "120", "--batch-size", "16"]
+ONE_PASS = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="subprocess / input-validation test: runs in the tensorflow pass",
+)
 
 
 def _read(path):
@@ -15,63 +32,406 @@ def _read(path):
         return json.load(f)
 
 
-def test_demo_prints_both_encoders_and_writes_results(tmp_path, capsys):
-    out = tmp_path / "demo"
-    args = ["demo", *TINY, "--epochs", "1", "--eval-epochs", "1"]
+def _run(args, capsys=None):
+    code = cli.main([str(a) for a in args])
+    captured = capsys.readouterr() if capsys is not None else None
+    return code, captured
+
+
+def _pretrain(out, *extra):
+    args = ["pretrain", "--method", "simclr", "--epochs", "1", *TINY, *extra]
     assert cli.main([*args, "--output", str(out)]) == 0
-    results = _read(out / "demo_results.json")
-    encoders = [row["encoder"] for row in results["results"]]
-    assert encoders == ["simclr pretrained", "random init"]
-    for row in results["results"]:
-        assert 0.0 <= row["test_macro_auc"] <= 1.0
-        assert 0.0 <= row["val_macro_auc"] <= 1.0
-    assert len(results["pretrain_loss"]) == 1
-    assert np.isfinite(results["pretrain_loss"]).all()
+    return out / "pretrained.keras"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny pretrained SimCLR and a classifier finetuned from it."""
+    root = tmp_path_factory.mktemp("trained")
+    checkpoint = _pretrain(root / "pretrain")
+    args = ["finetune", "--checkpoint", checkpoint, "--eval-epochs", "1"]
+    args += ["--linear-probe-epochs", "1", "--num-records", "120"]
+    assert cli.main([str(a) for a in args] + ["--output", str(root / "ft")]) == 0
+    return {
+        "checkpoint": checkpoint,
+        "classifier": root / "ft" / "classifier.keras",
+        "results": _read(root / "ft" / "finetune_results.json"),
+    }
+
+
+# ----------------------------------------------------------------------------
+# Backend and start-up
+# ----------------------------------------------------------------------------
+
+
+@ONE_PASS
+def test_help_imports_no_framework():
+    env = subprocess_env(PYTHONPROFILEIMPORTTIME="1")
+    process = subprocess.run(
+        [sys.executable, "-m", "keras_ecg.cli", "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert "pretrain" in process.stdout and "predict" in process.stdout
+    # -X importtime lists every module imported, one per line.
+    imported = {
+        line.rsplit("|", 1)[-1].strip().split(".")[0]
+        for line in process.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "keras_ecg" in imported
+    assert not imported & {"keras", "tensorflow", "jax", "torch", "numpy"}
+
+
+@ONE_PASS
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_backend_flag_is_the_backend_the_run_uses(tmp_path, backend):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "keras_ecg.cli", "pretrain", "--backend"]
+    command += [backend, "--method", "simclr", "--epochs", "1", "--size", "tiny"]
+    command += ["--num-records", "40", "--batch-size", "8", "--output", str(out)]
+    # The environment asks for another backend: the flag must win.
+    other = "torch" if backend != "torch" else "jax"
+    process = subprocess.run(
+        command,
+        env=subprocess_env(backend=other),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert f"backend={backend}" in process.stdout
+    assert _read(out / "pretrain_results.json")["backend"] == backend
+
+
+def test_backend_that_cannot_be_switched_in_process_is_refused(tmp_path, capsys):
+    other = "jax" if keras.backend.backend() != "jax" else "torch"
+    code, captured = _run(
+        ["pretrain", "--backend", other, "--method", "simclr", "--output", tmp_path],
+        capsys,
+    )
+    assert code == 2
+    assert "cannot switch" in captured.err
+    assert os.listdir(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------
+# Seconds, not samples
+# ----------------------------------------------------------------------------
+
+
+def test_sampling_rate_500_keeps_durations_in_seconds(tmp_path, capsys):
+    checkpoint = _pretrain(tmp_path / "p500", "--sampling-rate", "500")
     printed = capsys.readouterr().out
-    assert "SYNTHETIC" in printed
-    assert "| simclr pretrained |" in printed and "| random init |" in printed
-    assert (out / "pretrained.keras").exists()
+    assert "2.5 s crops (1250 samples at 500 Hz)" in printed
+    pretrained = keras.saving.load_model(checkpoint)
+    assert pretrained.preprocessor.sampling_rate == 500
+    args = ["linear-eval", "--checkpoint", checkpoint, "--eval-epochs", "1"]
+    args += ["--num-records", "120", "--window-seconds", "2", "--output"]
+    code, _ = _run([*args, tmp_path / "lin"], capsys)
+    assert code == 0
+    classifier = keras.saving.load_model(tmp_path / "lin" / "classifier.keras")
+    assert classifier.preprocessor.sampling_rate == 500
+    assert classifier.preprocessor.window_seconds == 2.0
+    assert classifier.preprocessor.window_length == 1000
+    options = _read(tmp_path / "lin" / "linear-eval_results.json")["options"]
+    assert options["window_seconds"] == 2.0 and options["stride_seconds"] == 1.0
+    # The model's rate is the data's: another --sampling-rate is refused.
+    code, captured = _run([*args, tmp_path / "lin2", "--sampling-rate", "100"], capsys)
+    assert code == 2 and "trained at 500 Hz" in captured.err
 
 
-def test_pretrain_linear_eval_evaluate_embed_chain(tmp_path):
-    pretrain_dir = tmp_path / "pretrain"
-    common = [*TINY, "--seed", "3"]
-    assert (
-        cli.main(
-            ["pretrain", "--method", "simclr", "--epochs", "1", *common]
-            + ["--output", str(pretrain_dir)]
-        )
-        == 0
+@ONE_PASS
+def test_short_record_is_skipped_and_crops_keep_their_length(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "wfdb"
+    folder.mkdir()
+    for i in range(8):
+        write_record(folder, f"r{i}", rng.normal(size=(1000, 12)) * 0.1)
+    write_record(folder, "short", rng.normal(size=(100, 12)) * 0.1)
+    args = ["pretrain", "--method", "simclr", "--epochs", "1", "--size", "tiny"]
+    args += ["--data", folder, "--batch-size", "4", "--val-fraction", "0"]
+    args += ["--test-fraction", "0", "--output", tmp_path / "run"]
+    with pytest.warns(UserWarning, match=r"skipped 1 of 9 record\(s\) shorter"):
+        code, captured = _run(args, capsys)
+    assert code == 0
+    assert "2.5 s crops (250 samples at 100 Hz)" in captured.out
+
+
+# ----------------------------------------------------------------------------
+# Run folders
+# ----------------------------------------------------------------------------
+
+
+def test_finished_run_is_not_overwritten_without_flag(trained, capsys):
+    out = trained["checkpoint"].parent
+    results = out / "pretrain_results.json"
+    before = (results.read_bytes(), trained["checkpoint"].read_bytes())
+    args = ["pretrain", "--method", "simclr", "--epochs", "1", *TINY]
+    code, captured = _run([*args, "--output", out], capsys)
+    assert code == 2 and "already holds this finished run" in captured.err
+    code, captured = _run(
+        ["pretrain", "--method", "byol", "--epochs", "1", *TINY, "--output", out],
+        capsys,
     )
-    checkpoint = pretrain_dir / "pretrained.keras"
-    assert checkpoint.exists() and (pretrain_dir / "standardizer.json").exists()
+    assert code == 2
+    assert "settings.method: 'simclr' -> 'byol'" in captured.err
+    assert (results.read_bytes(), trained["checkpoint"].read_bytes()) == before
 
-    eval_dir = tmp_path / "linear"
-    args = ["linear-eval", "--checkpoint", str(checkpoint), "--eval-epochs", "1"]
-    assert cli.main([*args, *common, "--output", str(eval_dir)]) == 0
-    linear = _read(eval_dir / "linear-eval_results.json")
-    assert linear["mode"] == "linear"
 
-    # The saved classifier re-evaluates to the AUC the linear-eval run reported.
-    eval_out = tmp_path / "evaluate"
-    args = ["evaluate", "--model", linear["model"], "--split", "test"]
-    assert cli.main([*args, *common, "--output", str(eval_out)]) == 0
-    evaluated = _read(eval_out / "evaluate_results.json")
+def test_overwrite_replaces_an_earlier_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    _pretrain(out)
+    code, _ = _run(
+        ["pretrain", "--method", "byol", "--epochs", "1", *TINY, "--output", out]
+        + ["--overwrite"],
+        capsys,
+    )
+    assert code == 0
+    assert _read(out / "manifest.json")["settings"]["method"] == "byol"
+    assert _read(out / "pretrain_results.json")["settings"]["method"] == "byol"
+
+
+@ONE_PASS
+def test_foreign_folder_is_never_touched(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    args = ["pretrain", "--method", "simclr", *TINY, "--output", tmp_path]
+    code, captured = _run([*args, "--overwrite"], capsys)
+    assert code == 2 and "not a keras-ecg run folder" in captured.err
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+# ----------------------------------------------------------------------------
+# Errors a user can act on
+# ----------------------------------------------------------------------------
+
+
+@ONE_PASS
+def test_missing_data_is_one_line_and_creates_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, captured = _run(
+        ["pretrain", "--method", "cpc", "--data", tmp_path / "nope", "--output", out],
+        capsys,
+    )
+    assert code == 2
+    assert captured.err.strip().count("\n") == 0, captured.err
+    assert "nope" in captured.err and "Traceback" not in captured.err
+    assert not out.exists()
+
+
+@ONE_PASS
+def test_bad_record_names_the_record_and_hints_at_skipping(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "wfdb"
+    folder.mkdir()
+    for i in range(6):
+        write_record(folder, f"r{i}", rng.normal(size=(1000, 12)) * 0.1)
+    bad = folder / "r3.dat"
+    bad.write_bytes(bad.read_bytes()[:1000])  # truncated signal file
+    args = ["pretrain", "--method", "simclr", "--size", "tiny", "--epochs", "1"]
+    args += ["--data", folder, "--batch-size", "2", "--output", tmp_path / "run"]
+    code, captured = _run(args, capsys)
+    assert code == 2
+    assert "r3" in captured.err and "--skip-bad-records" in captured.err
+    assert not (tmp_path / "run").exists()
+    with pytest.warns(UserWarning, match="skipped 1"):
+        code, _ = _run([*args, "--skip-bad-records"], capsys)
+    assert code == 0
+
+
+@ONE_PASS
+def test_label_set_of_a_wfdb_folder(cinc_dir, tmp_path, capsys):
+    args = ["linear-eval", "--random-init", "--size", "tiny", "--data", cinc_dir]
+    args += ["--eval-epochs", "1", "--output"]
+    code, captured = _run([*args, tmp_path / "bad", "--label-set", "rhythm"], capsys)
+    assert code == 2 and "scored" in captured.err
+    assert not (tmp_path / "bad").exists()
+    code, _ = _run([*args, tmp_path / "ok", "--label-set", "scored"], capsys)
+    assert code == 0
+    classifier = keras.saving.load_model(tmp_path / "ok" / "classifier.keras")
+    assert classifier.label_set == "scored"
+    assert classifier.label_vocabulary == "snomed"
+    assert "426783006" in classifier.class_names  # sinus rhythm
+
+
+# ----------------------------------------------------------------------------
+# Downstream flags
+# ----------------------------------------------------------------------------
+
+
+def test_finetune_results_carry_settings_stages_and_per_class_auc(trained):
+    results = trained["results"]
+    assert results["mode"] == "finetune"
+    assert results["settings"]["linear_probe_epochs"] == 1
+    assert results["data"]["path"] == "synthetic"
+    assert len(results["data"]["fingerprint"]) == 32
+    assert [s["name"] for s in results["stages"]] == ["linear_probe", "finetune"]
+    assert set(results["test_per_class_auc"]) <= set(
+        keras.saving.load_model(trained["classifier"]).class_names
+    )
+    assert 0.0 <= results["test_macro_auc"] <= 1.0
+    assert "keras" in results["versions"]
+
+
+@pytest.mark.parametrize(
+    "flags, check",
+    [
+        (["--linear-probe-epochs", "0"], lambda r: len(r["stages"]) == 1),
+        (
+            ["--discriminative-lr", "0.5", "--backbone-batch-norm", "frozen"],
+            lambda r: (
+                r["options"]["discriminative_lr"] == 0.5
+                and r["options"]["backbone_batch_norm"] == "frozen"
+            ),
+        ),
+        (
+            ["--eval-epochs", "3", "--patience", "1", "--eval-lr", "0.002"],
+            lambda r: (
+                (r["options"]["epochs"], r["options"]["patience"]) == (3, 1)
+                and r["options"]["learning_rate"] == 0.002
+                and 1 <= r["stages"][-1]["epochs_run"] <= 3
+            ),
+        ),
+        (
+            ["--window-seconds", "2", "--stride-seconds", "0.5"],
+            lambda r: (
+                (r["options"]["window_seconds"], r["options"]["stride_seconds"])
+                == (2.0, 0.5)
+            ),
+        ),
+    ],
+)
+def test_finetune_flags_change_the_protocol(trained, tmp_path, capsys, flags, check):
+    args = ["finetune", "--checkpoint", trained["checkpoint"], "--num-records", "120"]
+    args += ["--eval-epochs", "1", "--linear-probe-epochs", "1", *flags]
+    code, _ = _run([*args, "--output", tmp_path], capsys)
+    assert code == 0
+    assert check(_read(tmp_path / "finetune_results.json"))
+
+
+def test_random_init_finetune_is_supervised_from_scratch(tmp_path, capsys):
+    args = ["finetune", "--random-init", "--method", "cpc", "--size", "tiny"]
+    args += ["--num-records", "120"]
+    code, captured = _run([*args, "--eval-epochs", "1", "--output", tmp_path], capsys)
+    assert code == 0
+    results = _read(tmp_path / "finetune_results.json")
+    assert results["mode"] == "scratch"
+    assert [s["name"] for s in results["stages"]] == ["scratch"]
+
+
+def test_progress_is_one_line_per_epoch_off_a_terminal(trained, tmp_path, capsys):
+    args = ["linear-eval", "--checkpoint", trained["checkpoint"], "--eval-epochs"]
+    args += ["2", "--patience", "0", "--num-records", "120", "--output", tmp_path]
+    code, captured = _run(args, capsys)
+    assert code == 0
+    assert "Epoch 2/2" in captured.out
+    assert "━" not in captured.out  # no per-step progress bar in a log file
+
+
+# ----------------------------------------------------------------------------
+# Evaluate, embed, predict
+# ----------------------------------------------------------------------------
+
+
+def test_evaluate_uses_the_model_standardisation(trained, tmp_path, capsys):
+    args = ["evaluate", "--model", trained["classifier"], "--num-records", "120"]
+    code, _ = _run([*args, "--split", "test", "--output", tmp_path / "t"], capsys)
+    assert code == 0
+    evaluated = _read(tmp_path / "t" / "evaluate_results.json")
+    # Refitting the statistics on the test records would change the scores.
     np.testing.assert_allclose(
-        evaluated["macro_auc"], linear["test_macro_auc"], atol=1e-6
+        evaluated["macro_auc"], trained["results"]["test_macro_auc"], atol=1e-6
     )
+    code, _ = _run([*args, "--split", "all", "--output", tmp_path / "a"], capsys)
+    assert code == 0
+    assert _read(tmp_path / "a" / "evaluate_results.json")["records"] == 120
 
-    # The frozen backbone is exactly the pretrained one.
-    pretrained = keras.saving.load_model(checkpoint).backbone
-    classifier = keras.saving.load_model(linear["model"])
-    for a, b in zip(pretrained.weights, classifier.backbone.weights):
-        np.testing.assert_array_equal(
-            keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
-        )
 
-    embed_dir = tmp_path / "embed"
-    args = ["embed", "--checkpoint", str(checkpoint), "--split", "val"]
-    assert cli.main([*args, *common, "--output", str(embed_dir)]) == 0
-    archive = np.load(embed_dir / "embeddings.npz")
-    assert archive["embeddings"].shape[0] == len(archive["record_ids"]) == 12
+@ONE_PASS
+def test_evaluate_maps_scp_classes_to_a_snomed_folder(
+    trained, cinc_dir, tmp_path, capsys
+):
+    args = ["evaluate", "--model", trained["classifier"], "--data", cinc_dir]
+    code, captured = _run([*args, "--split", "all", "--output", tmp_path], capsys)
+    assert code == 0, captured.err
+    results = _read(tmp_path / "evaluate_results.json")
+    # The synthetic classes are SCP codes; NORM and IMI have no SNOMED
+    # counterpart in the packaged mapping, the rhythm and conduction ones do.
+    assert set(results["classes_without_counterpart"]) == {"NORM", "IMI"}
+    assert "AFIB" in results["per_class_auc"]
+    assert results["records"] == 156
+
+
+def test_embed_all_records_with_window_in_seconds(trained, tmp_path, capsys):
+    args = ["embed", "--checkpoint", trained["checkpoint"], "--num-records", "120"]
+    code, _ = _run([*args, "--split", "all", "--output", tmp_path], capsys)
+    assert code == 0
+    archive = np.load(tmp_path / "embeddings.npz")
+    assert archive["embeddings"].shape[0] == len(archive["record_ids"]) == 120
     assert np.isfinite(archive["embeddings"]).all()
+
+
+def test_predict_writes_one_row_per_record(trained, ptbxl_dir, tmp_path, capsys):
+    folder = tmp_path / "records"
+    folder.mkdir()
+    for ecg_id in ("00001", "00002", "00003"):
+        # The 500 Hz files: the 100 Hz model resamples them.
+        for suffix in (".hea", ".dat"):
+            source = ptbxl_dir / "records500" / "00000" / f"{ecg_id}_hr{suffix}"
+            os.symlink(source, folder / source.name)
+    out = tmp_path / "preds.csv"
+    args = ["predict", "--model", trained["classifier"], "--data", folder]
+    code, _ = _run([*args, "--output", out, "--threshold", "0.5"], capsys)
+    assert code == 0
+    frame = pd.read_csv(out)
+    names = list(keras.saving.load_model(trained["classifier"]).class_names)
+    assert list(frame["record_id"]) == ["00001_hr", "00002_hr", "00003_hr"]
+    assert list(frame.columns) == [
+        "record_id",
+        *names,
+        *(f"{n}_positive" for n in names),
+    ]
+    probabilities = frame[names].to_numpy()
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+    np.testing.assert_array_equal(
+        frame[[f"{n}_positive" for n in names]].to_numpy(), probabilities >= 0.5
+    )
+    # An existing output is kept unless --overwrite.
+    code, captured = _run([*args, "--output", out], capsys)
+    assert code == 2 and "--overwrite" in captured.err
+    code, _ = _run([*args, "--output", out, "--overwrite"], capsys)
+    assert code == 0
+    assert list(pd.read_csv(out).columns) == ["record_id", *names]
+
+
+# ----------------------------------------------------------------------------
+# Demo and tuning
+# ----------------------------------------------------------------------------
+
+
+def test_demo_prints_the_label_efficiency_table(tmp_path, capsys):
+    args = ["demo", *TINY, "--epochs", "1", "--eval-epochs", "1"]
+    args += ["--label-fractions", "0.2", "--output", tmp_path]
+    code, captured = _run(args, capsys)
+    assert code == 0
+    assert "SYNTHETIC" in captured.out
+    for name in ("pretrained, linear", "random init, linear", "from scratch"):
+        assert f"| {name}" in captured.out or name in captured.out
+    results = _read(tmp_path / "demo_results.json")
+    row = results["results"][0]
+    assert row["labelled records"] == 19  # 20% of 96 training records
+    assert all(0.0 <= v <= 1.0 for k, v in row.items() if k != "labelled records")
+    assert np.isfinite(results["pretraining_gain_few_labels"])
+
+
+@ONE_PASS
+def test_tune_runs_a_search_and_records_it(tmp_path, capsys):
+    args = ["tune", "--method", "simclr", "--max-trials", "1", "--epochs", "1"]
+    code, _ = _run([*args, *TINY, "--output", tmp_path], capsys)
+    assert code == 0
+    results = _read(tmp_path / "tune_results.json")
+    assert results["num_trials"] == 1 and 0.0 <= results["best_score"] <= 1.0
+    assert pathlib.Path(results["best_model_path"]).exists()

@@ -4,15 +4,14 @@ import keras
 import numpy as np
 import pandas as pd
 
+from keras_ecg.data.ecg_dataset import LABEL_VOCABULARIES
 from keras_ecg.layers.global_pooling import POOLING_MODES
 from keras_ecg.layers.global_pooling import GlobalPooling1D
-from keras_ecg.models.ecg_preprocessor import ECGPreprocessor
-
-LABEL_VOCABULARIES = ("scp", "snomed")
+from keras_ecg.models.ecg_preprocessor import PreprocessorAttribute
 
 
 @keras.saving.register_keras_serializable(package="keras_ecg")
-class ECGClassifier(keras.Model):
+class ECGClassifier(PreprocessorAttribute, keras.Model):
     """Backbone -> [pooling] -> fastai-style MLP head -> class logits.
 
     The backbone maps `(batch, timesteps, leads)` to a vector `(batch, D)`, used
@@ -57,8 +56,9 @@ class ECGClassifier(keras.Model):
             descriptions of the classes.
         label_set: optional name of the label set the model was trained on
             (e.g. PTB-XL's `"superdiagnostic"`).
-        label_vocabulary: `"scp"` (PTB-XL statements), `"snomed"` (SNOMED-CT
-            codes, CinC) or `None`.
+        label_vocabulary: the vocabulary of `class_names`, one of
+            `keras_ecg.data.LABEL_VOCABULARIES` (`"scp"` for PTB-XL statements,
+            `"snomed"` for SNOMED-CT codes of CinC folders) or `None`.
         **kwargs: base `keras.Model` arguments (`name`, `trainable`, ...).
 
     Example:
@@ -133,11 +133,6 @@ class ECGClassifier(keras.Model):
         self.output_initializer = keras.initializers.get(output_initializer)
         if self.freeze_backbone:
             _freeze(self.backbone)
-        if preprocessor is not None and not isinstance(preprocessor, ECGPreprocessor):
-            raise ValueError(
-                "ECGClassifier: preprocessor must be an ECGPreprocessor, got "
-                f"{type(preprocessor).__name__}."
-            )
         self.preprocessor = preprocessor
         # Tuples, not lists: Keras would wrap list attributes in tracked lists.
         self.class_names = _check_names(class_names, "class_names", self.num_classes)
@@ -313,8 +308,8 @@ class ECGClassifier(keras.Model):
         probabilities = predict_records(
             self,
             data,
-            window_length=preprocessor.window_length,
-            stride=preprocessor.stride,
+            window_seconds=preprocessor.window_seconds,
+            stride_seconds=preprocessor.stride_seconds,
             batch_size=batch_size,
             aggregation=preprocessor.aggregation,
         )

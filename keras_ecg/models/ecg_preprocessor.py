@@ -107,12 +107,9 @@ class ECGPreprocessor(keras.layers.Layer):
         self.mean, self.std = _check_statistics(mean, std, len(self.lead_names))
         self.window_seconds = float(window_seconds)
         self.stride_seconds = float(stride_seconds)
-        if self.window_length < 1 or self.stride < 1:
-            raise ValueError(
-                "ECGPreprocessor: window_seconds and stride_seconds must each span "
-                f"at least one sample at {self.sampling_rate} Hz, got "
-                f"{window_seconds} s and {stride_seconds} s."
-            )
+        # Refuses durations shorter than one sample at this rate.
+        seconds_to_samples(self.window_seconds, self.sampling_rate, "window_seconds")
+        seconds_to_samples(self.stride_seconds, self.sampling_rate, "stride_seconds")
         if aggregation not in AGGREGATIONS:
             raise ValueError(
                 f"ECGPreprocessor: aggregation must be one of {AGGREGATIONS}, got "
@@ -354,6 +351,49 @@ class ECGPreprocessor(keras.layers.Layer):
         return sources
 
     @classmethod
+    def from_data(
+        cls,
+        data,
+        window_seconds=2.5,
+        stride_seconds=1.25,
+        aggregation="mean",
+        **kwargs,
+    ):
+        """A preprocessor fitted on training records (in mV, not standardised).
+
+        Takes the data's sampling rate and lead order and fits the per-lead
+        statistics on its records (`keras_ecg.data.LeadStandardizer`).
+
+        Args:
+            data: the training `ECGDataset`.
+            window_seconds, stride_seconds, aggregation, **kwargs: as for the
+                constructor.
+
+        Example:
+
+        ```python
+        preprocessor = ECGPreprocessor.from_data(train)
+        train, val = preprocessor.prepare(train), preprocessor.prepare(val)
+        ```
+        """
+        from keras_ecg.data.lead_standardizer import LeadStandardizer
+
+        if not isinstance(data, ECGDataset):
+            raise TypeError(
+                f"ECGPreprocessor.from_data needs an ECGDataset, got "
+                f"{type(data).__name__}."
+            )
+        return cls.from_standardizer(
+            LeadStandardizer().fit(data),
+            sampling_rate=data.sampling_rate,
+            lead_names=list(data.lead_names),
+            window_seconds=window_seconds,
+            stride_seconds=stride_seconds,
+            aggregation=aggregation,
+            **kwargs,
+        )
+
+    @classmethod
     def from_standardizer(
         cls,
         standardizer,
@@ -446,3 +486,25 @@ def _header_source(path):
     """`(record_id, header_path)` of a record given by its `.hea` or name."""
     header = path if path.suffix == ".hea" else path.with_suffix(".hea")
     return header.stem, header
+
+
+class PreprocessorAttribute:
+    """Mixin: a `preprocessor` attribute kept out of Keras' layer tracking.
+
+    A preprocessor holds no weights, and a trained (built) model must accept
+    one afterwards (`model.preprocessor = ...`), which Keras refuses for a
+    tracked sub-layer. The model's `get_config` serializes it instead.
+    """
+
+    def __setattr__(self, name, value):
+        if name == "preprocessor":
+            if isinstance(value, dict):
+                value = keras.saving.deserialize_keras_object(value)
+            if value is not None and not isinstance(value, ECGPreprocessor):
+                raise ValueError(
+                    f"{type(self).__name__}: preprocessor must be an "
+                    f"ECGPreprocessor, got {type(value).__name__}."
+                )
+            object.__setattr__(self, name, value)
+            return
+        super().__setattr__(name, value)

@@ -145,7 +145,7 @@ def test_invalid_arguments():
         ECGPreprocessor(sampling_rate=0)
     with pytest.raises(ValueError, match="duplicates"):
         ECGPreprocessor(lead_names=("I", "i"))
-    with pytest.raises(ValueError, match="at least one sample"):
+    with pytest.raises(ValueError, match="one sample"):
         ECGPreprocessor(100, window_seconds=0.001)
     with pytest.raises(TypeError, match="ECGDataset"):
         ECGPreprocessor().prepare(np.zeros((2, 1000, 12)))

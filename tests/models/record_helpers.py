@@ -38,7 +38,7 @@ def link_record(header, folder):
             os.symlink(path, folder / path.name)
 
 
-def write_record(folder, name, signal, fs=100, leads=STANDARD_LEADS):
+def write_record(folder, name, signal, fs=100, leads=STANDARD_LEADS, comments=None):
     # PTB-XL's own resolution (gain 1000/mV): its samples round-trip exactly.
     wfdb.wrsamp(
         name,
@@ -49,6 +49,7 @@ def write_record(folder, name, signal, fs=100, leads=STANDARD_LEADS):
         fmt=["16"] * signal.shape[1],
         adc_gain=[1000.0] * signal.shape[1],
         baseline=[0] * signal.shape[1],
+        comments=comments,
         write_dir=str(folder),
     )
     return folder / f"{name}.hea"
