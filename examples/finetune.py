@@ -1,9 +1,9 @@
 """
 Title: Finetuning a self-supervised ECG encoder vs training from scratch
 Author: keras-ecg developers
-Description: Pretrain an encoder without labels, finetune it end to end with
-    discriminative learning rates (a smaller one for the encoder than for the
-    new head), and compare with the same classifier trained from scratch.
+Description: Pretrain an encoder without labels, finetune it end to end
+    (LP-FT: a linear head first, then every weight), and compare with the same
+    classifier trained from scratch.
 
 Run on the embedded SYNTHETIC data (not clinical) or on PTB-XL:
 
@@ -34,13 +34,15 @@ parser.add_argument("--size", default="small", choices=("paper", "small", "tiny"
 parser.add_argument("--num-records", type=int, default=600)
 parser.add_argument("--label-set", default="superdiagnostic")
 parser.add_argument("--epochs", type=int, default=5, help="pretraining epochs")
-parser.add_argument("--eval-epochs", type=int, default=5)
-parser.add_argument("--lr", type=float, default=1e-3, help="head learning rate")
+parser.add_argument(
+    "--eval-epochs", type=int, default=None, help="maximum downstream epochs"
+)
+parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
 parser.add_argument(
     "--discriminative-lr",
     type=float,
-    default=0.1,
-    help="encoder learning rate = this factor * --lr",
+    default=None,
+    help="encoder learning rate = this factor * --lr (default: one rate)",
 )
 parser.add_argument("--batch-size", type=int, default=64)
 parser.add_argument("--seed", type=int, default=0)
@@ -82,9 +84,10 @@ pretrained.fit(
 )
 
 # ## Finetuning vs from scratch
-# Both train every weight for the same epochs; the finetuned encoder starts from
-# the pretrained weights and moves `--discriminative-lr` times slower than the
-# head, so the pretrained features are adapted rather than overwritten.
+# Both train every weight with the same warm-up + cosine schedule and early
+# stopping on the validation macro AUC. Finetuning first fits a linear head on
+# the frozen pretrained encoder (LP-FT), so that a random head's first, large
+# gradients do not overwrite the pretrained features.
 
 
 def downstream(backbone, mode, discriminative_lr=None):

@@ -121,6 +121,7 @@ def load_data(args, sampling_rate, progress=True):
             cache_dir=args.cache_dir,
             on_error="skip" if args.skip_bad_records else "raise",
             seed=args.seed,
+            progress=progress,
         )
     except ValueError as error:
         from keras_ecg.data.errors import ECGDataError

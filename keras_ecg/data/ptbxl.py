@@ -19,6 +19,7 @@ from keras_ecg.data.errors import ECGDataWarning
 from keras_ecg.data.errors import FailureLog
 from keras_ecg.data.errors import check_on_error
 from keras_ecg.data.errors import warn_skipped
+from keras_ecg.data.progress import ReadProgress
 from keras_ecg.data.signal_cache import SignalCache
 from keras_ecg.data.wfdb_folder import read_wfdb_record
 
@@ -244,6 +245,7 @@ def load_ptbxl(
     cache_dir=None,
     on_error="raise",
     leads=None,
+    progress=False,
 ):
     """Loads PTB-XL from its PhysioNet layout.
 
@@ -279,6 +281,7 @@ def load_ptbxl(
             records with one `ECGDataWarning`.
         leads: optional lead names to keep, in this order (case-insensitive);
             default all 12 in the standard order.
+        progress: print reading progress (records done / total).
 
     Returns:
         An `ECGDataset` with float32 `(timesteps, leads)` signals in mV,
@@ -424,7 +427,11 @@ def load_ptbxl(
 
     if kept is None:
         signals, kept_list = [], []
+        reading = ReadProgress(
+            len(header_paths), "reading PTB-XL records", enabled=progress
+        )
         for ecg_id, header_path in zip(database.index, header_paths, strict=True):
+            reading.update()
             try:
                 rec = read_wfdb_record(header_path, ecg_id, leads, sampling_rate=None)
                 if rec.sampling_rate != sampling_rate:
@@ -439,6 +446,7 @@ def load_ptbxl(
                 continue
             signals.append(rec.signal)
             kept_list.append(ecg_id)
+        reading.close()
         log.warn(str(root))
         failures = log.messages()
         kept = np.asarray(kept_list, dtype=np.int64)

@@ -33,6 +33,7 @@ def load_source(
     cache_dir=None,
     on_error="raise",
     seed=0,
+    progress=False,
 ):
     """Loads `path` as an `ECGDataset` (see `detect_source`).
 
@@ -43,14 +44,20 @@ def load_source(
         label_set: for PTB-XL one of `keras_ecg.data.LABEL_SETS` (`"all"`,
             `"diagnostic"`, ...); for a WFDB folder one of `WFDB_LABEL_SETS`
             (`"all"` SNOMED codes found, or the Challenge 2021's `"scored"`
-            classes); ignored for synthetic data.
+            classes); `"all"` for synthetic data (its classes).
         num_synthetic_records: size of the synthetic dataset.
         cache_dir: where decoded signals are cached (real data only).
         on_error: `"raise"` or `"skip"` for bad records.
         seed: seed of the synthetic generator.
+        progress: print reading progress of real records.
     """
     source = detect_source(path)
     if source == SYNTHETIC:
+        if label_set != "all":
+            raise ValueError(
+                f"label_set {label_set!r} does not apply to the synthetic data, "
+                "which has one label set ('all', its classes)."
+            )
         from keras_ecg.data.synthetic import make_synthetic_ecg
 
         return make_synthetic_ecg(
@@ -65,6 +72,7 @@ def load_source(
             label_set=label_set,
             cache_dir=cache_dir,
             on_error=on_error,
+            progress=progress,
         )
     from keras_ecg.data.wfdb_folder import load_wfdb_folder
 
@@ -74,6 +82,7 @@ def load_source(
         cache_dir=cache_dir,
         on_error=on_error,
         label_set=label_set,
+        progress=progress,
     )
 
 

@@ -23,6 +23,7 @@ from keras_ecg.data.errors import ECGDataWarning
 from keras_ecg.data.errors import FailureLog
 from keras_ecg.data.errors import check_on_error
 from keras_ecg.data.errors import warn_skipped
+from keras_ecg.data.progress import ReadProgress
 from keras_ecg.data.signal_cache import SignalCache
 from keras_ecg.data.snomed import class_codes
 from keras_ecg.data.snomed import scored_snomed_classes
@@ -494,6 +495,7 @@ def load_wfdb_folder(
     on_error="raise",
     min_duration_s=None,
     label_set="all",
+    progress=False,
 ):
     """Loads a folder of WFDB records (`.hea` + `.dat`/`.mat`), e.g. CinC 2021.
 
@@ -520,6 +522,7 @@ def load_wfdb_folder(
         on_error: `"raise"` raises the first `ECGDataError`; `"skip"` skips bad
             records and emits one `ECGDataWarning` summarising them.
         min_duration_s: drop records shorter than this many seconds.
+        progress: print reading progress (records done / total).
         label_set: one of `WFDB_LABEL_SETS`, used when `classes` is `None`.
             `"all"`: every code found, sorted (numerically for numeric codes).
             `"scored"`: the 26 classes the PhysioNet/CinC Challenge 2021
@@ -621,7 +624,9 @@ def load_wfdb_folder(
     signals, record_ids, rows = [], [], []
     lead_names = leads
     num_short = 0
+    reading = ReadProgress(len(headers), "reading WFDB records", enabled=progress)
     for header_path in headers:
+        reading.update()
         record_id = header_path.relative_to(root).with_suffix("").as_posix()
         try:
             rec = read_wfdb_record(header_path, record_id, leads, sampling_rate)
@@ -665,6 +670,7 @@ def load_wfdb_folder(
                 "original_length": rec.original_length,
             }
         )
+    reading.close()
     log.warn(str(root))
     _warn_short(num_short, min_duration_s)
     if not signals:

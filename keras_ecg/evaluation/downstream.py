@@ -293,7 +293,13 @@ def _resolve_options(mode, options):
     if mode not in DOWNSTREAM_MODES:
         raise ValueError(f"mode must be one of {DOWNSTREAM_MODES}, got {mode!r}.")
     resolved = dict(DOWNSTREAM_DEFAULTS[mode])
-    resolved.update({k: v for k, v in options.items() if v is not None})
+    given = {k: v for k, v in options.items() if v is not None}
+    resolved.update(given)
+    if "linear_probe_epochs" not in given and "epochs" in given:
+        # A short run asked for is short in both stages.
+        resolved["linear_probe_epochs"] = min(
+            resolved["linear_probe_epochs"], resolved["epochs"]
+        )
     if resolved["schedule"] not in SCHEDULES:
         raise ValueError(
             f"schedule must be one of {SCHEDULES}, got {resolved['schedule']!r}."
@@ -377,7 +383,7 @@ def train_downstream(
             decay to 0 at `epochs`) or `"constant"`.
         warmup_epochs: warm-up length in epochs (may be fractional).
         linear_probe_epochs: `"finetune"` only: epochs of the linear stage
-            (`0` skips it: plain finetuning).
+            (`0` skips it: plain finetuning); default 20, at most `epochs`.
         linear_probe_learning_rate: learning rate of that stage.
         discriminative_lr: optional factor `f` (`"finetune"`/`"scratch"`): the
             backbone trains at `f * learning_rate` (the reference code uses
