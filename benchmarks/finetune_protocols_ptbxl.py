@@ -100,6 +100,7 @@ def main(argv=None):
             path, seconds, loss = common.pretrain(args, method, seed, train)
             for name in args.protocols:
                 mode, options, _ = PROTOCOLS[name]
+                overrides = {"epochs": args.eval_epochs} if args.eval_epochs else {}
                 if mode == "scratch" and method != args.methods[0]:
                     # Scratch depends on the architecture only: run it once
                     # per xresnet / CPC architecture.
@@ -116,7 +117,7 @@ def main(argv=None):
                     batch_size=args.eval_batch_size,
                     seed=seed,
                     verbose=0,
-                    **options,
+                    **{**options, **overrides},
                 )
                 auc = evaluate_records(result["model"], test, trained_classes=trained)
                 row = {

@@ -67,6 +67,7 @@ def main(argv=None):
                     batch_size=min(128, len(subset)),
                     seed=seed,
                     verbose=0,
+                    epochs=args.eval_epochs,
                 )
                 row[protocol] = evaluate_records(
                     result["model"], test, trained_classes=trained_class_mask(subset)

@@ -12,7 +12,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_DATA = os.path.join(HERE, "..", "..", "shared", "data", "ptbxl")
+REPO = os.path.dirname(HERE)
+DEFAULT_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data", "ptbxl"))
 SUBSET_SPLIT = {"train_folds": "1-7", "val_folds": "8", "test_folds": "9"}
 
 
@@ -57,13 +58,26 @@ def base_parser(description, output):
     parser.add_argument("--cpc-batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3, help="pretraining lr")
     parser.add_argument(
+        "--eval-epochs",
+        type=int,
+        default=None,
+        help="maximum downstream epochs (default: train_downstream's)",
+    )
+    parser.add_argument(
         "--seeds", type=int, default=3, help="runs with seeds 0..N-1 (mean +- std)"
     )
     parser.add_argument("--output", default=output)
     parser.add_argument(
+        "--pretrained-dir",
+        default=None,
+        help="where pretrained encoders are kept (default: OUTPUT/pretrained); "
+        "scripts given the same folder share them",
+    )
+    parser.add_argument(
         "--reuse-pretrained",
         action="store_true",
-        help="reuse pretrained.keras files of an earlier run with the same output",
+        help="reuse an encoder pretrained earlier with identical settings and "
+        "data (checked against its settings.json)",
     )
     parser.add_argument("--update-readme", action="store_true")
     return parser
@@ -116,15 +130,41 @@ def pretrain_batch_size(args, method):
 
 
 def pretrain(args, method, seed, train):
-    """Pretrains `method` (or reuses it); returns path, seconds, final loss."""
+    """Pretrains `method` (or reuses it); returns path, seconds, final loss.
+
+    With `--reuse-pretrained`, an encoder is reused only when the settings it
+    was pretrained with (method, size, epochs, batch, lr, seed, training
+    records' fingerprint) equal this run's; otherwise it is pretrained again.
+    """
+    import json
+
+    from keras_ecg.run_folder import dataset_fingerprint
     from keras_ecg.utils import enable_determinism
     from keras_ecg.workflows import pretrain as pretrain_job
 
-    out = os.path.join(args.output, "pretrained", f"{method}_seed{seed}")
+    root = args.pretrained_dir or os.path.join(args.output, "pretrained")
+    out = os.path.join(root, f"{method}_seed{seed}")
     path = os.path.join(out, "pretrained.keras")
-    if args.reuse_pretrained and os.path.exists(path):
-        print(f"reusing {path}", flush=True)
-        return path, float("nan"), float("nan")
+    settings_path = os.path.join(out, "settings.json")
+    settings = {
+        "method": method,
+        "size": args.size,
+        "epochs": args.pretrain_epochs,
+        "batch_size": pretrain_batch_size(args, method),
+        "lr": args.lr,
+        "seed": seed,
+        "train_records": dataset_fingerprint(train),
+    }
+    if args.reuse_pretrained and os.path.exists(settings_path):
+        with open(settings_path) as f:
+            saved = json.load(f)
+        if saved.get("settings") == settings and os.path.exists(path):
+            print(f"reusing {path}", flush=True)
+            return path, saved["seconds"], saved["final_loss"]
+    if os.path.exists(out):
+        import shutil
+
+        shutil.rmtree(out)  # an earlier, different or unfinished pretraining
     enable_determinism(seed)
     namespace = argparse.Namespace(
         method=method,
@@ -136,7 +176,10 @@ def pretrain(args, method, seed, train):
     )
     start = time.time()
     _, history = pretrain_job(namespace, train, out)
-    return path, time.time() - start, float(history["loss"][-1])
+    seconds, loss = time.time() - start, float(history["loss"][-1])
+    with open(settings_path, "w") as f:
+        json.dump({"settings": settings, "seconds": seconds, "final_loss": loss}, f)
+    return path, seconds, loss
 
 
 def protocol_backbone(protocol, method, size, seed, pretrained_path):
@@ -190,6 +233,9 @@ def command_line(script, args, skip=("update_readme",)):
         if key in skip or value is None or value is False:
             continue
         flag = "--" + key.replace("_", "-")
+        if key == "data" and os.path.isabs(str(value)):
+            # The command runs from the repository root.
+            value = os.path.relpath(value, REPO)
         if value is True:
             parts.append(flag)
         elif isinstance(value, (list, tuple)):

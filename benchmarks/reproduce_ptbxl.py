@@ -76,6 +76,7 @@ def main(argv=None):
             batch_size=args.eval_batch_size,
             seed=seed,
             verbose=0,
+            epochs=args.eval_epochs,
         )
         scored = evaluate_records(result["model"], test, trained_classes=trained)
         rows.append(

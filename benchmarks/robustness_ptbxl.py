@@ -55,7 +55,13 @@ def main(argv=None):
                 protocol, args.method, args.size, seed, path
             )
             model = train_downstream(
-                backbone, train, val, mode=protocol, seed=seed, verbose=0
+                backbone,
+                train,
+                val,
+                mode=protocol,
+                seed=seed,
+                verbose=0,
+                epochs=args.eval_epochs,
             )["model"]
             rows = robustness_table(
                 model,
