@@ -24,51 +24,58 @@ import ptbxl_protocol as common
 BEGIN = "<!-- finetune_protocols:begin -->"
 END = "<!-- finetune_protocols:end -->"
 
+# The protocols of keras-ecg <= 0.1.0 (15 epochs at a constant 1e-3, a
+# Glorot-initialised plain Dense head, no linear stage): the failure measured
+# in issue 9 (finetuning below the linear probe).
+_OLD = dict(
+    epochs=15,
+    patience=0,
+    schedule="constant",
+    head_batch_norm=False,
+    output_initializer="glorot_uniform",
+)
+
 # name -> (mode, train_downstream options, what it tests)
 PROTOCOLS = {
-    "linear": ("linear", {}, "linear evaluation (BN head, lr 1e-2, cosine)"),
-    "ft-plain-15": (
+    "linear": ("linear", {}, "linear evaluation (the default)"),
+    "ft-old": (
         "finetune",
-        dict(
-            linear_probe_epochs=0,
-            epochs=15,
-            patience=0,
-            schedule="constant",
-            discriminative_lr=1.0,
-        ),
-        "the previous default: 15 epochs, lr 1e-3 constant, no linear stage",
+        dict(_OLD, linear_probe_epochs=0),
+        "the previous finetuning: 15 epochs at lr 1e-3, Glorot Dense head",
     ),
-    "ft-plain-cosine": (
+    "ft-plain": (
         "finetune",
-        dict(linear_probe_epochs=0, discriminative_lr=1.0),
-        "no linear stage, one lr, warm-up + cosine, early stopping",
+        dict(linear_probe_epochs=0),
+        "no linear stage; BatchNorm head started near zero, up to 50 epochs, "
+        "warm-up + cosine, early stopping (patience 10)",
     ),
     "ft-discriminative": (
         "finetune",
-        dict(linear_probe_epochs=0),
-        "no linear stage, backbone lr x0.1, cosine, early stopping",
+        dict(linear_probe_epochs=0, discriminative_lr=0.1),
+        "as ft-plain, backbone at 0.1 x the head's lr",
+    ),
+    "lp-ft-discriminative": (
+        "finetune",
+        dict(discriminative_lr=0.1),
+        "20 linear epochs first, then the backbone at 0.1 x lr (the "
+        "reference's CPC recipe)",
     ),
     "lp-ft": (
         "finetune",
         {},
-        "linear stage, then backbone lr x0.1, cosine, early stopping",
-    ),
-    "lp-ft-one-lr": (
-        "finetune",
-        dict(discriminative_lr=1.0),
-        "linear stage, then one lr for all, cosine",
+        "20 linear epochs first, then every weight at one lr (the default)",
     ),
     "lp-ft-frozen-bn": (
         "finetune",
         dict(backbone_batch_norm="frozen"),
-        "LP-FT with the backbone's BatchNorm kept in inference mode",
+        "lp-ft with the backbone's BatchNorm layers kept in inference mode",
     ),
-    "scratch-15": (
+    "scratch-old": (
         "scratch",
-        dict(epochs=15, patience=0, schedule="constant"),
-        "supervised from scratch, the previous default",
+        _OLD,
+        "supervised from scratch, the previous protocol",
     ),
-    "scratch": ("scratch", {}, "supervised from scratch, warm-up + cosine"),
+    "scratch": ("scratch", {}, "supervised from scratch (the default)"),
 }
 
 

@@ -341,6 +341,7 @@ def train_downstream(
     head_hidden_dims=(),
     dropout=0.0,
     head_batch_norm=None,
+    output_initializer=None,
     augmentation=None,
     seed=0,
     callbacks=None,
@@ -407,6 +408,10 @@ def train_downstream(
             large offset shared by all records; a plain `Dense` trained on
             them with BCE first moves along that offset (a random encoder
             scored macro AUC 0.43 on PTB-XL that way vs 0.73 with BatchNorm).
+        output_initializer: initializer of the output layer's kernel; default
+            `TruncatedNormal(stddev=0.01)` (MAE's linear probe): the first
+            steps do not have to undo a random ranking, and a fresh head
+            sends a pretrained backbone small gradients.
         augmentation: optional augmentation layer for training crops.
         seed: seeds the crops, the shuffling and the head's initialisation.
         callbacks: extra Keras callbacks (every stage).
@@ -484,10 +489,8 @@ def train_downstream(
         dropout=dropout,
         use_batch_norm=bool(options["head_batch_norm"]),
         freeze_backbone=mode == "linear" or options["linear_probe_epochs"] > 0,
-        # Start near zero (MAE's std 0.01): the first steps then do not have to
-        # undo a random ranking, and a fresh head on a pretrained backbone
-        # sends it small gradients.
-        output_initializer=keras.initializers.TruncatedNormal(stddev=0.01, seed=seed),
+        output_initializer=output_initializer
+        or keras.initializers.TruncatedNormal(stddev=0.01, seed=seed),
     )
     model.build((None, window_length, train_data.num_leads))
     train_ds = make_supervised_dataset(
