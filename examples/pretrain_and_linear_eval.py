@@ -32,7 +32,11 @@ parser.add_argument("--data", default="synthetic", help="'synthetic' or a folder
 parser.add_argument("--method", default="simclr", choices=METHODS)
 parser.add_argument("--size", default="small", choices=("paper", "small", "tiny"))
 parser.add_argument("--num-records", type=int, default=600)
-parser.add_argument("--label-set", default="superdiagnostic")
+parser.add_argument(
+    "--label-set",
+    default=None,
+    help="PTB-XL label set (default: superdiagnostic); synthetic data: all",
+)
 parser.add_argument("--epochs", type=int, default=5, help="pretraining epochs")
 parser.add_argument("--eval-epochs", type=int, default=5)
 parser.add_argument("--batch-size", type=int, default=64)
@@ -50,7 +54,8 @@ start = time.time()
 
 splits = load_splits(
     args.data,
-    label_set=args.label_set,
+    label_set=args.label_set
+    or ("all" if args.data == "synthetic" else "superdiagnostic"),
     num_synthetic_records=args.num_records,
     seed=args.seed,
     test_falls_back_to_val=True,

@@ -33,7 +33,11 @@ parser.add_argument(
 )
 parser.add_argument("--size", default="tiny", choices=("paper", "small", "tiny"))
 parser.add_argument("--num-records", type=int, default=300)
-parser.add_argument("--label-set", default="superdiagnostic")
+parser.add_argument(
+    "--label-set",
+    default=None,
+    help="PTB-XL label set (default: superdiagnostic); synthetic data: all",
+)
 parser.add_argument("--max-trials", type=int, default=3)
 parser.add_argument("--epochs", type=int, default=2, help="pretraining epochs/trial")
 parser.add_argument("--batch-size", type=int, default=64)
@@ -50,7 +54,8 @@ start = time.time()
 
 splits = load_splits(
     args.data,
-    label_set=args.label_set,
+    label_set=args.label_set
+    or ("all" if args.data == "synthetic" else "superdiagnostic"),
     num_synthetic_records=args.num_records,
     seed=args.seed,
     test_falls_back_to_val=True,
