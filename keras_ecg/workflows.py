@@ -15,6 +15,7 @@ from keras_ecg.evaluation.downstream import evaluate_records
 from keras_ecg.evaluation.downstream import train_downstream
 from keras_ecg.models.method_factory import build_method
 from keras_ecg.models.method_factory import make_method_dataset
+from keras_ecg.utils import enable_determinism
 
 
 def _print_header(args, what):
@@ -64,8 +65,12 @@ def _augmentation(name):
 
 
 def pretrain(args, train, output_dir, augmentation="rrc_to"):
-    """Pretrains `args.method`; checkpoints every N steps, resumes if interrupted."""
-    keras.utils.set_random_seed(args.seed)
+    """Pretrains `args.method`; checkpoints every N steps, resumes if interrupted.
+
+    Reproducible: runs under `keras_ecg.utils.enable_determinism(args.seed)`,
+    which stays in effect for the rest of the process.
+    """
+    enable_determinism(args.seed)
     model = build_method(args.method, size=args.size, input_leads=train.num_leads)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.lr))
     dataset = make_method_dataset(
