@@ -6,15 +6,55 @@ import keras
 
 
 def enable_determinism(seed):
-    """Seeds every RNG and asks the backend for deterministic kernels (opt-in).
+    """Seeds every RNG and switches off the known run-to-run variations (opt-in).
 
-    What holds on CPU (checked by `tests/long_run_test.py`): two runs in one
-    process with the same seed give identical losses and weights on
-    TensorFlow, JAX and PyTorch. On GPU, TensorFlow and PyTorch need the
-    deterministic-kernel switches set here (slower); JAX needs
-    `XLA_FLAGS=--xla_gpu_deterministic_ops=true`, which only takes effect if
-    set before JAX initialises its backend (this function appends it to
-    `XLA_FLAGS` for that case).
+    Call it once, before building and training models: graph functions are
+    optimised (TensorFlow) when they first run, under the settings of that
+    moment. `keras_ecg.workflows.pretrain` calls it.
+
+    What holds on CPU: two runs of the same seeded training on the same data
+    give bit-identical losses and weights, on TensorFlow, JAX and PyTorch,
+    in one process (`tests/long_run_test.py`) or in two separate processes
+    (`tests/models/cpc_test.py`), on the same machine with the same library
+    versions and thread count.
+
+    What it does:
+
+    - Seeds Python's `random`, NumPy and the backend
+      (`keras.utils.set_random_seed`). This also fixes the initial weights
+      and every `keras.random.SeedGenerator` created afterwards with
+      `seed=None`, which draws its seed from Python's `random` (e.g. CPC's
+      negative sampler).
+    - TensorFlow (whenever it is installed: `tf.data` is the input pipeline
+      under every backend): `tf.config.experimental.enable_op_determinism()`,
+      and Grappler, TensorFlow's graph optimiser, switched off. Its memory
+      optimiser rewrites large gradient sums (`AddN`, e.g. the three
+      gradient paths through a BatchNormalization) into accumulations in the
+      order in which the terms happen to be ready, which differs between
+      processes: the gradients then differ in the last bits at every step,
+      and op determinism does not cover it. The public API can only switch
+      Grappler off as a whole (CPC and SimCLR training steps showed no
+      slowdown we could measure on a shared 2-core CPU).
+    - PyTorch: deterministic algorithms (warnings only where none exists),
+      no cuDNN autotuning, `CUBLAS_WORKSPACE_CONFIG` for CUDA.
+    - JAX: appends `--xla_gpu_deterministic_ops=true` to `XLA_FLAGS`, which
+      only takes effect if set before JAX initialises its backend.
+    - Sets `PYTHONHASHSEED` for subprocesses (the running interpreter's hash
+      seed is fixed when it starts).
+
+    What it does not cover:
+
+    - GPUs: the switches above are those the frameworks document for GPU
+      determinism, but bit-identical GPU runs are not tested here (and
+      without Grappler, GPU training is likely slower).
+    - Kernels that compute wrong results because of a thread race, which op
+      determinism does not prevent: TensorFlow 2.21's oneDNN CPU kernel for
+      the input gradient of a strided convolution with asymmetric "same"
+      padding is one. The encoders of keras-ecg never hand TensorFlow such a
+      convolution (they pad explicitly); for other models, set
+      `TF_ENABLE_ONEDNN_OPTS=0` before TensorFlow is imported.
+    - Identical numbers across backends, machines, CPU instruction sets,
+      thread counts or library versions.
 
     Args:
         seed: integer seed for Python, NumPy and the backend.
@@ -26,14 +66,13 @@ def enable_determinism(seed):
     os.environ["PYTHONHASHSEED"] = str(seed)
     keras.utils.set_random_seed(seed)
     backend = keras.backend.backend()
-    # tf.data runs under every backend in this project, so TF is made
-    # deterministic whenever it is installed.
     try:
         import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
     except ImportError:  # pragma: no cover
-        pass
+        tf = None
+    if tf is not None:
+        tf.config.experimental.enable_op_determinism()
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     if backend == "torch":
         import torch
 

@@ -29,6 +29,7 @@ from keras_ecg.models.method_factory import build_method
 from keras_ecg.models.method_factory import make_method_dataset
 from keras_ecg.run_folder import RunFolder
 from keras_ecg.run_folder import dataset_fingerprint
+from keras_ecg.utils import enable_determinism
 
 # Settings that do not change a run's result (where it goes, how it is shown).
 _NOT_SETTINGS = ("output", "overwrite", "command", "cache_dir")
@@ -287,8 +288,11 @@ def pretrain(args, train, output_dir, augmentation="rrc_to", preprocessor=None):
 
     Returns:
         `(model, history)`.
+
+    Reproducible: runs under `keras_ecg.utils.enable_determinism(args.seed)`,
+    which stays in effect for the rest of the process.
     """
-    keras.utils.set_random_seed(args.seed)
+    enable_determinism(args.seed)
     model = build_method(args.method, size=args.size, input_leads=train.num_leads)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.lr))
     crop_seconds = getattr(args, "crop_seconds", None) or CROP_SECONDS[args.method]

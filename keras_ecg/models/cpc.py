@@ -55,7 +55,10 @@ class CPC(SelfSupervisedModel):
         scoring: how negatives are scored, see
             `keras_ecg.losses.info_nce.cpc_info_nce_logits`; `"auto"` picks the
             score-matrix path when it needs less memory than gathering.
-        seed: int seed of the negative sampler (None: random).
+        seed: int seed of the negative sampler. None: a seed drawn from
+            Python's `random` when the model is created, so it is
+            reproducible after `keras.utils.set_random_seed` (or
+            `keras_ecg.utils.enable_determinism`) and random otherwise.
         **kwargs: base `keras.Model` arguments.
 
     Example:

@@ -1,5 +1,10 @@
 """Tests of the CPC model."""
 
+import json
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -13,6 +18,9 @@ from keras_ecg.models.encoders import CPCEncoder
 from keras_ecg.models.encoders import cpc_fc_encoder
 from keras_ecg.testing import assert_config_round_trip
 from keras_ecg.testing import assert_saved_model_round_trip
+from keras_ecg.testing.test_case import subprocess_env
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _np(x):
@@ -178,3 +186,84 @@ def test_config_and_saved_model_round_trips(tmp_path):
     assert rebuilt.negatives_from == "batch" and rebuilt.seed == 11
     restored = assert_saved_model_round_trip(model, x, tmp_path)
     assert restored.steps == (1, 2, 3)
+
+
+def test_unseeded_sampler_follows_the_global_seed():
+    keras.utils.set_random_seed(4)
+    first = _np(_tiny_cpc(seed=None).seed_generator.state)
+    keras.utils.set_random_seed(4)
+    second = _np(_tiny_cpc(seed=None).seed_generator.state)
+    np.testing.assert_array_equal(first, second)
+
+
+# Seeded CPC pretraining as `keras_ecg.workflows.pretrain` runs it, in a fresh
+# process. The sampler is left unseeded (`seed=None`): `enable_determinism`
+# must fix it. 64 channels into the last strided layer at 125 -> 63 steps is
+# the shape whose input gradient TensorFlow's oneDNN CPU kernel computed
+# wrongly (a thread race, a few percent of these steps, more under load)
+# while the encoder let Keras pad "same" asymmetrically itself.
+_PRETRAIN_WORKER = r"""
+import hashlib, json, sys
+import numpy as np
+import keras
+from keras_ecg.data.ecg_dataset import ECGDataset
+from keras_ecg.models import CPC
+from keras_ecg.models.encoders import CPCContext, cpc_strided_encoder
+from keras_ecg.models.method_factory import make_method_dataset
+from keras_ecg.utils import enable_determinism
+from keras_ecg.workflows import build_on_batch
+
+enable_determinism(int(sys.argv[1]))
+signals = np.random.default_rng(0).normal(size=(32, 1000, 12)).astype("float32")
+data = ECGDataset(list(signals), [str(i) for i in range(len(signals))], 100)
+model = CPC(
+    cpc_strided_encoder((64, 64, 64, 64)),
+    CPCContext(16, 1),
+    prediction_steps=2,
+    num_negatives=8,
+)
+model.compile(optimizer=keras.optimizers.AdamW(learning_rate=1e-3))
+dataset = make_method_dataset("cpc", data, batch_size=8, seed=int(sys.argv[1]))
+build_on_batch(model, dataset)
+losses = []
+callback = keras.callbacks.LambdaCallback(
+    on_train_batch_end=lambda batch, logs: losses.append(float(logs["loss"]))
+)
+epochs = int(sys.argv[2])
+model.fit(dataset, epochs=epochs, verbose=0, shuffle=False, callbacks=[callback])
+weights = {}
+for w in model.weights:
+    value = np.asarray(keras.ops.convert_to_numpy(w))
+    weights[w.path] = hashlib.sha256(value.tobytes()).hexdigest()
+print("RESULT " + json.dumps({"losses": losses, "weights": weights}))
+"""
+
+
+def test_seeded_pretraining_is_identical_in_two_processes():
+    # TensorFlow: 100 steps per run, so that the kernel race would show (it
+    # failed 8 times out of 8 before the fix); elsewhere 4 steps keep it fast.
+    epochs = 25 if keras.backend.backend() == "tensorflow" else 1
+    command = [sys.executable, "-c", _PRETRAIN_WORKER, "7", str(epochs)]
+    env = subprocess_env()
+    # Both at once: they share the cores, as in a busy CI machine.
+    processes = [
+        subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    runs = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=300)
+        lines = [
+            line for line in stdout.decode().splitlines() if line.startswith("RESULT ")
+        ]
+        assert process.returncode == 0 and lines, stderr.decode()[-4000:]
+        runs.append(json.loads(lines[-1][len("RESULT ") :]))
+    first, second = runs
+    assert len(first["losses"]) == 4 * epochs
+    assert first["losses"] == second["losses"]
+    different = [
+        p for p in first["weights"] if first["weights"][p] != second["weights"][p]
+    ]
+    assert not different, f"weights differ between the two runs: {different}"

@@ -11,7 +11,15 @@ class CPCEncoder(keras.layers.Layer):
     layer applied per time step: the paper's 4-layer "fc" CPC encoder, which
     keeps the time resolution (`T' = T`). `cpc_strided_encoder()` builds the
     convolutional variant (kernels 10, 4, 4, 4, strides 2, 2, 2, 2;
-    `T' = ceil(T / 16)`). Convolutions use "same" padding.
+    `T' = ceil(T / 16)`). Convolutions use "same" padding (TensorFlow's
+    convention: `ceil(T / stride)` outputs, an odd total padding puts the
+    extra zero on the right), applied as explicit zero padding before a
+    "valid" convolution: same outputs and weights, but TensorFlow never sees
+    an asymmetrically padded strided convolution, whose input gradient
+    TensorFlow's oneDNN CPU kernel (TF 2.21, oneDNN 3.7 `brgconv_strided`
+    backward-data) computed wrongly in a few percent of the calls (a thread
+    race; e.g. a 1000-step crop reaches the last layer as 125 steps, padded
+    1 left and 2 right), which made CPC pretraining irreproducible.
 
     Args:
         filters: output channels of each layer.
@@ -58,7 +66,8 @@ class CPCEncoder(keras.layers.Layer):
                     f,
                     k,
                     strides=s,
-                    padding="same",
+                    # "same", padded explicitly in `call` (see above).
+                    padding="valid",
                     # The following BatchNorm has its own shift.
                     use_bias=not self.use_batch_norm,
                     dtype=self.dtype_policy,
@@ -86,25 +95,43 @@ class CPCEncoder(keras.layers.Layer):
     def build(self, input_shape):
         shape = tuple(input_shape)
         for i, conv in enumerate(self.conv_layers):
-            conv.build(shape)
-            shape = conv.compute_output_shape(shape)
+            # Built length-agnostic: `call` pads its input first.
+            conv.build((shape[0], None) + shape[2:])
+            shape = self._layer_output_shape(i, shape)
             if self.use_batch_norm:
                 self.norm_layers[i].build(shape)
         self.built = True
 
+    def _pad_same(self, x, i):
+        """Zero-pads `x` as a "same" convolution of layer `i` would."""
+        length = x.shape[1]
+        if length is None:
+            # Unknown static length (a TensorFlow graph): a scalar tensor.
+            length = keras.ops.shape(x)[1]
+        left, right = _same_padding(length, self.kernel_sizes[i], self.strides[i])
+        if isinstance(left, int) and left == right == 0:
+            return x
+        return keras.ops.pad(x, ((0, 0), (left, right), (0, 0)))
+
     def call(self, inputs, training=None):
         x = inputs
         for i, conv in enumerate(self.conv_layers):
-            x = conv(x)
+            x = conv(self._pad_same(x, i))
             if self.use_batch_norm:
                 x = self.norm_layers[i](x, training=training)
             x = keras.ops.relu(x)
         return x
 
+    def _layer_output_shape(self, i, shape):
+        length = shape[1]
+        if length is not None:
+            length = -(-int(length) // self.strides[i])
+        return (shape[0], length, self.filters[i])
+
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
-        for conv in self.conv_layers:
-            shape = conv.compute_output_shape(shape)
+        for i in range(len(self.conv_layers)):
+            shape = self._layer_output_shape(i, shape)
         return shape
 
     def get_config(self):
@@ -118,6 +145,32 @@ class CPCEncoder(keras.layers.Layer):
             }
         )
         return config
+
+
+def _same_padding(length, kernel_size, stride):
+    """`(left, right)` zero padding of a "same" convolution, as TensorFlow pads.
+
+    The output has `ceil(length / stride)` steps; the total padding
+    `max(kernel_size - stride + (-length) % stride, 0)` is split with the
+    extra zero, if any, on the right (as Keras pads "same" on every backend).
+
+    Args:
+        length: input steps, a Python int or a scalar integer tensor.
+        kernel_size: convolution kernel size.
+        stride: convolution stride.
+
+    Returns:
+        `(left, right)`: Python ints for an int `length`, else tensors.
+
+    Example:
+
+    >>> _same_padding(125, 4, 2)
+    (1, 2)
+    """
+    total = kernel_size - stride + (-length) % stride
+    total = max(total, 0) if isinstance(length, int) else keras.ops.maximum(total, 0)
+    left = total // 2
+    return left, total - left
 
 
 def _per_layer(value, num_layers):
