@@ -15,7 +15,6 @@ the finetune_protocols markers):
 """
 
 import collections
-import os
 import sys
 import time
 
@@ -164,26 +163,19 @@ def main(argv=None):
             f"{sum(r['seconds'] for r in group) / len(group):.0f} |"
         )
     legend = "\n".join(f"- `{name}`: {PROTOCOLS[name][2]}" for name in args.protocols)
-    table = (
-        common.header_line(
-            args,
-            started,
-            f"{common.describe_splits(args, train, val, test)}; pretraining "
-            f"{args.pretrain_epochs} epochs (batch {args.batch_size}, CPC "
-            f"{args.cpc_batch_size}); ",
-        )
-        + "\n\n"
-        + "\n".join(lines)
-        + "\n\n"
-        + legend
-        + "\n\n"
-        + common.command_line(os.path.basename(__file__), args)
-        + "\n"
+    common.report(
+        args,
+        __file__,
+        started,
+        f"{common.describe_splits(args, train, val, test)}; pretraining "
+        f"{args.pretrain_epochs} epochs (batch {args.batch_size}, CPC "
+        f"{args.cpc_batch_size}); ",
+        lines,
+        rows,
+        BEGIN,
+        END,
+        notes=legend,
     )
-    print("\n" + table)
-    common.write_outputs(args, table, rows)
-    if args.update_readme:
-        common.update_readme(table, BEGIN, END)
     return 0
 
 

@@ -17,7 +17,6 @@ the label_efficiency markers):
         --method cpc --update-readme
 """
 
-import os
 import sys
 import time
 
@@ -84,24 +83,18 @@ def main(argv=None):
         group = [r for r in rows if r["fraction"] == fraction]
         cells = " | ".join(common.mean_std([r[p] for r in group]) for p in PROTOCOLS)
         lines.append(f"| {fraction:g} | {group[0]['records']} | {cells} |")
-    table = (
-        common.header_line(
-            args,
-            started,
-            f"{args.method} pretrained {args.pretrain_epochs} epochs on all "
-            f"training records; {split_text}; downstream: `train_downstream` "
-            "defaults on each fraction; ",
-        )
-        + "\n\n"
-        + "\n".join(lines)
-        + "\n\n"
-        + common.command_line(os.path.basename(__file__), args)
-        + "\n"
+    common.report(
+        args,
+        __file__,
+        started,
+        f"{args.method} pretrained {args.pretrain_epochs} epochs on all "
+        f"training records; {split_text}; downstream: `train_downstream` "
+        "defaults on each fraction; ",
+        lines,
+        rows,
+        BEGIN,
+        END,
     )
-    print("\n" + table)
-    common.write_outputs(args, table, rows)
-    if args.update_readme:
-        common.update_readme(table, BEGIN, END)
     return 0
 
 

@@ -259,6 +259,24 @@ def update_readme(table, begin, end):
     print(f"updated {readme}")
 
 
+def report(args, script, started, description, lines, rows, begin, end, notes=""):
+    """Prints the results table, writes it (and the rows) to `--output` and,
+    with `--update-readme`, between `begin` / `end` in benchmarks/README.md.
+
+    The table is: what was measured and how (`header_line` + `description`),
+    the markdown `lines`, optional `notes`, and the reproducing command.
+    """
+    parts = [header_line(args, started, description), "\n".join(lines)]
+    if notes:
+        parts.append(notes)
+    parts.append(command_line(os.path.basename(script), args))
+    table = "\n\n".join(parts) + "\n"
+    print("\n" + table)
+    write_outputs(args, table, rows)
+    if args.update_readme:
+        update_readme(table, begin, end)
+
+
 def write_outputs(args, table, rows):
     import json
 

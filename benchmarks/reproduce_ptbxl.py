@@ -19,7 +19,6 @@ Usage (the table goes into benchmarks/README.md with --update-readme):
 """
 
 import collections
-import os
 import sys
 import time
 
@@ -138,26 +137,19 @@ def main(argv=None):
         "out of the mean). Left out for having no positive training record: "
         f"{', '.join(untrained) if untrained else 'none'}."
     )
-    table = (
-        common.header_line(
-            args,
-            started,
-            f"{split_text}; pretraining {args.pretrain_epochs} epochs, AdamW lr "
-            f"{args.lr}, batch {args.batch_size} (CPC {args.cpc_batch_size}); "
-            "downstream: `train_downstream` defaults; ",
-        )
-        + "\n\n"
-        + "\n".join(lines)
-        + "\n\n"
-        + notes
-        + "\n\n"
-        + common.command_line(os.path.basename(__file__), args)
-        + "\n"
+    common.report(
+        args,
+        __file__,
+        started,
+        f"{split_text}; pretraining {args.pretrain_epochs} epochs, AdamW lr "
+        f"{args.lr}, batch {args.batch_size} (CPC {args.cpc_batch_size}); "
+        "downstream: `train_downstream` defaults; ",
+        lines,
+        rows,
+        BEGIN,
+        END,
+        notes=notes,
     )
-    print("\n" + table)
-    common.write_outputs(args, table, rows)
-    if args.update_readme:
-        common.update_readme(table, BEGIN, END)
     return 0
 
 

@@ -17,7 +17,6 @@ the robustness markers):
         --method cpc --update-readme
 """
 
-import os
 import sys
 import time
 
@@ -84,28 +83,18 @@ def main(argv=None):
     for level in [0] + list(args.levels):
         cells = " | ".join(common.mean_std(scores[(p, level)]) for p in PROTOCOLS)
         lines.append(f"| {level if level else '0 (clean)'} | {cells} |")
-    table = (
-        common.header_line(
-            args,
-            started,
-            f"{args.method} pretrained {args.pretrain_epochs} epochs; {split_text}; "
-            "classifiers trained on clean records with the `train_downstream` "
-            "defaults; ",
-        )
-        + "\n\n"
-        + "\n".join(lines)
-        + "\n\n"
-        + common.command_line(os.path.basename(__file__), args)
-        + "\n"
-    )
-    print("\n" + table)
-    common.write_outputs(
+    common.report(
         args,
-        table,
+        __file__,
+        started,
+        f"{args.method} pretrained {args.pretrain_epochs} epochs; {split_text}; "
+        "classifiers trained on clean records with the `train_downstream` "
+        "defaults; ",
+        lines,
         [{"protocol": p, "level": lvl, "aucs": v} for (p, lvl), v in scores.items()],
+        BEGIN,
+        END,
     )
-    if args.update_readme:
-        common.update_readme(table, BEGIN, END)
     return 0
 
 

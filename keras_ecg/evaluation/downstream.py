@@ -32,49 +32,44 @@ BATCH_NORM_MODES = ("train", "frozen")
 WINDOW_SECONDS = 2.5
 STRIDE_SECONDS = 1.25
 
+# Shared by the three protocols: AdamW, up to 50 epochs with early stopping on
+# the validation macro AUC, warm-up + cosine decay, a BatchNorm head.
+_COMMON_DEFAULTS = dict(
+    weight_decay=1e-3,
+    epochs=50,
+    patience=10,
+    schedule="cosine",
+    head_batch_norm=True,
+    discriminative_lr=None,
+)
 DOWNSTREAM_DEFAULTS = {
     # A linear head on frozen features: BatchNorm before it (the features carry
     # a large shared offset), a near-zero start and larger steps.
     "linear": dict(
+        _COMMON_DEFAULTS,
         learning_rate=1e-2,
-        weight_decay=1e-3,
-        epochs=50,
-        patience=10,
-        schedule="cosine",
         warmup_epochs=0,
-        head_batch_norm=True,
         linear_probe_epochs=0,
-        discriminative_lr=None,
         backbone_batch_norm="frozen",
     ),
     # LP-FT (Kumar et al. 2022; the reference code's CPC recipe): fit the head
-    # on frozen features first, then train everything, warm-up then cosine
-    # decay. A backbone learning rate below the head's (the reference's 0.1)
-    # scored lower at every budget measured (benchmarks/README.md).
+    # on frozen features first, then train everything. A backbone learning
+    # rate below the head's (the reference's 0.1) scored lower at every budget
+    # measured (benchmarks/README.md).
     "finetune": dict(
+        _COMMON_DEFAULTS,
         learning_rate=1e-3,
-        weight_decay=1e-3,
-        epochs=50,
-        patience=10,
-        schedule="cosine",
         warmup_epochs=2,
-        head_batch_norm=True,
         linear_probe_epochs=20,
-        discriminative_lr=None,
         backbone_batch_norm="train",
     ),
     # Supervised training of a fresh encoder: the finetuning budget and
-    # schedule without the linear stage or the reduced backbone rate.
+    # schedule without the linear stage.
     "scratch": dict(
+        _COMMON_DEFAULTS,
         learning_rate=1e-3,
-        weight_decay=1e-3,
-        epochs=50,
-        patience=10,
-        schedule="cosine",
         warmup_epochs=2,
-        head_batch_norm=True,
         linear_probe_epochs=0,
-        discriminative_lr=None,
         backbone_batch_norm="train",
     ),
 }

@@ -13,6 +13,7 @@ from keras_ecg.data.errors import ECGDataWarning
 from keras_ecg.data.wfdb_folder import load_wfdb_folder
 from keras_ecg.data.wfdb_folder import read_wfdb_record
 from keras_ecg.data.wfdb_folder import resample_ratio
+from tests.models.record_helpers import write_record
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -29,18 +30,7 @@ def _link_records(source, target, names=RECORDS):
 
 def _write_record(folder, name, signal, fs=500, leads=STANDARD_LEADS, dx=None):
     comments = [] if dx is None else ["Age: 50", "Sex: Male", f"Dx: {dx}"]
-    wfdb.wrsamp(
-        name,
-        fs=fs,
-        units=["mV"] * signal.shape[1],
-        sig_name=list(leads),
-        p_signal=signal,
-        fmt=["16"] * signal.shape[1],
-        adc_gain=[1000.0] * signal.shape[1],
-        baseline=[0] * signal.shape[1],
-        comments=comments,
-        write_dir=str(folder),
-    )
+    write_record(folder, name, signal, fs=fs, leads=leads, comments=comments)
 
 
 def _header_dx(path):
