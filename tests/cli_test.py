@@ -21,9 +21,12 @@ from keras_ecg.testing.test_case import subprocess_env
 from tests.models.record_helpers import write_record
 
 TINY = ["--size", "tiny", "--num-records", "120", "--batch-size", "16"]
+# Subprocess tests and the CLI's own logic (flags, run folders, errors) run in
+# the tensorflow pass; training, evaluation and prediction through the CLI run
+# under every backend.
 ONE_PASS = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
-    reason="subprocess / input-validation test: runs in the tensorflow pass",
+    reason="CLI logic / subprocess test: runs in the tensorflow pass",
 )
 
 
@@ -123,6 +126,7 @@ def test_backend_that_cannot_be_switched_in_process_is_refused(tmp_path, capsys)
 # ----------------------------------------------------------------------------
 
 
+@ONE_PASS
 def test_sampling_rate_500_keeps_durations_in_seconds(tmp_path, capsys):
     checkpoint = _pretrain(tmp_path / "p500", "--sampling-rate", "500")
     printed = capsys.readouterr().out
@@ -166,6 +170,7 @@ def test_short_record_is_skipped_and_crops_keep_their_length(tmp_path, capsys):
 # ----------------------------------------------------------------------------
 
 
+@ONE_PASS
 def test_finished_run_is_not_overwritten_without_flag(trained, capsys):
     out = trained["checkpoint"].parent
     results = out / "pretrain_results.json"
@@ -182,6 +187,7 @@ def test_finished_run_is_not_overwritten_without_flag(trained, capsys):
     assert (results.read_bytes(), trained["checkpoint"].read_bytes()) == before
 
 
+@ONE_PASS
 def test_overwrite_replaces_an_earlier_run(tmp_path, capsys):
     out = tmp_path / "run"
     _pretrain(out)
@@ -276,6 +282,7 @@ def test_finetune_results_carry_settings_stages_and_per_class_auc(trained):
     assert "keras" in results["versions"]
 
 
+@ONE_PASS
 @pytest.mark.parametrize(
     "flags, check",
     [
@@ -312,6 +319,7 @@ def test_finetune_flags_change_the_protocol(trained, tmp_path, capsys, flags, ch
     assert check(_read(tmp_path / "finetune_results.json"))
 
 
+@ONE_PASS
 def test_random_init_finetune_is_supervised_from_scratch(tmp_path, capsys):
     args = ["finetune", "--random-init", "--method", "cpc", "--size", "tiny"]
     args += ["--num-records", "120"]
@@ -322,6 +330,7 @@ def test_random_init_finetune_is_supervised_from_scratch(tmp_path, capsys):
     assert [s["name"] for s in results["stages"]] == ["scratch"]
 
 
+@ONE_PASS
 def test_progress_is_one_line_per_epoch_off_a_terminal(trained, tmp_path, capsys):
     args = ["linear-eval", "--checkpoint", trained["checkpoint"], "--eval-epochs"]
     args += ["2", "--patience", "0", "--num-records", "120", "--output", tmp_path]
@@ -365,6 +374,7 @@ def test_evaluate_maps_scp_classes_to_a_snomed_folder(
     assert results["records"] == 156
 
 
+@ONE_PASS
 def test_embed_all_records_with_window_in_seconds(trained, tmp_path, capsys):
     args = ["embed", "--checkpoint", trained["checkpoint"], "--num-records", "120"]
     code, _ = _run([*args, "--split", "all", "--output", tmp_path], capsys)
