@@ -199,6 +199,11 @@ def build_parser():
     demo.add_argument("--lr", type=float, default=1e-3, help="pretraining lr")
     demo.add_argument("--batch-size", type=int, default=64)
     demo.add_argument(
+        "--augmentation",
+        default="rrc_to",
+        help="augmentation preset for SimCLR/BYOL/SwAV (default: rrc_to)",
+    )
+    demo.add_argument(
         "--label-fractions",
         type=float,
         nargs="+",

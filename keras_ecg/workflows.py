@@ -774,7 +774,13 @@ def run_demo(args):
     folder.create()
 
     print(f"\n[1/3] self-supervised pretraining ({args.method}), no labels", flush=True)
-    pretrained, history = pretrain(args, train, args.output, preprocessor=preprocessor)
+    pretrained, history = pretrain(
+        args,
+        train,
+        args.output,
+        augmentation=args.augmentation,
+        preprocessor=preprocessor,
+    )
     pretrained_path = os.path.join(args.output, "pretrained.keras")
 
     def backbone(kind):

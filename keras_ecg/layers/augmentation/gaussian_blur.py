@@ -1,5 +1,7 @@
 """Gaussian smoothing along time."""
 
+import math
+
 import keras
 
 from keras_ecg.layers.augmentation.ecg_augmentation import ECGAugmentation
@@ -10,18 +12,24 @@ from keras_ecg.layers.augmentation.ecg_augmentation import check_range
 class GaussianBlur(ECGAugmentation):
     """Smooths every lead with a normalised Gaussian kernel along time.
 
-    Per example, `sigma ~ U(sigma_range)` (in samples) and the kernel is
-    `w_j = exp(-j^2 / (2 sigma^2)) / sum`, `j = -r..r`, `r = kernel_size // 2`.
-    Edges are padded by repeating the first/last sample, so a constant signal
-    stays constant. The reference `GaussianBlur1d` uses the fixed 5-tap kernel
-    `[0.1, 0.2, 0.4, 0.2, 0.1]` with zero padding; its tap ratios match
-    Gaussians with sigma between about 0.85 (inner taps) and 1.2 (outer taps),
-    hence the defaults `kernel_size=5`, `sigma_range=(0.8, 1.2)`.
+    Durations are in seconds and converted with `sampling_rate`: the kernel
+    spans `kernel_seconds` (rounded to an odd number of samples, at least 1)
+    and, per example, `sigma ~ U(sigma_seconds_range)`. The kernel is
+    `w_j = exp(-(j / fs)^2 / (2 sigma^2)) / sum`, `j = -r..r`, `r` the kernel
+    radius in samples. Edges are padded by repeating the first/last sample, so
+    a constant signal stays constant. The reference `GaussianBlur1d` uses the
+    fixed 5-tap kernel `[0.1, 0.2, 0.4, 0.2, 0.1]` at 100 Hz with zero
+    padding; its tap ratios match Gaussians with sigma between about 0.85
+    (inner taps) and 1.2 (outer taps) samples, hence the defaults
+    `kernel_seconds=0.05` (5 samples at 100 Hz) and
+    `sigma_seconds_range=(0.008, 0.012)`; at 500 Hz the same blur spans 25
+    samples.
 
     Args:
-        kernel_size: odd kernel length in samples. Defaults to `5`.
-        sigma_range: `(low, high)` standard deviation in samples, > 0. Defaults
-            to `(0.8, 1.2)`.
+        kernel_seconds: kernel duration in seconds. Defaults to `0.05`.
+        sigma_seconds_range: `(low, high)` standard deviation in seconds, > 0.
+            Defaults to `(0.008, 0.012)`.
+        sampling_rate: sampling rate of the input (Hz). Defaults to `100`.
         probability: probability to augment each example. Defaults to `1.0`.
         seed: optional integer seed.
         **kwargs: base layer arguments.
@@ -29,41 +37,52 @@ class GaussianBlur(ECGAugmentation):
     Example:
 
     ```python
-    x = np.random.normal(size=(4, 250, 12)).astype("float32")
-    y = keras_ecg.layers.GaussianBlur(kernel_size=5, seed=1)(x)
+    x = np.random.normal(size=(4, 1250, 12)).astype("float32")
+    y = keras_ecg.layers.GaussianBlur(sampling_rate=500, seed=1)(x)
     ```
     """
 
+    _REQUIRES_SAMPLING_RATE = True
+
     def __init__(
         self,
-        kernel_size=5,
-        sigma_range=(0.8, 1.2),
+        kernel_seconds=0.05,
+        sigma_seconds_range=(0.008, 0.012),
+        sampling_rate=100,
         probability=1.0,
         seed=None,
         **kwargs,
     ):
-        super().__init__(probability=probability, seed=seed, **kwargs)
+        super().__init__(
+            probability=probability, sampling_rate=sampling_rate, seed=seed, **kwargs
+        )
+        name = type(self).__name__
         if (
-            isinstance(kernel_size, bool)
-            or not isinstance(kernel_size, int)
-            or kernel_size < 1
-            or kernel_size % 2 == 0
+            isinstance(kernel_seconds, bool)
+            or not isinstance(kernel_seconds, (int, float))
+            or not kernel_seconds > 0
         ):
             raise ValueError(
-                f"{type(self).__name__}: `kernel_size` must be an odd positive "
-                f"integer. Received: {kernel_size!r}"
+                f"{name}: `kernel_seconds` must be a positive number of seconds. "
+                f"Received: {kernel_seconds!r}"
             )
-        self.kernel_size = kernel_size
-        self.sigma_range = check_range(type(self).__name__, "sigma_range", sigma_range)
-        if self.sigma_range[0] <= 0:
+        self.kernel_seconds = float(kernel_seconds)
+        self.sigma_seconds_range = check_range(
+            name, "sigma_seconds_range", sigma_seconds_range
+        )
+        if self.sigma_seconds_range[0] <= 0:
             raise ValueError(
-                f"{type(self).__name__}: `sigma_range` must be > 0. "
-                f"Received: {sigma_range!r}"
+                f"{name}: `sigma_seconds_range` must be > 0. "
+                f"Received: {sigma_seconds_range!r}"
             )
+        # An odd number of taps, so the kernel is centred on a sample.
+        samples = int(math.floor(self.kernel_seconds * self.sampling_rate + 0.5))
+        self.kernel_size = max(1, samples if samples % 2 else samples - 1)
 
     def _sample_parameters(self, batch_size, timesteps, leads, seed):
-        low, high = self.sigma_range
-        return {"sigma": self._uniform((batch_size,), low, high, seed)}
+        low, high = self.sigma_seconds_range
+        sigma = self._uniform((batch_size,), low, high, seed)
+        return {"sigma": sigma * self.sampling_rate}  # in samples
 
     def _transform(self, x, parameters):
         ops = self.backend.numpy
@@ -93,6 +112,9 @@ class GaussianBlur(ECGAugmentation):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"kernel_size": self.kernel_size, "sigma_range": list(self.sigma_range)}
+            {
+                "kernel_seconds": self.kernel_seconds,
+                "sigma_seconds_range": list(self.sigma_seconds_range),
+            }
         )
         return config

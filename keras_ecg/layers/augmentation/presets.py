@@ -21,7 +21,7 @@ _TOKENS = {
     "gn": lambda fs, seed: GaussianNoise(seed=seed),
     "chr": lambda fs, seed: ChannelResize(seed=seed),
     "dtw": lambda fs, seed: DynamicTimeWarp(seed=seed),
-    "gb": lambda fs, seed: GaussianBlur(seed=seed),
+    "gb": lambda fs, seed: GaussianBlur(sampling_rate=fs, seed=seed),
     "neg": lambda fs, seed: Negation(seed=seed),
     "blw": lambda fs, seed: BaselineWander(sampling_rate=fs, seed=seed),
     "pln": lambda fs, seed: PowerlineNoise(sampling_rate=fs, seed=seed),

@@ -6,7 +6,10 @@ from tests.layers.augmentation import augmentation_checks as checks
 
 
 def make(**kwargs):
-    return GaussianBlur(kernel_size=5, sigma_range=(0.5, 1.5), **kwargs)
+    # 5 taps, sigma 0.5-1.5 samples at 100 Hz.
+    return GaussianBlur(
+        kernel_seconds=0.05, sigma_seconds_range=(0.005, 0.015), **kwargs
+    )
 
 
 def reference(x, params):
@@ -43,8 +46,27 @@ def test_preserves_constants_and_smooths():
     assert np.abs(y[:, 2:-2]).max() < 0.6  # the Nyquist tone is damped
 
 
+@pytest.mark.parametrize("rate, taps", [(100, 5), (250, 13), (500, 25)])
+def test_kernel_spans_the_same_seconds_at_any_rate(rate, taps):
+    layer = GaussianBlur(sampling_rate=rate, seed=0)
+    assert layer.kernel_size == taps
+    x = np.zeros((2, 2 * rate, 1), "float32")
+    x[:, rate, 0] = 1.0  # an impulse: the output is the kernel itself
+    y = checks.to_numpy(layer(x))[:, :, 0]
+    sigma_samples = layer.get_random_transformation(x.shape)["sigma"]
+    sigma_seconds = checks.to_numpy(sigma_samples) / rate
+    assert np.all((sigma_seconds >= 0.008) & (sigma_seconds <= 0.012))
+    # The impulse response's spread in seconds is the drawn sigma (truncated
+    # at the kernel edge), whatever the rate.
+    t = (np.arange(2 * rate) - rate) / rate
+    spread = np.sqrt((y * t**2).sum(1) / y.sum(1))
+    assert np.all((spread > 0.006) & (spread < 0.0125)), spread
+
+
 def test_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="odd"):
-        GaussianBlur(kernel_size=4)
+    with pytest.raises(ValueError, match="kernel_seconds"):
+        GaussianBlur(kernel_seconds=0)
     with pytest.raises(ValueError, match="> 0"):
-        GaussianBlur(sigma_range=(0.0, 1.0))
+        GaussianBlur(sigma_seconds_range=(0.0, 0.01))
+    with pytest.raises(ValueError, match="sampling_rate"):
+        GaussianBlur(sampling_rate=None)
