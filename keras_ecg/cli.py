@@ -200,8 +200,9 @@ def build_parser():
     demo.add_argument("--batch-size", type=int, default=64)
     demo.add_argument(
         "--augmentation",
-        default="rrc_to",
-        help="augmentation preset for SimCLR/BYOL/SwAV (default: rrc_to)",
+        default="gn_chr_to",
+        help="augmentation preset for SimCLR/BYOL/SwAV (default: gn_chr_to, "
+        "which keeps the time scale that rate, PR, QRS and QT classes need)",
     )
     demo.add_argument(
         "--label-fractions",
