@@ -8,6 +8,7 @@ no framework) runs in subprocesses, in the tensorflow pass only.
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -67,19 +68,25 @@ def trained(tmp_path_factory):
 # ----------------------------------------------------------------------------
 
 
+def _help_commands():
+    commands = [[sys.executable, "-m", "keras_ecg.cli", "--help"]]
+    # The console script installed beside this interpreter (pip install -e).
+    script = shutil.which("keras-ecg", path=os.path.dirname(sys.executable))
+    if script:
+        commands.append([script, "--help"])
+    return commands
+
+
 @ONE_PASS
-def test_help_imports_no_framework():
+@pytest.mark.parametrize("command", _help_commands(), ids=lambda c: c[-2])
+def test_help_imports_no_framework(command):
     env = subprocess_env(PYTHONPROFILEIMPORTTIME="1")
     process = subprocess.run(
-        [sys.executable, "-m", "keras_ecg.cli", "--help"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        command, env=env, capture_output=True, text=True, timeout=60
     )
     assert process.returncode == 0, process.stderr[-2000:]
     assert "pretrain" in process.stdout and "predict" in process.stdout
-    # -X importtime lists every module imported, one per line.
+    # PYTHONPROFILEIMPORTTIME lists every module imported, one per line.
     imported = {
         line.rsplit("|", 1)[-1].strip().split(".")[0]
         for line in process.stderr.splitlines()
