@@ -591,10 +591,12 @@ def run_evaluate(args):
     folder = run_folder(args, "evaluate", data)
     folder.check()
     data, outputs, unmatched = align_to_model(data, model)
-    data = preprocessor.prepare(data)
+    # Short records are left out with one warning before the preprocessor,
+    # which would refuse them.
     data = drop_short_records(
         data, preprocessor.window_length, f"{preprocessor.window_seconds:g} s window"
     )
+    data = preprocessor.prepare(data)
     folder.create()
     result = evaluate_records(
         model,
@@ -637,9 +639,11 @@ def run_embed(args):
         raise InputError(f"no records in the {args.split!r} split of {args.data}.")
     folder = run_folder(args, "embed", data)
     folder.check()
+    window = max(
+        seconds_to_samples(args.window_seconds, rate), preprocessor.window_length
+    )
+    data = drop_short_records(data, window, f"{window / rate:g} s window")
     data = preprocessor.prepare(data)
-    window = seconds_to_samples(args.window_seconds, rate)
-    data = drop_short_records(data, window, f"{args.window_seconds:g} s window")
     folder.create()
     embeddings = extract_embeddings(
         pretrained.backbone,
