@@ -135,6 +135,12 @@ def _add_downstream(parser, mode):
         help="stop after this many epochs without a better val macro AUC "
         "(0: never; default: the protocol's)",
     )
+    group.add_argument(
+        "--min-epochs",
+        type=int,
+        default=None,
+        help="epochs before early stopping may stop a stage (default: 20)",
+    )
     group.add_argument("--eval-batch-size", type=int, default=128)
     group.add_argument(
         "--eval-lr",

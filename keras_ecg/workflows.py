@@ -389,6 +389,7 @@ def downstream_options(args, mode):
     options = dict(
         epochs=args.eval_epochs,
         patience=args.patience,
+        min_epochs=args.min_epochs,
         learning_rate=args.eval_lr,
         window_seconds=args.window_seconds,
         stride_seconds=args.stride_seconds,

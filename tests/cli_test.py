@@ -302,9 +302,11 @@ def test_finetune_results_carry_settings_stages_and_per_class_auc(trained):
             ),
         ),
         (
-            ["--eval-epochs", "3", "--patience", "1", "--eval-lr", "0.002"],
+            ["--eval-epochs", "3", "--patience", "1", "--eval-lr", "0.002"]
+            + ["--min-epochs", "1"],
             lambda r: (
                 (r["options"]["epochs"], r["options"]["patience"]) == (3, 1)
+                and r["options"]["min_epochs"] == 1
                 and r["options"]["learning_rate"] == 0.002
                 and 1 <= r["stages"][-1]["epochs_run"] <= 3
             ),

@@ -263,9 +263,11 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert _learning_rate(1e-3, "constant", 10, 4, 2) == 1e-3
 
 
-def test_early_stopping_on_val_auc():
+@pytest.mark.parametrize("min_epochs, expected", [(0, 3), (4, 7)])
+def test_early_stopping_on_val_auc(min_epochs, expected):
     # A head whose learning rate is 0 never improves after epoch 1: patience 2
-    # stops after 3 epochs of 10.
+    # stops 2 epochs after the first monitored one, which is epoch
+    # `min_epochs` (0-based) when monitoring starts late.
     train, val = _dataset(num_records=16, seed=1), _dataset(num_records=8, seed=2)
     result = train_downstream(
         _backbone(),
@@ -274,12 +276,13 @@ def test_early_stopping_on_val_auc():
         mode="linear",
         epochs=10,
         patience=2,
+        min_epochs=min_epochs,
         learning_rate=0.0,
         batch_size=8,
         window_seconds=0.4,
         verbose=0,
     )
-    assert result["stages"][0]["epochs_run"] == 3
+    assert result["stages"][0]["epochs_run"] == expected
     assert result["best_epoch"] == 0
 
 
