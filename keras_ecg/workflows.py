@@ -264,6 +264,14 @@ def _augmentation(name, sampling_rate, seed=None):
     return paper_augmentations(name, sampling_rate=sampling_rate, seed=seed)
 
 
+def check_augmentation(args, sampling_rate):
+    """Refuses an unknown `--augmentation` before anything is written."""
+    try:
+        _augmentation(args.augmentation, sampling_rate)
+    except ValueError as error:
+        raise InputError(f"--augmentation {args.augmentation}: {error}") from error
+
+
 def build_on_batch(model, dataset):
     """Builds `model` on one batch of `dataset` (needed by `BackupAndRestore`)."""
     batch = next(iter(dataset))
@@ -306,10 +314,12 @@ def pretrain(args, train, output_dir, augmentation="rrc_to", preprocessor=None):
         seed=args.seed,
     )
     crop = seconds_to_samples(crop_seconds, train.sampling_rate)
+    # CPC pretrains on plain crops, as in the paper.
+    views = "" if args.method == "cpc" else f", augmentation {augmentation}"
     print(
         f"pretraining {args.method} ({args.size}) on {len(train)} records: "
         f"{crop_seconds:g} s crops ({crop} samples at {train.sampling_rate} Hz), "
-        f"batch {batch_size}, {args.epochs} epochs",
+        f"batch {batch_size}, lr {args.lr:g}{views}, {args.epochs} epochs",
         flush=True,
     )
     build_on_batch(model, dataset)
@@ -343,6 +353,7 @@ def run_pretrain(args):
         raise InputError(
             f"no training records in folds {args.train_folds} of {args.data}."
         )
+    check_augmentation(args, rate)
     folder = run_folder(args, "pretrain", data)
     if folder.check() == "resume":
         print(f"resuming the unfinished run in {args.output}", flush=True)
@@ -772,6 +783,7 @@ def run_demo(args):
     _describe(train, val, test)
     if not (len(train) and len(val) and len(test)):
         raise InputError("the demo needs train, val and test records; see --*-folds.")
+    check_augmentation(args, data.sampling_rate)
     folder = run_folder(args, "demo", data)
     folder.check()
     preprocessor = ECGPreprocessor.from_data(train, window_seconds=args.window_seconds)

@@ -172,6 +172,68 @@ def test_short_record_is_skipped_and_crops_keep_their_length(tmp_path, capsys):
     assert "2.5 s crops (250 samples at 100 Hz)" in captured.out
 
 
+@ONE_PASS
+def test_pretraining_flags_set_crop_lr_and_augmentation(tmp_path, capsys):
+    args = ["--crop-seconds", "2", "--lr", "0.005", "--augmentation", "gn_chr_to"]
+    checkpoint = _pretrain(tmp_path / "run", *args)
+    printed = capsys.readouterr().out
+    assert "2 s crops (200 samples at 100 Hz)" in printed
+    assert "lr 0.005, augmentation gn_chr_to" in printed
+    model = keras.saving.load_model(checkpoint)
+    learning_rate = keras.ops.convert_to_numpy(model.optimizer.learning_rate)
+    np.testing.assert_allclose(learning_rate, 0.005, rtol=1e-6)
+    settings = _read(tmp_path / "run" / "manifest.json")["settings"]
+    assert (settings["crop_seconds"], settings["augmentation"]) == (2.0, "gn_chr_to")
+    # An unknown preset is refused before the run folder exists.
+    bad = ["--augmentation", "rrc_warp", "--output", tmp_path / "bad"]
+    code, captured = _run(["pretrain", "--method", "simclr", *TINY, *bad], capsys)
+    assert code == 2 and "'warp'" in captured.err
+    assert not (tmp_path / "bad").exists()
+
+
+@ONE_PASS
+def test_folds_choose_the_split(tmp_path, capsys):
+    from keras_ecg.data.sources import load_source
+
+    folds = load_source("synthetic", num_synthetic_records=120, seed=0).folds
+    expected = [
+        int(np.isin(folds, chosen).sum())
+        for chosen in ([1, 2, 3, 4, 5], [6, 7], [8, 9, 10])
+    ]
+    args = ["linear-eval", "--random-init", "--size", "tiny", "--eval-epochs", "1"]
+    args += ["--num-records", "120", "--train-folds", "1-5", "--val-folds", "6,7"]
+    args += ["--test-folds", "8-10", "--output", tmp_path]
+    code, captured = _run(args, capsys)
+    assert code == 0
+    train, val, test = expected
+    assert f"split: {train} train / {val} val / {test} test records" in captured.out
+
+
+@ONE_PASS
+def test_cache_dir_holds_the_decoded_signals(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    folder = tmp_path / "wfdb"
+    folder.mkdir()
+    for i in range(6):
+        write_record(folder, f"r{i}", rng.normal(size=(1000, 12)) * 0.1)
+    cache = tmp_path / "cache"
+    args = ["pretrain", "--method", "simclr", "--size", "tiny", "--epochs", "1"]
+    args += ["--data", folder, "--batch-size", "2", "--cache-dir", cache]
+    assert _run([*args, "--output", tmp_path / "a"], capsys)[0] == 0
+    (entry,) = cache.glob("*.npy")  # the folder's decoded signals, one array
+    assert entry.with_suffix(".json").exists()
+    stamp = entry.stat().st_mtime_ns
+    # A second run reads that entry (not rewritten) and sees the same records.
+    assert _run([*args, "--output", tmp_path / "b"], capsys)[0] == 0
+    assert list(cache.glob("*.npy")) == [entry]
+    assert entry.stat().st_mtime_ns == stamp
+    fingerprints = [
+        _read(tmp_path / run / "manifest.json")["data"]["fingerprint"]
+        for run in ("a", "b")
+    ]
+    assert fingerprints[0] == fingerprints[1]
+
+
 # ----------------------------------------------------------------------------
 # Run folders
 # ----------------------------------------------------------------------------
@@ -311,6 +373,7 @@ def test_finetune_results_carry_settings_stages_and_per_class_auc(trained):
                 and 1 <= r["stages"][-1]["epochs_run"] <= 3
             ),
         ),
+        (["--eval-batch-size", "8"], lambda r: r["options"]["batch_size"] == 8),
         (
             ["--window-seconds", "2", "--stride-seconds", "0.5"],
             lambda r: (
@@ -399,6 +462,16 @@ def test_embed_all_records_with_window_in_seconds(trained, tmp_path, capsys):
     assert np.isfinite(archive["embeddings"]).all()
 
 
+@ONE_PASS
+def test_embed_plot_draws_a_png(trained, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    args = ["embed", "--checkpoint", trained["checkpoint"], "--num-records", "120"]
+    code, captured = _run([*args, "--plot", "pca", "--output", tmp_path], capsys)
+    assert code == 0
+    png = tmp_path / "embeddings_pca.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_predict_writes_one_row_per_record(trained, ptbxl_dir, tmp_path, capsys):
     folder = tmp_path / "records"
     folder.mkdir()
@@ -455,8 +528,12 @@ def test_demo_prints_the_label_efficiency_table(tmp_path, capsys):
 @ONE_PASS
 def test_tune_runs_a_search_and_records_it(tmp_path, capsys):
     args = ["tune", "--method", "simclr", "--max-trials", "1", "--epochs", "1"]
+    args += ["--tuner", "bayesian"]
     code, _ = _run([*args, *TINY, "--output", tmp_path], capsys)
     assert code == 0
+    # Only the Bayesian oracle has the Gaussian process' alpha and beta.
+    oracle = _read(tmp_path / "simclr_bayesian" / "oracle.json")
+    assert {"alpha", "beta"} <= set(oracle)
     results = _read(tmp_path / "tune_results.json")
     assert results["num_trials"] == 1 and 0.0 <= results["best_score"] <= 1.0
     assert pathlib.Path(results["best_model_path"]).exists()
