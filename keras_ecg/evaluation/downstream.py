@@ -457,6 +457,7 @@ def train_downstream(
     options["linear_probe_learning_rate"] = (
         linear_probe_learning_rate or DOWNSTREAM_DEFAULTS["linear"]["learning_rate"]
     )
+    options["batch_size"] = batch_size
     if train_data.labels is None or val_data.labels is None:
         raise ValueError("train_downstream needs labelled train and val data.")
     if preprocessor is not None:
