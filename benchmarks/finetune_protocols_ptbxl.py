@@ -100,13 +100,13 @@ def main(argv=None):
     print(common.describe_splits(args, train, val, test), flush=True)
     trained = trained_class_mask(train)
 
+    overrides = {"epochs": args.eval_epochs} if args.eval_epochs else {}
     rows = []
     for seed in range(args.seeds):
         for method in args.methods:
             path, seconds, loss = common.pretrain(args, method, seed, train)
             for name in args.protocols:
                 mode, options, _ = PROTOCOLS[name]
-                overrides = {"epochs": args.eval_epochs} if args.eval_epochs else {}
                 if mode == "scratch" and method != args.methods[0]:
                     # Scratch depends on the architecture only: run it once
                     # per xresnet / CPC architecture.

@@ -139,7 +139,6 @@ def pretrain(args, method, seed, train):
     import json
 
     from keras_ecg.run_folder import dataset_fingerprint
-    from keras_ecg.utils import enable_determinism
     from keras_ecg.workflows import pretrain as pretrain_job
 
     root = args.pretrained_dir or os.path.join(args.output, "pretrained")
@@ -165,17 +164,10 @@ def pretrain(args, method, seed, train):
         import shutil
 
         shutil.rmtree(out)  # an earlier, different or unfinished pretraining
-    enable_determinism(seed)
-    namespace = argparse.Namespace(
-        method=method,
-        size=args.size,
-        lr=args.lr,
-        batch_size=pretrain_batch_size(args, method),
-        epochs=args.pretrain_epochs,
-        seed=seed,
-    )
+    # The pretraining job runs under `enable_determinism(seed)` itself.
+    job = {k: v for k, v in settings.items() if k != "train_records"}
     start = time.time()
-    _, history = pretrain_job(namespace, train, out)
+    _, history = pretrain_job(argparse.Namespace(**job), train, out)
     seconds, loss = time.time() - start, float(history["loss"][-1])
     with open(settings_path, "w") as f:
         json.dump({"settings": settings, "seconds": seconds, "final_loss": loss}, f)

@@ -69,8 +69,8 @@ def enable_determinism(seed):
     try:
         import tensorflow as tf
     except ImportError:  # pragma: no cover
-        tf = None
-    if tf is not None:
+        pass
+    else:
         tf.config.experimental.enable_op_determinism()
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     if backend == "torch":

@@ -264,10 +264,12 @@ def _augmentation(name, sampling_rate, seed=None):
     return paper_augmentations(name, sampling_rate=sampling_rate, seed=seed)
 
 
-def check_augmentation(args, sampling_rate):
+def check_augmentation(args):
     """Refuses an unknown `--augmentation` before anything is written."""
+    from keras_ecg.layers.augmentation.presets import setting_tokens
+
     try:
-        _augmentation(args.augmentation, sampling_rate)
+        setting_tokens(args.augmentation)
     except ValueError as error:
         raise InputError(f"--augmentation {args.augmentation}: {error}") from error
 
@@ -353,7 +355,7 @@ def run_pretrain(args):
         raise InputError(
             f"no training records in folds {args.train_folds} of {args.data}."
         )
-    check_augmentation(args, rate)
+    check_augmentation(args)
     folder = run_folder(args, "pretrain", data)
     if folder.check() == "resume":
         print(f"resuming the unfinished run in {args.output}", flush=True)
@@ -783,7 +785,7 @@ def run_demo(args):
     _describe(train, val, test)
     if not (len(train) and len(val) and len(test)):
         raise InputError("the demo needs train, val and test records; see --*-folds.")
-    check_augmentation(args, data.sampling_rate)
+    check_augmentation(args)
     folder = run_folder(args, "demo", data)
     folder.check()
     preprocessor = ECGPreprocessor.from_data(train, window_seconds=args.window_seconds)

@@ -42,6 +42,19 @@ def _run(args, capsys=None):
     return code, captured
 
 
+def _wfdb_folder(tmp_path, num_records, seed, short=()):
+    """`tmp_path/wfdb` with 10 s records r0, r1, ... and 1 s records `short`
+    (12 leads, 100 Hz, noise)."""
+    rng = np.random.default_rng(seed)
+    folder = tmp_path / "wfdb"
+    folder.mkdir()
+    for i in range(num_records):
+        write_record(folder, f"r{i}", rng.normal(size=(1000, 12)) * 0.1)
+    for name in short:
+        write_record(folder, name, rng.normal(size=(100, 12)) * 0.1)
+    return folder
+
+
 def _pretrain(out, *extra):
     args = ["pretrain", "--method", "simclr", "--epochs", "1", *TINY, *extra]
     assert cli.main([*args, "--output", str(out)]) == 0
@@ -157,12 +170,7 @@ def test_sampling_rate_500_keeps_durations_in_seconds(tmp_path, capsys):
 
 @ONE_PASS
 def test_short_record_is_skipped_and_crops_keep_their_length(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "wfdb"
-    folder.mkdir()
-    for i in range(8):
-        write_record(folder, f"r{i}", rng.normal(size=(1000, 12)) * 0.1)
-    write_record(folder, "short", rng.normal(size=(100, 12)) * 0.1)
+    folder = _wfdb_folder(tmp_path, 8, seed=0, short=("short",))
     args = ["pretrain", "--method", "simclr", "--epochs", "1", "--size", "tiny"]
     args += ["--data", folder, "--batch-size", "4", "--val-fraction", "0"]
     args += ["--test-fraction", "0", "--output", tmp_path / "run"]
@@ -211,11 +219,7 @@ def test_folds_choose_the_split(tmp_path, capsys):
 
 @ONE_PASS
 def test_cache_dir_holds_the_decoded_signals(tmp_path, capsys):
-    rng = np.random.default_rng(2)
-    folder = tmp_path / "wfdb"
-    folder.mkdir()
-    for i in range(6):
-        write_record(folder, f"r{i}", rng.normal(size=(1000, 12)) * 0.1)
+    folder = _wfdb_folder(tmp_path, 6, seed=2)
     cache = tmp_path / "cache"
     args = ["pretrain", "--method", "simclr", "--size", "tiny", "--epochs", "1"]
     args += ["--data", folder, "--batch-size", "2", "--cache-dir", cache]
@@ -299,11 +303,7 @@ def test_missing_data_is_one_line_and_creates_nothing(tmp_path, capsys):
 
 @ONE_PASS
 def test_bad_record_names_the_record_and_hints_at_skipping(tmp_path, capsys):
-    rng = np.random.default_rng(1)
-    folder = tmp_path / "wfdb"
-    folder.mkdir()
-    for i in range(6):
-        write_record(folder, f"r{i}", rng.normal(size=(1000, 12)) * 0.1)
+    folder = _wfdb_folder(tmp_path, 6, seed=1)
     bad = folder / "r3.dat"
     bad.write_bytes(bad.read_bytes()[:1000])  # truncated signal file
     args = ["pretrain", "--method", "simclr", "--size", "tiny", "--epochs", "1"]

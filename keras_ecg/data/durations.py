@@ -3,6 +3,16 @@
 import math
 
 
+def nearest_sample(seconds, sampling_rate):
+    """`seconds * sampling_rate` rounded to an int, halves up, unchecked.
+
+    The product is first rounded to 6 decimals so that float noise
+    (`0.1 * 3 * 100 = 30.000000000000004`) cannot flip a half. Used by
+    `seconds_to_samples` and by layers that clamp the result themselves.
+    """
+    return int(math.floor(round(float(seconds) * float(sampling_rate), 6) + 0.5))
+
+
 def seconds_to_samples(seconds, sampling_rate, name="duration"):
     """`seconds * sampling_rate` rounded to the nearest sample (halves up).
 
@@ -32,7 +42,7 @@ def seconds_to_samples(seconds, sampling_rate, name="duration"):
         raise ValueError(f"{name} must be a positive number of seconds, got {seconds}.")
     if not (sampling_rate and math.isfinite(sampling_rate) and sampling_rate > 0):
         raise ValueError(f"sampling_rate must be positive, got {sampling_rate}.")
-    samples = int(math.floor(round(float(seconds) * float(sampling_rate), 6) + 0.5))
+    samples = nearest_sample(seconds, sampling_rate)
     if samples < 1:
         raise ValueError(
             f"{name} of {seconds} s is shorter than one sample at {sampling_rate} Hz."

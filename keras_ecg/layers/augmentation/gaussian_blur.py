@@ -1,9 +1,8 @@
 """Gaussian smoothing along time."""
 
-import math
-
 import keras
 
+from keras_ecg.data.durations import nearest_sample
 from keras_ecg.layers.augmentation.ecg_augmentation import ECGAugmentation
 from keras_ecg.layers.augmentation.ecg_augmentation import check_range
 
@@ -76,7 +75,7 @@ class GaussianBlur(ECGAugmentation):
                 f"Received: {sigma_seconds_range!r}"
             )
         # An odd number of taps, so the kernel is centred on a sample.
-        samples = int(math.floor(self.kernel_seconds * self.sampling_rate + 0.5))
+        samples = nearest_sample(self.kernel_seconds, self.sampling_rate)
         self.kernel_size = max(1, samples if samples % 2 else samples - 1)
 
     def _sample_parameters(self, batch_size, timesteps, leads, seed):

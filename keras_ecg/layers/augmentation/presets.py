@@ -50,6 +50,33 @@ def _seed(seed, index):
     return None if seed is None else seed + index
 
 
+def setting_tokens(name):
+    """The transformation tokens of a setting name, checked (no layer built).
+
+    Args:
+        name: setting name, e.g. `"rrc_to"` (see `paper_augmentations`).
+
+    Returns:
+        The lower-case tokens in order, e.g. `["rrc", "to"]`.
+
+    Raises:
+        ValueError: `name` is empty or has an unknown token.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(
+            "paper_augmentations: `name` must be a non-empty string. "
+            f"Received: {name!r}"
+        )
+    tokens = name.strip().lower().replace("-", "_").replace("+", "_").split("_")
+    unknown = [t for t in tokens if t not in _TOKENS]
+    if unknown:
+        raise ValueError(
+            f"paper_augmentations: unknown transformation(s) {unknown} in "
+            f"{name!r}. Known tokens: {sorted(_TOKENS)}."
+        )
+    return tokens
+
+
 def paper_augmentations(name="rrc_to", sampling_rate=100, seed=None):
     """Returns the augmentation stack of a setting of the paper.
 
@@ -78,18 +105,7 @@ def paper_augmentations(name="rrc_to", sampling_rate=100, seed=None):
     views = augment(x), augment(x)
     ```
     """
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(
-            "paper_augmentations: `name` must be a non-empty string. "
-            f"Received: {name!r}"
-        )
-    tokens = name.strip().lower().replace("-", "_").replace("+", "_").split("_")
-    unknown = [t for t in tokens if t not in _TOKENS]
-    if unknown:
-        raise ValueError(
-            f"paper_augmentations: unknown transformation(s) {unknown} in "
-            f"{name!r}. Known tokens: {sorted(_TOKENS)}."
-        )
+    tokens = setting_tokens(name)
     layers = [_TOKENS[t](sampling_rate, _seed(seed, i)) for i, t in enumerate(tokens)]
     return AugmentationStack(
         layers, seed=_seed(seed, len(layers)), name=f"augment_{'_'.join(tokens)}"
