@@ -17,6 +17,10 @@ class ProjectionHead(keras.layers.Layer):
         activation: activation of each hidden layer (any `keras.activations`
             identifier, or `None`).
         use_bias_last: whether the output `Dense` has a bias.
+        use_bias_hidden: whether the hidden `Dense` layers have a bias. The
+            reference BYOL projector/predictor has none (the BatchNorm that
+            follows has its own shift); `True` (the default, and what a saved
+            head without this key had) keeps one.
         **kwargs: base `keras.layers.Layer` arguments.
 
     Example:
@@ -34,6 +38,7 @@ class ProjectionHead(keras.layers.Layer):
         use_batch_norm=True,
         activation="relu",
         use_bias_last=True,
+        use_bias_hidden=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -48,11 +53,17 @@ class ProjectionHead(keras.layers.Layer):
         self.activation = keras.activations.get(activation)
         self._activation_config = activation
         self.use_bias_last = bool(use_bias_last)
+        self.use_bias_hidden = bool(use_bias_hidden)
         self.hidden_layers = []
         self.batch_norms = []
         for i, dim in enumerate(self.hidden_dims):
             self.hidden_layers.append(
-                keras.layers.Dense(dim, name=f"hidden_{i}", dtype=self.dtype_policy)
+                keras.layers.Dense(
+                    dim,
+                    use_bias=self.use_bias_hidden,
+                    name=f"hidden_{i}",
+                    dtype=self.dtype_policy,
+                )
             )
             if self.use_batch_norm:
                 # torch BatchNorm1d defaults, as in the reference projectors.
@@ -104,6 +115,7 @@ class ProjectionHead(keras.layers.Layer):
                 if self._activation_config is not None
                 else None,
                 "use_bias_last": self.use_bias_last,
+                "use_bias_hidden": self.use_bias_hidden,
             }
         )
         return config

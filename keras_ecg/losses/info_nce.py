@@ -153,6 +153,101 @@ def cpc_info_nce_logits(
     return ops.concatenate([positive_logits, negative_logits], axis=-1)
 
 
+# What one float that a scoring path writes to memory costs, in multiply-adds
+# of its dot products. The gather path materialises `N * D` floats per
+# prediction (the negatives), reads them back and scatter-adds their gradient,
+# all memory-bound; a score matrix costs `T * D` multiply-adds that a matmul
+# does at full speed, and `T` floats. Forward + backward at the paper's shapes
+# (T = 1000, D = 512, N = 128, k = 12, batch 4) on 2 CPU cores, one gathered
+# float cost 24 (torch) to 100 (TensorFlow, JAX) matrix multiply-adds.
+WRITE_COST_IN_MULTIPLY_ADDS = 32
+
+
+def scoring_costs(
+    sequence_length, dim, num_negatives, negatives_from="sequence", pool_size=None
+):
+    """Estimated cost per prediction of each way to score CPC negatives.
+
+    Each path costs its multiply-adds plus `WRITE_COST_IN_MULTIPLY_ADDS` for
+    each float it materialises: `"gather"` does `N * D` multiply-adds and
+    writes the `N * D` negatives; `"sequence_matrix"` does `T * D` and writes
+    `T` scores; `"batch_matrix"` does `G * T * D` and writes `G * T` (`G`
+    sequences in the pool, e.g. the batch).
+
+    Args:
+        sequence_length: `T`, encoded steps per sequence.
+        dim: `D`, the encoding dimension.
+        num_negatives: `N`, negatives per prediction.
+        negatives_from: `"sequence"` or `"batch"`.
+        pool_size: `G`, sequences negatives are drawn from (`"batch"` only);
+            `None` (unknown, e.g. a dynamic batch) leaves `"batch_matrix"` out.
+
+    Returns:
+        dict from each applicable method to `{"multiply_adds", "floats",
+        "cost"}` per prediction.
+
+    Example:
+
+    >>> costs = scoring_costs(1000, 512, 128)
+    >>> costs["gather"]["multiply_adds"], costs["sequence_matrix"]["floats"]
+    (65536, 1000)
+    """
+    _check_negatives_from(negatives_from)
+    shapes = {"gather": (num_negatives * dim, num_negatives * dim)}
+    if negatives_from == "sequence":
+        shapes["sequence_matrix"] = (sequence_length * dim, sequence_length)
+    elif isinstance(pool_size, int):
+        columns = pool_size * sequence_length
+        shapes["batch_matrix"] = (columns * dim, columns)
+    return {
+        method: {
+            "multiply_adds": int(macs),
+            "floats": int(floats),
+            "cost": int(macs + WRITE_COST_IN_MULTIPLY_ADDS * floats),
+        }
+        for method, (macs, floats) in shapes.items()
+    }
+
+
+def choose_cpc_scoring(
+    sequence_length, dim, num_negatives, negatives_from="sequence", pool_size=None
+):
+    """The cheapest scoring method by `scoring_costs` (ties: a score matrix).
+
+    A score matrix computes `T / N` (or `G * T / N`) times the dot products
+    of gathering, but gathering writes `D` times more floats than it scores:
+    at the paper's shapes (same-sequence negatives, `T = 1000`, `D = 512`,
+    `N = 128`) the `T` x `D` score matrix is 3-10x faster and needs a third of
+    the memory; with negatives from a batch of 32 (`G * T = 32000` columns)
+    gathering wins.
+
+    Args:
+        sequence_length: `T`, encoded steps per sequence.
+        dim: `D`, the encoding dimension.
+        num_negatives: `N`, negatives per prediction.
+        negatives_from: `"sequence"` or `"batch"`.
+        pool_size: `G` for `"batch"`, an int, or `None` if unknown.
+
+    Returns:
+        `"gather"`, `"sequence_matrix"` or `"batch_matrix"`.
+
+    Example:
+
+    >>> choose_cpc_scoring(1000, 512, 128)
+    'sequence_matrix'
+    >>> choose_cpc_scoring(1000, 512, 128, "batch", pool_size=32)
+    'gather'
+    """
+    costs = scoring_costs(
+        sequence_length, dim, num_negatives, negatives_from, pool_size
+    )
+    gather = costs.pop("gather")["cost"]
+    for method, cost in costs.items():
+        if cost["cost"] <= gather:
+            return method
+    return "gather"
+
+
 def info_nce_loss(logits):
     """Mean cross-entropy of choosing candidate 0 (the positive).
 

@@ -8,6 +8,7 @@ from keras_ecg.distribute import num_replicas
 from keras_ecg.distribute import replicated_seed_generator
 from keras_ecg.distribute import scale_loss_for_replicas
 from keras_ecg.losses.info_nce import NEGATIVES_FROM
+from keras_ecg.losses.info_nce import choose_cpc_scoring
 from keras_ecg.losses.info_nce import cpc_info_nce_logits
 from keras_ecg.losses.info_nce import info_nce_accuracy
 from keras_ecg.losses.info_nce import info_nce_loss
@@ -21,11 +22,13 @@ class CPC(SelfSupervisedModel):
 
     The encoder maps `(batch, T, leads)` to encodings `z` of shape
     `(batch, T', D)`, the context network (a unidirectional LSTM) maps them to
-    `c` of shape `(batch, T', H)`. From `c_t`, a learned linear map per step
-    `W_k` (no bias) predicts `z_{t+k}` for `k = 1 .. prediction_steps`, as in
-    van den Oord et al. 2018. (The reference ECG code instead uses one map and
-    predicts only `k = prediction_steps`; set `predict_all_steps=False` for
-    that.) Each prediction is scored by dot product against the true
+    `c` of shape `(batch, T', H)`. From `c_t`, one learned linear map (no
+    bias) predicts `z_{t+k}` for `k = prediction_steps` only, as the paper's
+    reference code (hhi-aml/ecg-selfsupervised, `CPCModel.cpc_loss`) does.
+    `predict_all_steps=True` instead predicts every `k = 1 .. prediction_steps`
+    with one map `W_k` per step, as van den Oord et al. 2018 did (and this
+    class did by default before). Each prediction is scored by dot
+    product against the true
     `z_{t+k}` and `num_negatives` encodings drawn uniformly with replacement
     from the same sequence or the whole batch, the positive itself excluded.
     The loss is the InfoNCE cross-entropy averaged over positions for each
@@ -50,11 +53,12 @@ class CPC(SelfSupervisedModel):
         num_negatives: negatives per prediction.
         negatives_from: `"sequence"` (same record, the paper's choice) or
             `"batch"` (any record of the batch).
-        predict_all_steps: predict every `k = 1..prediction_steps` (default)
-            or only `k = prediction_steps` (the reference code).
+        predict_all_steps: predict only `k = prediction_steps` (`False`, the
+            default, the reference code) or every `k = 1..prediction_steps`.
         scoring: how negatives are scored, see
-            `keras_ecg.losses.info_nce.cpc_info_nce_logits`; `"auto"` picks the
-            score-matrix path when it needs less memory than gathering.
+            `keras_ecg.losses.info_nce.cpc_info_nce_logits`; `"auto"` picks
+            the cheapest by multiply-adds and memory written
+            (`keras_ecg.losses.info_nce.choose_cpc_scoring`).
         seed: int seed of the negative sampler. None: a seed drawn from
             Python's `random` when the model is created, so it is
             reproducible after `keras.utils.set_random_seed` (or
@@ -81,7 +85,7 @@ class CPC(SelfSupervisedModel):
         prediction_steps=12,
         num_negatives=128,
         negatives_from="sequence",
-        predict_all_steps=True,
+        predict_all_steps=False,
         scoring="auto",
         seed=None,
         **kwargs,
@@ -166,14 +170,13 @@ class CPC(SelfSupervisedModel):
     def _scoring_method(self, batch_size, sequence_length):
         if self.scoring != "auto":
             return self.scoring
-        gather_cost = self.num_negatives * self._encoding_dim
-        if self.negatives_from == "sequence":
-            if sequence_length <= gather_cost:
-                return "sequence_matrix"
-            return "gather"
-        if isinstance(batch_size, int) and batch_size * sequence_length <= gather_cost:
-            return "batch_matrix"
-        return "gather"
+        return choose_cpc_scoring(
+            sequence_length,
+            self._encoding_dim,
+            self.num_negatives,
+            self.negatives_from,
+            pool_size=batch_size if isinstance(batch_size, int) else None,
+        )
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
@@ -265,6 +268,8 @@ class CPC(SelfSupervisedModel):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        # Configs without the key come from before it existed: all steps.
+        config.setdefault("predict_all_steps", True)
         for key in ("encoder", "context"):
             if isinstance(config.get(key), dict):
                 config[key] = keras.saving.deserialize_keras_object(config[key])

@@ -82,8 +82,11 @@ class SimCLR(SelfSupervisedModel):
         encoder: the network to pretrain, `(batch, timesteps, leads)` to
             `(batch, features)`; exposed as `backbone`.
         projection_head: layer mapping features to the contrastive space;
-            defaults to `ProjectionHead(hidden_dims=(512,), output_dim=128,
-            use_batch_norm=False)`, the reference's MLP projector.
+            defaults to `ProjectionHead(hidden_dims=(512,), output_dim=16,
+            use_batch_norm=False)`, the reference's projector (512 -> 512 ->
+            ReLU -> 16, as `build_method("simclr", size="paper")` builds; it
+            had `output_dim=128` before). `ProjectionHead(hidden_dims=(512,),
+            output_dim=128)` is the BatchNorm head of the SimCLR paper.
         temperature: NT-Xent temperature (0.5 in the paper for ECG).
         augmenter: optional Keras layer; when given and the input is a single
             tensor, `num_views` views are made with
@@ -124,7 +127,7 @@ class SimCLR(SelfSupervisedModel):
 
             projection_head = ProjectionHead(
                 hidden_dims=(512,),
-                output_dim=128,
+                output_dim=16,
                 use_batch_norm=False,
                 name="projection_head",
                 dtype=self.dtype_policy,

@@ -69,3 +69,29 @@ def test_round_trips(tmp_path):
     _randomize(head, np.random.default_rng(3))
     x = np.random.default_rng(4).normal(size=(2, 8)).astype("float32")
     assert_saved_model_round_trip(model, x, tmp_path, atol=1e-5)
+
+
+def test_hidden_layers_without_bias_as_the_reference_byol_mlp(tmp_path):
+    rng = np.random.default_rng(5)
+    head = ProjectionHead(hidden_dims=(6,), output_dim=3, use_bias_hidden=False)
+    x = rng.normal(size=(8, 4)).astype("float32")
+    out = keras.ops.convert_to_numpy(head(x, training=True))
+    (kernel,) = head.hidden_layers[0].get_weights()
+    h = x.astype("float64") @ kernel
+    h = (h - h.mean(0)) / np.sqrt(h.var(0) + 1e-5)  # gamma 1, beta 0
+    k2, b2 = head.output_layer.get_weights()
+    np.testing.assert_allclose(out, np.maximum(h, 0) @ k2 + b2, rtol=1e-4, atol=1e-4)
+    rebuilt = assert_config_round_trip(head)
+    assert rebuilt.use_bias_hidden is False
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, head(inputs))
+    assert_saved_model_round_trip(model, x, tmp_path, atol=1e-5)
+
+
+def test_config_without_the_hidden_bias_key_keeps_the_bias():
+    # A head saved before `use_bias_hidden` existed had biased hidden layers.
+    config = ProjectionHead(hidden_dims=(6,), output_dim=3).get_config()
+    del config["use_bias_hidden"]
+    head = ProjectionHead.from_config(config)
+    head.build((None, 4))
+    assert len(head.hidden_layers[0].weights) == 2

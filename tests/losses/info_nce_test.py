@@ -4,10 +4,13 @@ import keras
 import numpy as np
 import pytest
 
+from keras_ecg.losses.info_nce import WRITE_COST_IN_MULTIPLY_ADDS
+from keras_ecg.losses.info_nce import choose_cpc_scoring
 from keras_ecg.losses.info_nce import cpc_info_nce_logits
 from keras_ecg.losses.info_nce import info_nce_accuracy
 from keras_ecg.losses.info_nce import info_nce_loss
 from keras_ecg.losses.info_nce import sample_cpc_negative_indices
+from keras_ecg.losses.info_nce import scoring_costs
 
 
 def _numpy_negatives(rng, batch, length, step, num_negatives, negatives_from):
@@ -153,7 +156,8 @@ def _value_and_grad(fn, x):
     return y.detach().numpy(), x.grad.numpy()
 
 
-def test_gradient_matches_numpy_and_is_finite():
+@pytest.mark.parametrize("method", ["gather", "sequence_matrix", "batch_matrix"])
+def test_gradient_matches_numpy_and_is_finite(method):
     rng = np.random.default_rng(1)
     batch, length, dim, step = 2, 5, 3, 1
     encodings = rng.normal(size=(batch, length, dim)).astype("float32")
@@ -161,7 +165,9 @@ def test_gradient_matches_numpy_and_is_finite():
     indices = _numpy_negatives(rng, batch, length, step, 3, "sequence")
 
     def fn(p):
-        logits = cpc_info_nce_logits(p, encodings, step, indices.astype("int32"))
+        logits = cpc_info_nce_logits(
+            p, encodings, step, indices.astype("int32"), method=method
+        )
         return info_nce_loss(logits)
 
     _, grad = _value_and_grad(fn, predictions)
@@ -181,3 +187,47 @@ def test_gradient_matches_numpy_and_is_finite():
             expected[b, t] = weights @ candidates
     expected /= batch * (length - step)
     np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_scoring_costs_hand_computed():
+    w = WRITE_COST_IN_MULTIPLY_ADDS
+    costs = scoring_costs(10, 4, 3, "batch", pool_size=2)
+    # Gather: 3 negatives x 4 dims multiply-adds, 12 floats written; the
+    # batch score matrix: 2 x 10 columns of 4 multiply-adds, 20 floats.
+    assert costs == {
+        "gather": {"multiply_adds": 12, "floats": 12, "cost": 12 + 12 * w},
+        "batch_matrix": {"multiply_adds": 80, "floats": 20, "cost": 80 + 20 * w},
+    }
+    # An unknown (dynamic) batch has no batch matrix to price.
+    assert set(scoring_costs(10, 4, 3, "batch")) == {"gather"}
+
+
+@pytest.mark.parametrize(
+    "length,dim,num_negatives,negatives_from,pool_size,expected",
+    [
+        # The paper: T = 1000 costs 1000 * (512 + w) against gathering's
+        # 128 * 512 * (1 + w): the score matrix is cheaper.
+        (1000, 512, 128, "sequence", None, "sequence_matrix"),
+        # Negatives from a batch of 32: 32000 columns cost more than gathering.
+        (1000, 512, 128, "batch", 32, "gather"),
+        (1000, 512, 128, "batch", None, "gather"),
+        # "small" CPC: 63 * (128 + w) vs 32 * 128 * (1 + w).
+        (63, 128, 32, "sequence", None, "sequence_matrix"),
+        (63, 128, 32, "batch", 4, "batch_matrix"),
+        # Low-dimensional encodings: writing N * D floats is cheap, scoring
+        # T columns is not (1000 * (2 + w) > 4 * 2 * (1 + w)).
+        (1000, 2, 4, "sequence", None, "gather"),
+    ],
+)
+def test_auto_scoring_picks_the_cheaper_path(
+    length, dim, num_negatives, negatives_from, pool_size, expected
+):
+    w = WRITE_COST_IN_MULTIPLY_ADDS
+    gather = num_negatives * dim * (1 + w)
+    columns = length if negatives_from == "sequence" else (pool_size or 0) * length
+    matrix_cost = columns * (dim + w) if columns else None
+    assert (expected == "gather") == (matrix_cost is None or matrix_cost > gather)
+    choice = choose_cpc_scoring(
+        length, dim, num_negatives, negatives_from, pool_size=pool_size
+    )
+    assert choice == expected

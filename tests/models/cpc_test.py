@@ -56,7 +56,7 @@ def _numpy_cpc_loss(encodings, predictions, steps, indices_per_step):
 
 def test_call_outputs_match_numpy():
     x = np.random.default_rng(0).normal(size=(2, 10, 12)).astype("float32")
-    model = _tiny_cpc()
+    model = _tiny_cpc(predict_all_steps=True)
     out = model(x)
     z, c, p = (_np(out[k]) for k in ("encodings", "context", "predictions"))
     np.testing.assert_allclose(z, _np(model.encoder(x)), atol=1e-6)
@@ -70,6 +70,22 @@ def test_call_outputs_match_numpy():
             p[:, :, j], c @ kernel[:, j * 5 : (j + 1) * 5], rtol=1e-5, atol=1e-6
         )
     np.testing.assert_allclose(_np(model.backbone(x)), c, atol=1e-6)
+
+
+def test_default_predicts_only_the_last_step_with_one_map():
+    # The reference: one bias-free H -> D map, predicting k = prediction_steps.
+    x = np.random.default_rng(0).normal(size=(2, 10, 12)).astype("float32")
+    model = _tiny_cpc()
+    assert model.steps == (3,)
+    out = model(x)
+    kernel = _np(model.predictor.kernel)
+    assert kernel.shape == (4, 5) and len(model.predictor.weights) == 1
+    np.testing.assert_allclose(
+        _np(out["predictions"])[:, :, 0],
+        _np(out["context"]) @ kernel,
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize(
@@ -123,7 +139,10 @@ def test_defaults_are_the_paper_setup():
     assert model.encoder.filters == (512,) * 4 and model.encoder.strides == (1,) * 4
     assert model.context.units == 512 and model.context.num_layers == 2
     assert model.prediction_steps == 12 and model.num_negatives == 128
-    assert model.steps == tuple(range(1, 13))
+    assert model.steps == (12,)
+    assert model.encoder.batch_norm_momentum == 0.9
+    assert model.encoder.batch_norm_epsilon == 1e-5
+    assert CPC(predict_all_steps=True).steps == tuple(range(1, 13))
 
 
 def test_trains_on_ptbxl_with_steps_per_execution(ptbxl_signals):
@@ -185,7 +204,49 @@ def test_config_and_saved_model_round_trips(tmp_path):
     rebuilt = assert_config_round_trip(model)
     assert rebuilt.negatives_from == "batch" and rebuilt.seed == 11
     restored = assert_saved_model_round_trip(model, x, tmp_path)
-    assert restored.steps == (1, 2, 3)
+    assert restored.steps == (3,)
+
+
+def test_config_without_predict_all_steps_predicts_all_steps():
+    # Configs from before the key existed came from models predicting all k.
+    config = _tiny_cpc().get_config()
+    del config["predict_all_steps"]
+    assert CPC.from_config(config).steps == (1, 2, 3)
+
+
+@pytest.mark.parametrize(
+    "negatives_from,scoring",
+    [("sequence", "sequence_matrix"), ("batch", "batch_matrix")],
+)
+def test_auto_scoring_follows_the_cost_model_and_paths_agree(negatives_from, scoring):
+    x = np.random.default_rng(5).normal(size=(2, 9, 12)).astype("float32")
+    results = {}
+    for method in ("auto", "gather", scoring):
+        # Same seed: the same negatives for every path.
+        model = _tiny_cpc(negatives_from=negatives_from, scoring=method)
+        y_pred = model(x)
+        if method == "auto":
+            # 9 columns (18 for the batch) of D = 5 against N = 5 negatives.
+            assert model._scoring_method(2, 9) == scoring
+            weights = model.get_weights()
+        else:
+            model.set_weights(weights)
+            y_pred = model(x)
+        loss = _np(model.compute_loss(x=x, y_pred=y_pred, training=False))
+        results[method] = (loss, _np(model.accuracy_tracker.result()))
+    for method in ("auto", scoring):
+        np.testing.assert_allclose(
+            results[method], results["gather"], rtol=1e-5, atol=1e-6
+        )
+    # At the paper's shapes (T' = 1000, D = 512, N = 128) with the reference's
+    # same-sequence negatives the score matrix is the cheaper path; with
+    # negatives from a batch of 32 gathering is.
+    paper = CPC(seed=0)
+    paper.build((None, 1000, 12))
+    assert paper._scoring_method(32, 1000) == "sequence_matrix"
+    paper_batch = CPC(negatives_from="batch", seed=0)
+    paper_batch.build((None, 1000, 12))
+    assert paper_batch._scoring_method(32, 1000) == "gather"
 
 
 def test_unseeded_sampler_follows_the_global_seed():

@@ -2,6 +2,11 @@
 
 import keras
 
+# What `keras.layers.BatchNormalization` defaults to, and so what CPCEncoder
+# used before its BatchNorm settings were constructor arguments.
+_OLD_BATCH_NORM_MOMENTUM = 0.99
+_OLD_BATCH_NORM_EPSILON = 1e-3
+
 
 @keras.saving.register_keras_serializable(package="keras_ecg")
 class CPCEncoder(keras.layers.Layer):
@@ -26,6 +31,12 @@ class CPCEncoder(keras.layers.Layer):
         kernel_sizes: kernel size of each layer (an int applies to all).
         strides: stride of each layer (an int applies to all).
         use_batch_norm: add BatchNormalization before each ReLU.
+        batch_norm_momentum: moving-average momentum of the BatchNorm
+            statistics, Keras convention (`0.9` is PyTorch's `momentum=0.1`,
+            the reference CPC's `nn.BatchNorm1d` default).
+        batch_norm_epsilon: BatchNorm epsilon (`1e-5`: PyTorch's default).
+            Encoders saved before these two options existed used Keras'
+            defaults, `0.99` and `1e-3`, and load with them.
         **kwargs: base `keras.layers.Layer` arguments.
 
     Example:
@@ -42,6 +53,8 @@ class CPCEncoder(keras.layers.Layer):
         kernel_sizes=1,
         strides=1,
         use_batch_norm=True,
+        batch_norm_momentum=0.9,
+        batch_norm_epsilon=1e-5,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -56,6 +69,8 @@ class CPCEncoder(keras.layers.Layer):
         if not self.filters:
             raise ValueError("CPCEncoder: at least one layer is required.")
         self.use_batch_norm = bool(use_batch_norm)
+        self.batch_norm_momentum = float(batch_norm_momentum)
+        self.batch_norm_epsilon = float(batch_norm_epsilon)
         self.conv_layers = []
         self.norm_layers = []
         for i, (f, k, s) in enumerate(
@@ -77,7 +92,10 @@ class CPCEncoder(keras.layers.Layer):
             if self.use_batch_norm:
                 self.norm_layers.append(
                     keras.layers.BatchNormalization(
-                        dtype=self.dtype_policy, name=f"bn_{i}"
+                        momentum=self.batch_norm_momentum,
+                        epsilon=self.batch_norm_epsilon,
+                        dtype=self.dtype_policy,
+                        name=f"bn_{i}",
                     )
                 )
 
@@ -142,9 +160,19 @@ class CPCEncoder(keras.layers.Layer):
                 "kernel_sizes": self.kernel_sizes,
                 "strides": self.strides,
                 "use_batch_norm": self.use_batch_norm,
+                "batch_norm_momentum": self.batch_norm_momentum,
+                "batch_norm_epsilon": self.batch_norm_epsilon,
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        # Saved before the BatchNorm settings were options: Keras' defaults.
+        config.setdefault("batch_norm_momentum", _OLD_BATCH_NORM_MOMENTUM)
+        config.setdefault("batch_norm_epsilon", _OLD_BATCH_NORM_EPSILON)
+        return cls(**config)
 
 
 def _same_padding(length, kernel_size, stride):
@@ -204,6 +232,16 @@ class CPCContext(keras.layers.Layer):
     Causal by construction, so the context at step `t` only sees encodings up
     to `t`, as CPC's prediction task requires.
 
+    Under the torch backend the whole stack runs as one call of PyTorch's
+    fused LSTM (`torch._VF.lstm`, what `torch.nn.LSTM` calls) on the Keras
+    layers' own weights: Keras' generic torch LSTM steps through time in a
+    Python loop off CUDA, 8x slower than the reference `nn.LSTM` over the
+    paper's 1000 steps. Both compute the same function (gate order i, f, c, o
+    in both; the Keras kernel `(in, 4u)` is `weight_ih` transposed, its one
+    bias `bias_ih`, with a zero `bias_hh`), so weights, `.keras` files and
+    outputs are the same on every backend. Layers the fused kernel cannot
+    express (other activations, dropout, float16, ...) take the Keras path.
+
     Args:
         units: LSTM units per layer (the context dimension).
         num_layers: number of stacked LSTM layers.
@@ -244,6 +282,8 @@ class CPCContext(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, training=None):
+        if _can_fuse_torch_lstm(self.lstm_layers, inputs, training):
+            return _fused_torch_lstm(self.lstm_layers, inputs)
         x = inputs
         for lstm in self.lstm_layers:
             x = lstm(x, training=training)
@@ -256,3 +296,61 @@ class CPCContext(keras.layers.Layer):
         config = super().get_config()
         config.update({"units": self.units, "num_layers": self.num_layers})
         return config
+
+
+def _can_fuse_torch_lstm(lstm_layers, inputs, training):
+    """Whether `torch._VF.lstm` computes exactly what these Keras LSTMs do."""
+    if keras.backend.backend() != "torch":
+        return False
+    import torch
+
+    if not isinstance(inputs, torch.Tensor) or inputs.dtype != torch.float32:
+        return False
+    for lstm in lstm_layers:
+        cell = lstm.cell
+        if (
+            cell.activation is not keras.activations.tanh
+            or cell.recurrent_activation is not keras.activations.sigmoid
+            or not cell.use_bias
+            or lstm.go_backwards
+            or lstm.stateful
+            or lstm.unroll
+            or not lstm.return_sequences
+            or cell.kernel.dtype != "float32"
+            or (training and (cell.dropout or cell.recurrent_dropout))
+        ):
+            return False
+    return True
+
+
+def _fused_torch_lstm(lstm_layers, inputs):
+    """Runs stacked Keras LSTMs as one `torch._VF.lstm` call on their weights.
+
+    Gradients flow to the Keras variables' tensors, as in Keras' own cuDNN
+    path (`keras.src.backend.torch.rnn._cudnn_lstm`), here on any device.
+    """
+    import torch
+
+    params = []
+    for lstm in lstm_layers:
+        cell = lstm.cell
+        kernel = keras.ops.convert_to_tensor(cell.kernel)
+        recurrent_kernel = keras.ops.convert_to_tensor(cell.recurrent_kernel)
+        bias = keras.ops.convert_to_tensor(cell.bias)
+        # Keras keeps one bias; torch adds two: all of it in b_ih, zero b_hh.
+        params += [kernel.T, recurrent_kernel.T, bias, torch.zeros_like(bias)]
+    num_layers = len(lstm_layers)
+    units = lstm_layers[-1].cell.units
+    state = inputs.new_zeros((num_layers, inputs.shape[0], units))
+    outputs, _, _ = torch._VF.lstm(
+        inputs,
+        (state, state),
+        params,
+        True,  # has_biases
+        num_layers,
+        0.0,  # dropout
+        torch.is_grad_enabled(),  # train
+        False,  # bidirectional
+        True,  # batch_first
+    )
+    return outputs

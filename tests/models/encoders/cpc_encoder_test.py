@@ -170,3 +170,83 @@ def test_config_and_saved_model_round_trips(tmp_path):
     model = keras.Sequential([keras.Input((64, 12)), encoder, context])
     x = np.random.default_rng(3).normal(size=(2, 64, 12)).astype("float32")
     assert_saved_model_round_trip(model, x, tmp_path)
+
+
+def test_batch_norm_uses_the_reference_momentum_and_epsilon():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3, 5, 2)).astype("float32")
+    encoder = cpc_fc_encoder(filters=(3,))
+    bn = encoder.norm_layers[0]
+    assert (bn.momentum, bn.epsilon) == (0.9, 1e-5)
+    encoder(x, training=True)
+    (kernel,) = encoder.conv_layers[0].get_weights()
+    h = x.reshape(-1, 2).astype("float64") @ kernel[0]
+    # One training step moves the statistics 10% of the way (torch's 0.1).
+    np.testing.assert_allclose(_np(bn.moving_mean), 0.1 * h.mean(0), atol=1e-6)
+    np.testing.assert_allclose(
+        _np(bn.moving_variance), 0.9 + 0.1 * h.var(0), rtol=1e-5
+    )
+    # Inference with epsilon 1e-5 (gamma 1, beta 0).
+    mean, var = _np(bn.moving_mean), _np(bn.moving_variance)
+    expected = np.maximum((h - mean) / np.sqrt(var + 1e-5), 0).reshape(3, 5, 3)
+    np.testing.assert_allclose(_np(encoder(x)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_batch_norm_settings_round_trip_and_old_configs_keep_keras_defaults():
+    encoder = cpc_fc_encoder(
+        filters=(3,), batch_norm_momentum=0.8, batch_norm_epsilon=1e-4
+    )
+    rebuilt = assert_config_round_trip(encoder)
+    assert (rebuilt.norm_layers[0].momentum, rebuilt.norm_layers[0].epsilon) == (
+        0.8,
+        1e-4,
+    )
+    # Encoders saved before these options existed used Keras' defaults.
+    config = cpc_fc_encoder(filters=(3,)).get_config()
+    del config["batch_norm_momentum"], config["batch_norm_epsilon"]
+    old = CPCEncoder.from_config(config)
+    assert (old.norm_layers[0].momentum, old.norm_layers[0].epsilon) == (0.99, 1e-3)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "torch",
+    reason="the fused torch LSTM path exists only under the torch backend",
+)
+def test_torch_fused_context_matches_keras_lstms_with_gradients():
+    import torch
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(3, 11, 5)).astype("float32")
+    cotangent = torch.tensor(rng.normal(size=(3, 11, 4)).astype("float32"))
+    context = CPCContext(units=4, num_layers=2)
+    context.build((None, None, 5))
+    for w in context.weights:
+        w.assign(rng.uniform(-0.6, 0.6, tuple(w.shape)).astype("float32"))
+    variables = [w.value for w in context.trainable_weights]
+
+    def value_and_grads(run):
+        inputs = torch.tensor(x, requires_grad=True)
+        outputs = run(inputs)
+        grads = torch.autograd.grad((outputs * cotangent).sum(), [inputs] + variables)
+        return [outputs.detach().numpy()] + [g.numpy() for g in grads]
+
+    def keras_path(inputs):
+        # Calling the LSTM layers themselves: Keras' generic torch LSTM.
+        for lstm in context.lstm_layers:
+            inputs = lstm(inputs)
+        return inputs
+
+    fused = value_and_grads(context)
+    reference = value_and_grads(keras_path)
+    assert len(fused) == 2 + 3 * 2
+    for got, expected in zip(fused, reference):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    # Dropout in training is not expressible by the fused call: Keras path.
+    from keras_ecg.models.encoders.cpc_encoder import _can_fuse_torch_lstm
+
+    assert _can_fuse_torch_lstm(context.lstm_layers, torch.tensor(x), True)
+    context.lstm_layers[0].cell.dropout = 0.5
+    assert not _can_fuse_torch_lstm(context.lstm_layers, torch.tensor(x), True)
+    assert not _can_fuse_torch_lstm(
+        context.lstm_layers, torch.tensor(x, dtype=torch.float64), False
+    )
