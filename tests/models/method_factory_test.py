@@ -39,3 +39,67 @@ def test_unknown_method_and_size_are_rejected():
         build_method("moco")
     with pytest.raises(ValueError, match="Unknown size"):
         build_method("simclr", size="huge")
+
+
+def _head_layout(head):
+    """(input -> hidden -> output widths, BN?, hidden bias?) of a built head."""
+    return (
+        [d.kernel.shape for d in head.hidden_layers] + [head.output_layer.kernel.shape],
+        bool(head.batch_norms),
+        all(d.bias is not None for d in head.hidden_layers),
+    )
+
+
+def test_paper_simclr_byol_swav_heads_are_the_reference_heads():
+    # hhi-aml/ecg-selfsupervised on the xresnet1d50's 512 pooled features.
+    simclr = build_method("simclr", size="paper")
+    simclr.projection_head.build((None, 512))
+    # custom_simclr_bolts.Projection: 512 -> 512 -> ReLU -> 16, no BN.
+    assert _head_layout(simclr.projection_head) == (
+        [(512, 512), (512, 16)],
+        False,
+        True,
+    )
+    byol = build_method("byol", size="paper")
+    byol.projection_head.build((None, 512))
+    byol.prediction_head.build((None, 16))
+    # custom_byol_bolts.MLP: Linear(bias=False) -> BN -> ReLU -> Linear, to 16.
+    assert _head_layout(byol.projection_head) == ([(512, 512), (512, 16)], True, False)
+    assert _head_layout(byol.prediction_head) == ([(16, 512), (512, 16)], True, False)
+    swav = build_method("swav", size="paper")
+    swav.projection_head.build((None, 512))
+    # CustomSwAV's defaults: hidden_mlp 2048, feat_dim 128, 3000 prototypes.
+    assert _head_layout(swav.projection_head) == (
+        [(512, 2048), (2048, 128)],
+        True,
+        True,
+    )
+    assert swav.num_prototypes == 3000
+    # The CPU-sized heads keep BatchNorm.
+    small = build_method("simclr", size="small")
+    small.projection_head.build((None, 128))
+    assert _head_layout(small.projection_head) == ([(128, 256), (256, 64)], True, True)
+
+
+def test_paper_cpc_is_the_reference_cpc():
+    model = build_method("cpc", size="paper")
+    model.build((None, 1000, 12))
+    # One bias-free 512 -> 512 map predicting k = 12 only.
+    assert model.steps == (12,)
+    assert tuple(model.predictor.kernel.shape) == (512, 512)
+    assert len(model.predictor.weights) == 1
+    assert model.num_negatives == 128 and model.negatives_from == "sequence"
+    encoder = model.encoder
+    assert encoder.filters == (512,) * 4 and encoder.strides == (1,) * 4
+    # nn.BatchNorm1d defaults: momentum 0.1 (Keras 0.9), eps 1e-5.
+    for bn in encoder.norm_layers:
+        assert (bn.momentum, bn.epsilon) == (0.9, 1e-5)
+    assert model.context.units == 512 and model.context.num_layers == 2
+    # The previous paper configuration stays available.
+    assert build_method("cpc", size="paper", predict_all_steps=True).steps == tuple(
+        range(1, 13)
+    )
+    # CPU-sized CPCs keep the settings their results were measured with.
+    small = build_method("cpc", size="small")
+    assert small.steps == tuple(range(1, 13))
+    assert small.encoder.norm_layers[0].momentum == 0.99

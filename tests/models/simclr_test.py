@@ -176,3 +176,14 @@ def test_with_tiny_xresnet1d(ptbxl_signals):
     np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
     restored = assert_config_round_trip(model)
     assert isinstance(restored.encoder, XResNet1D)
+
+
+def test_default_head_is_the_reference_and_paper_factory_head():
+    from keras_ecg.models.method_factory import projection_heads
+
+    model = SimCLR(_encoder())
+    head = model.projection_head
+    expected = projection_heads("simclr", "paper")
+    assert head.hidden_dims == expected["hidden_dims"] == (512,)
+    assert head.output_dim == expected["output_dim"] == 16
+    assert head.use_batch_norm is expected["use_batch_norm"] is False

@@ -183,9 +183,7 @@ def test_batch_norm_uses_the_reference_momentum_and_epsilon():
     h = x.reshape(-1, 2).astype("float64") @ kernel[0]
     # One training step moves the statistics 10% of the way (torch's 0.1).
     np.testing.assert_allclose(_np(bn.moving_mean), 0.1 * h.mean(0), atol=1e-6)
-    np.testing.assert_allclose(
-        _np(bn.moving_variance), 0.9 + 0.1 * h.var(0), rtol=1e-5
-    )
+    np.testing.assert_allclose(_np(bn.moving_variance), 0.9 + 0.1 * h.var(0), rtol=1e-5)
     # Inference with epsilon 1e-5 (gamma 1, beta 0).
     mean, var = _np(bn.moving_mean), _np(bn.moving_variance)
     expected = np.maximum((h - mean) / np.sqrt(var + 1e-5), 0).reshape(3, 5, 3)
