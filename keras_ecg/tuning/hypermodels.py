@@ -84,7 +84,7 @@ def build_method_from_space(method, space, size="small", input_leads=12):
         from keras_ecg.models.encoders.cpc_encoder import CPCContext
         from keras_ecg.models.encoders.cpc_encoder import CPCEncoder
 
-        num_layers = len(_CPC_CONFIGS[size]["encoder_filters"])
+        num_layers = len(_CPC_CONFIGS[size]["encoder"]["filters"])
         filters = (int(encoder_space["width"]),) * num_layers
         return CPC(
             encoder=CPCEncoder(
