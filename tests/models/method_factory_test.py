@@ -50,7 +50,14 @@ def _head_layout(head):
     )
 
 
-def test_paper_simclr_byol_swav_heads_are_the_reference_heads():
+def test_paper_simclr_byol_swav_heads_are_the_reference_heads(monkeypatch):
+    from keras_ecg.models import method_factory
+
+    # The heads are what is checked here: a tiny encoder keeps it fast.
+    tiny_encoder = method_factory.build_encoder
+    monkeypatch.setattr(
+        method_factory, "build_encoder", lambda size, leads: tiny_encoder("tiny", leads)
+    )
     # hhi-aml/ecg-selfsupervised on the xresnet1d50's 512 pooled features.
     simclr = build_method("simclr", size="paper")
     simclr.projection_head.build((None, 512))
@@ -95,6 +102,8 @@ def test_paper_cpc_is_the_reference_cpc():
     for bn in encoder.norm_layers:
         assert (bn.momentum, bn.epsilon) == (0.9, 1e-5)
     assert model.context.units == 512 and model.context.num_layers == 2
+    # 1000 x 512 scores cost less than writing 128 x 512 gathered negatives.
+    assert model._scoring_method(32, 1000) == "sequence_matrix"
     # The previous paper configuration stays available.
     assert build_method("cpc", size="paper", predict_all_steps=True).steps == tuple(
         range(1, 13)
