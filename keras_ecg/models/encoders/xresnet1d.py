@@ -163,7 +163,8 @@ class _TorchPlan:
                 shortcut = F.avg_pool1d(shortcut, 2, stride=2, ceil_mode=True)
             if block.projection is not None:
                 shortcut = _torch_conv_bn(shortcut, block.projection, training)
-            x = torch.relu(y + shortcut)
+            # In place: neither the sum nor BN's output is saved for backward.
+            x = torch.relu_(y + shortcut)
         pooling = model.pooling
         if pooling is None:
             return x.transpose(1, 2)
@@ -206,7 +207,7 @@ def _torch_conv_bn(x, unit, training):
             training=False,
             eps=bn.epsilon,
         )
-    return torch.relu(x) if unit.activation else x
+    return torch.relu_(x) if unit.activation else x
 
 
 @keras.saving.register_keras_serializable(package="keras_ecg")
