@@ -49,6 +49,47 @@ def _steps_per_epoch(x, batch_size, steps_per_epoch, validation_split):
         return None
 
 
+def _is_eager_torch(tensor):
+    """Whether this step runs eagerly on real torch tensors (torch backend)."""
+    if keras.backend.backend() != "torch":
+        return False
+    import torch
+    from keras.src.backend.common.stateless_scope import in_stateless_scope
+
+    return (
+        isinstance(tensor, torch.Tensor)
+        and tensor.device.type != "meta"
+        and not in_stateless_scope()
+    )
+
+
+# The torch backend runs every `keras.ops` call and `assign` eagerly through
+# Python (tens of microseconds each); with ~270 target variables the
+# per-variable copy / EMA below cost ~10% of a BYOL step. These two do the
+# same updates in place with one multi-tensor torch op each.
+
+
+def _torch_sync_target(online, target, target_synced):
+    import torch
+
+    if float(target_synced.value) > 0:
+        return
+    with torch.no_grad():
+        torch._foreach_copy_([t.value for t in target], [o.value for o in online])
+
+
+def _torch_ema(pairs, tau):
+    """`target = tau * target + (1 - tau) * online`, in place."""
+    import torch
+
+    if not pairs:
+        return
+    with torch.no_grad():
+        targets = [t.value for _, t in pairs]
+        # lerp: target + (1 - tau) * (online - target).
+        torch._foreach_lerp_(targets, [o.value for o, _ in pairs], 1.0 - float(tau))
+
+
 @keras.saving.register_keras_serializable(package="keras_ecg")
 class BYOL(SelfSupervisedModel):
     """BYOL: an online network predicts a slowly moving target network.
@@ -303,9 +344,13 @@ class BYOL(SelfSupervisedModel):
         # each replica's value on its own device copy, and the values are
         # equal because they come from mirrored weights, so the target stays
         # mirrored without any cross-replica communication.
-        synced = self.target_synced.value > 0
-        for o, t in zip(online, target, strict=True):
-            t.assign(ops.where(synced, t.value, ops.stop_gradient(o.value)))
+        eager_torch = _is_eager_torch(predictions[0])
+        if eager_torch:
+            _torch_sync_target(online, target, self.target_synced)
+        else:
+            synced = self.target_synced.value > 0
+            for o, t in zip(online, target, strict=True):
+                t.assign(ops.where(synced, t.value, ops.stop_gradient(o.value)))
         self.target_synced.assign(1.0)
         views = y_pred["views"]
         z_1 = self._target_projection(views[0], training)
@@ -315,8 +360,11 @@ class BYOL(SelfSupervisedModel):
         if training:
             # Pre-update online weights: the optimizer applies this step's
             # gradients only after compute_loss returns.
-            for o, t in zip(online, target, strict=True):
-                if o.trainable:
+            pairs = [(o, t) for o, t in zip(online, target, strict=True) if o.trainable]
+            if eager_torch:
+                _torch_ema(pairs, tau)
+            else:
+                for o, t in pairs:
                     t.assign(tau * t.value + (1.0 - tau) * ops.stop_gradient(o.value))
             self.ema_step.assign_add(1)
         self.tau_tracker.update_state(tau)

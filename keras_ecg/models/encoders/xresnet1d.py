@@ -14,16 +14,30 @@ def _kaiming_normal():
     )
 
 
-def _conv_bn(x, filters, kernel_size, strides, name, activation=True, zero=False):
+class _ConvBN:
+    """One fastai `ConvLayer` of the graph, kept for the torch fast path."""
+
+    def __init__(self, conv, bn, strides, pad, activation):
+        self.conv = conv
+        self.bn = bn
+        self.strides = strides
+        self.pad = pad
+        self.activation = activation
+
+
+def _conv_bn(
+    x, filters, kernel_size, strides, name, activation=True, zero=False, plan=None
+):
     """fastai `ConvLayer`: conv (no bias) -> BN -> [ReLU].
 
     Symmetric `(k - 1) // 2` zero padding then a valid conv reproduces torch's
-    padding exactly (Keras "same" pads asymmetrically with stride 2).
+    padding exactly (Keras "same" pads asymmetrically with stride 2). The
+    layers are appended to `plan` (a list) as a `_ConvBN`.
     """
     pad = (kernel_size - 1) // 2
     if pad:
         x = keras.layers.ZeroPadding1D(pad, name=f"{name}_pad")(x)
-    x = keras.layers.Conv1D(
+    conv = keras.layers.Conv1D(
         filters,
         kernel_size,
         strides=strides,
@@ -31,31 +45,40 @@ def _conv_bn(x, filters, kernel_size, strides, name, activation=True, zero=False
         use_bias=False,
         kernel_initializer=_kaiming_normal(),
         name=f"{name}_conv",
-    )(x)
+    )
     # fastai: beta starts at 1e-3; gamma at 0 for the last BN of a residual
     # branch so every block starts as the identity ("BatchZero").
-    x = keras.layers.BatchNormalization(
+    bn = keras.layers.BatchNormalization(
         momentum=0.9,
         epsilon=1e-5,
         beta_initializer=keras.initializers.Constant(1e-3),
         gamma_initializer="zeros" if zero else "ones",
         name=f"{name}_bn",
-    )(x)
+    )
+    x = bn(conv(x))
     if activation:
         x = keras.layers.ReLU(name=f"{name}_relu")(x)
+    if plan is not None:
+        plan.append(_ConvBN(conv, bn, strides, pad, activation))
     return x
 
 
 def _res_block(x, in_channels, width, expansion, strides, kernel_size, name):
-    """Basic (expansion 1) or bottleneck (expansion > 1) block, ResNet-D shortcut."""
+    """Basic (expansion 1) or bottleneck (expansion > 1) block, ResNet-D shortcut.
+
+    Returns the block output and its `_Block` plan for the torch fast path.
+    """
     out_channels = width * expansion
+    branch, projection = [], []
     if expansion == 1:
-        y = _conv_bn(x, width, kernel_size, strides, f"{name}_1")
-        y = _conv_bn(y, out_channels, kernel_size, 1, f"{name}_2", False, True)
+        y = _conv_bn(x, width, kernel_size, strides, f"{name}_1", plan=branch)
+        y = _conv_bn(
+            y, out_channels, kernel_size, 1, f"{name}_2", False, True, plan=branch
+        )
     else:
-        y = _conv_bn(x, width, 1, 1, f"{name}_1")
-        y = _conv_bn(y, width, kernel_size, strides, f"{name}_2")
-        y = _conv_bn(y, out_channels, 1, 1, f"{name}_3", False, True)
+        y = _conv_bn(x, width, 1, 1, f"{name}_1", plan=branch)
+        y = _conv_bn(y, width, kernel_size, strides, f"{name}_2", plan=branch)
+        y = _conv_bn(y, out_channels, 1, 1, f"{name}_3", False, True, plan=branch)
     shortcut = x
     if strides != 1:
         # ResNet-D: downsample by average pooling, not by a strided 1x1 conv.
@@ -65,10 +88,126 @@ def _res_block(x, in_channels, width, expansion, strides, kernel_size, name):
         )(shortcut)
     if in_channels != out_channels:
         shortcut = _conv_bn(
-            shortcut, out_channels, 1, 1, f"{name}_shortcut", activation=False
+            shortcut,
+            out_channels,
+            1,
+            1,
+            f"{name}_shortcut",
+            activation=False,
+            plan=projection,
         )
     x = keras.layers.Add(name=f"{name}_add")([y, shortcut])
-    return keras.layers.ReLU(name=f"{name}_out")(x)
+    x = keras.layers.ReLU(name=f"{name}_out")(x)
+    return x, _Block(branch, strides != 1, projection[0] if projection else None)
+
+
+class _Block:
+    """A residual block of the graph, kept for the torch fast path."""
+
+    def __init__(self, branch, pool_shortcut, projection):
+        self.branch = branch
+        self.pool_shortcut = pool_shortcut
+        self.projection = projection
+
+
+class _TorchPlan:
+    """The same network, run on the torch backend with plain torch ops.
+
+    Keras' torch backend runs each layer call through Python bookkeeping
+    (~0.1-0.4 ms per call, more than the kernels of a small batch) and
+    computes BatchNorm from ~15 separate ops; it also permutes every conv
+    input from channels-last to torch's channels-first and back. This path
+    runs the identical computation channels-first end to end with
+    `torch.nn.functional` on the layers' own variables (so gradients,
+    weights, BN moving statistics and saved files are exactly those of the
+    Keras graph); the Keras graph stays the definition, used on the other
+    backends, for symbolic calls and for any non-float32 dtype policy.
+    """
+
+    def __init__(self, stem, blocks):
+        self.stem = stem
+        self.blocks = blocks
+        # Tests switch it off to compare with the Keras graph.
+        self.enabled = True
+
+    def applies(self, model, inputs, mask):
+        if not self.enabled or keras.backend.backend() != "torch" or mask is not None:
+            return False
+        import torch
+        from keras.src.backend.common.stateless_scope import in_stateless_scope
+
+        return (
+            isinstance(inputs, torch.Tensor)
+            and inputs.device.type != "meta"
+            and inputs.ndim == 3
+            and model.dtype_policy.name == "float32"
+            and not in_stateless_scope()
+        )
+
+    def __call__(self, model, inputs, training):
+        import torch
+        import torch.nn.functional as F
+
+        x = inputs.to(torch.float32).transpose(1, 2)  # (B, C, T)
+        for unit in self.stem:
+            x = _torch_conv_bn(x, unit, training)
+        # Post-ReLU activations are >= 0: same as the graph's zero padding.
+        x = F.max_pool1d(x, 3, stride=2, padding=1)
+        for block in self.blocks:
+            y = x
+            for unit in block.branch:
+                y = _torch_conv_bn(y, unit, training)
+            shortcut = x
+            if block.pool_shortcut:
+                # Keras "same" average pooling counts only real samples.
+                shortcut = F.avg_pool1d(shortcut, 2, stride=2, ceil_mode=True)
+            if block.projection is not None:
+                shortcut = _torch_conv_bn(shortcut, block.projection, training)
+            # In place: neither the sum nor BN's output is saved for backward.
+            x = torch.relu_(y + shortcut)
+        pooling = model.pooling
+        if pooling is None:
+            return x.transpose(1, 2)
+        if pooling == "avg":
+            return x.mean(dim=2)
+        if pooling == "max":
+            return x.amax(dim=2)
+        return torch.cat([x.amax(dim=2), x.mean(dim=2)], dim=1)
+
+
+def _torch_conv_bn(x, unit, training):
+    import torch
+    import torch.nn.functional as F
+
+    # Keras kernels are (k, in, out); torch wants (out, in, k).
+    kernel = unit.conv.kernel.value.permute(2, 1, 0)
+    x = F.conv1d(x, kernel, stride=unit.strides, padding=unit.pad)
+    bn = unit.bn
+    gamma, beta = bn.gamma.value, bn.beta.value
+    if training and bn.trainable:
+        # Batch statistics; Keras' moving-average update with the biased
+        # variance (torch's own running update would use the unbiased one).
+        x, mean, inv_std = torch.native_batch_norm(
+            x, gamma, beta, None, None, True, 0.0, bn.epsilon
+        )
+        with torch.no_grad():
+            variance = inv_std.square().reciprocal() - bn.epsilon
+            momentum = bn.momentum
+            moving_mean = bn.moving_mean.value
+            moving_variance = bn.moving_variance.value
+            moving_mean.mul_(momentum).add_(mean, alpha=1.0 - momentum)
+            moving_variance.mul_(momentum).add_(variance, alpha=1.0 - momentum)
+    else:
+        x = F.batch_norm(
+            x,
+            bn.moving_mean.value,
+            bn.moving_variance.value,
+            gamma,
+            beta,
+            training=False,
+            eps=bn.epsilon,
+        )
+    return torch.relu_(x) if unit.activation else x
 
 
 @keras.saving.register_keras_serializable(package="keras_ecg")
@@ -82,6 +221,11 @@ class XResNet1D(keras.Model):
     `expansion`) otherwise; the shortcut average-pools then applies a 1x1 conv
     + BN when the shape changes; the last BN of each residual branch starts at
     zero gamma. Inputs are `(batch, timesteps, input_leads)` of any length.
+
+    On the torch backend, eager calls run the same network with plain
+    `torch.nn.functional` ops, channels-first, on the layers' own variables
+    (about twice the training speed of the layer-by-layer Keras graph);
+    outputs, gradients, BatchNorm statistics and saved files are unchanged.
 
     Args:
         block_depths: number of residual blocks per stage.
@@ -155,9 +299,12 @@ class XResNet1D(keras.Model):
         # === Functional model ===
         inputs = keras.Input(shape=(None, int(input_leads)), name="ecg")
         x = inputs
+        stem, blocks = [], []
         for i, filters in enumerate(stem_filters):
             strides = 2 if i == 0 else 1
-            x = _conv_bn(x, filters, stem_kernel_size, strides, f"stem_{i + 1}")
+            x = _conv_bn(
+                x, filters, stem_kernel_size, strides, f"stem_{i + 1}", plan=stem
+            )
         # Post-ReLU activations are >= 0, so zero padding acts as torch's
         # -inf padding of MaxPool1d(3, 2, padding=1).
         x = keras.layers.ZeroPadding1D(1, name="stem_pool_pad")(x)
@@ -166,7 +313,7 @@ class XResNet1D(keras.Model):
         for stage, (depth, width) in enumerate(zip(block_depths, widths, strict=True)):
             for block in range(depth):
                 strides = 2 if (stage > 0 and block == 0) else 1
-                x = _res_block(
+                x, block_plan = _res_block(
                     x,
                     channels,
                     width,
@@ -175,10 +322,13 @@ class XResNet1D(keras.Model):
                     int(kernel_size),
                     name=f"stage{stage + 1}_block{block + 1}",
                 )
+                blocks.append(block_plan)
                 channels = width * int(expansion)
         if pooling is not None:
             x = GlobalPooling1D(pooling, name="pool")(x)
         super().__init__(inputs=inputs, outputs=x, **kwargs)
+        # A plain object: Keras neither tracks nor saves what it holds.
+        self._torch_plan = _TorchPlan(stem, blocks)
 
         # === Config ===
         self.block_depths = block_depths
@@ -190,6 +340,11 @@ class XResNet1D(keras.Model):
         self.pooling = pooling
         self.input_leads = int(input_leads)
         self.feature_channels = channels
+
+    def call(self, inputs, training=None, mask=None):
+        if self._torch_plan.applies(self, inputs, mask):
+            return self._torch_plan(self, inputs, bool(training))
+        return super().call(inputs, training=training, mask=mask)
 
     @property
     def output_dim(self):

@@ -46,11 +46,16 @@ def _np_bn(x, gamma, beta, mean, var, eps=1e-5):
     return gamma * (x - mean) / np.sqrt(var + eps) + beta
 
 
-def _np_conv_bn(model, x, name, stride, relu=True):
+def _np_conv_bn(model, x, name, stride, relu=True, batch_stats=None):
+    """`batch_stats`: a dict; when given, BN normalises with the batch's own
+    mean and biased variance (training mode) and records them under `name`."""
     (kernel,) = model.get_layer(f"{name}_conv").get_weights()
-    x = _np_bn(
-        _np_conv(x, kernel, stride), *model.get_layer(f"{name}_bn").get_weights()
-    )
+    gamma, beta, mean, var = model.get_layer(f"{name}_bn").get_weights()
+    x = _np_conv(x, kernel, stride)
+    if batch_stats is not None:
+        mean, var = x.mean(axis=(0, 1)), x.var(axis=(0, 1))
+        batch_stats[name] = (mean, var)
+    x = _np_bn(x, gamma, beta, mean, var)
     return np.maximum(x, 0.0) if relu else x
 
 
@@ -67,9 +72,14 @@ def _np_avgpool_ceil(x):
     return np.stack([x[:, 2 * t : 2 * t + 2].mean(axis=1) for t in range(out_len)], 1)
 
 
-def _np_forward(model, x, stem_filters, block_depths, widths, expansion):
+def _np_forward(
+    model, x, stem_filters, block_depths, widths, expansion, batch_stats=None
+):
+    def conv_bn(x, name, stride, relu=True):
+        return _np_conv_bn(model, x, name, stride, relu, batch_stats)
+
     for i in range(len(stem_filters)):
-        x = _np_conv_bn(model, x, f"stem_{i + 1}", 2 if i == 0 else 1)
+        x = conv_bn(x, f"stem_{i + 1}", 2 if i == 0 else 1)
     x = _np_maxpool_3_2_1(x)
     channels = stem_filters[-1]
     for s, (depth, width) in enumerate(zip(block_depths, widths, strict=True)):
@@ -77,15 +87,15 @@ def _np_forward(model, x, stem_filters, block_depths, widths, expansion):
             name = f"stage{s + 1}_block{b + 1}"
             stride = 2 if (s > 0 and b == 0) else 1
             if expansion == 1:
-                y = _np_conv_bn(model, x, f"{name}_1", stride)
-                y = _np_conv_bn(model, y, f"{name}_2", 1, relu=False)
+                y = conv_bn(x, f"{name}_1", stride)
+                y = conv_bn(y, f"{name}_2", 1, relu=False)
             else:
-                y = _np_conv_bn(model, x, f"{name}_1", 1)
-                y = _np_conv_bn(model, y, f"{name}_2", stride)
-                y = _np_conv_bn(model, y, f"{name}_3", 1, relu=False)
+                y = conv_bn(x, f"{name}_1", 1)
+                y = conv_bn(y, f"{name}_2", stride)
+                y = conv_bn(y, f"{name}_3", 1, relu=False)
             shortcut = _np_avgpool_ceil(x) if stride != 1 else x
             if channels != width * expansion:
-                shortcut = _np_conv_bn(model, shortcut, f"{name}_shortcut", 1, False)
+                shortcut = conv_bn(shortcut, f"{name}_shortcut", 1, False)
             x = np.maximum(y + shortcut, 0.0)
             channels = width * expansion
     return x
@@ -131,6 +141,97 @@ def test_forward_matches_numpy_reference(config):
     )
     assert actual.shape == expected.shape
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("config", [BASIC, BOTTLENECK], ids=["basic", "bottleneck"])
+def test_training_forward_and_moving_statistics_match_numpy(config):
+    # Training mode: every BN normalises with its batch statistics and moves
+    # its moving mean / variance by 0.1 towards the batch mean / biased
+    # variance (Keras' update). On torch this runs the plain-torch fast path.
+    rng = np.random.default_rng(4)
+    model = XResNet1D(pooling=None, **config)
+    _randomize(model, rng)
+    before = {
+        layer.name[: -len("_bn")]: [w.copy() for w in layer.get_weights()]
+        for layer in model.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    }
+    x = rng.normal(size=(3, 37, 2)).astype("float32")
+    batch_stats = {}
+    expected = _np_forward(
+        model,
+        x.astype("float64"),
+        config["stem_filters"],
+        config["block_depths"],
+        config["widths"],
+        config["expansion"],
+        batch_stats=batch_stats,
+    )
+    actual = keras.ops.convert_to_numpy(model(x, training=True))
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+    assert set(batch_stats) == set(before)
+    for name, (mean, var) in batch_stats.items():
+        _, _, moving_mean, moving_var = model.get_layer(f"{name}_bn").get_weights()
+        _, _, old_mean, old_var = before[name]
+        np.testing.assert_allclose(
+            moving_mean, 0.9 * old_mean + 0.1 * mean, rtol=1e-4, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            moving_var, 0.9 * old_var + 0.1 * var, rtol=1e-4, atol=1e-5
+        )
+
+
+def test_frozen_encoder_uses_moving_statistics_in_training_mode():
+    # Keras semantics kept by every backend's path: a non-trainable BN runs in
+    # inference mode and leaves its statistics alone, even with training=True.
+    rng = np.random.default_rng(5)
+    model = XResNet1D(**BOTTLENECK)
+    _randomize(model, rng)
+    model.trainable = False
+    weights = [w.copy() for w in model.get_weights()]
+    x = rng.normal(size=(3, 37, 2)).astype("float32")
+    trained = keras.ops.convert_to_numpy(model(x, training=True))
+    inferred = keras.ops.convert_to_numpy(model(x, training=False))
+    np.testing.assert_allclose(trained, inferred, rtol=1e-6, atol=1e-6)
+    for old, new in zip(weights, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "torch", reason="the fast path is torch-only"
+)
+@pytest.mark.parametrize("pooling", ["concat", "avg", "max", None])
+@pytest.mark.parametrize("config", [BASIC, BOTTLENECK], ids=["basic", "bottleneck"])
+def test_torch_fast_path_equals_keras_graph(config, pooling):
+    # Same outputs, weight gradients and moving statistics as the Keras graph.
+    import torch
+
+    rng = np.random.default_rng(6)
+    fast = XResNet1D(pooling=pooling, **config)
+    _randomize(fast, rng)
+    graph = XResNet1D(pooling=pooling, **config)
+    graph.set_weights(fast.get_weights())
+    graph._torch_plan.enabled = False
+    x = torch.from_numpy(rng.normal(size=(3, 37, 2)).astype("float32"))
+    probe = None
+    results = []
+    for model in (fast, graph):
+        inferred = model(x, training=False)
+        out = model(x, training=True)
+        if probe is None:
+            probe = torch.from_numpy(rng.normal(size=tuple(out.shape))).float()
+        for v in model.trainable_weights:
+            v.value.grad = None
+        (out * probe).sum().backward()
+        grads = [v.value.grad.numpy().copy() for v in model.trainable_weights]
+        results.append((inferred.detach(), out.detach(), grads, model.get_weights()))
+    (inf_f, out_f, grads_f, w_f), (inf_g, out_g, grads_g, w_g) = results
+    np.testing.assert_allclose(inf_f, inf_g, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out_f, out_g, rtol=1e-4, atol=1e-4)
+    for a, b in zip(grads_f, grads_g, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    for a, b in zip(w_f, w_g, strict=True):  # moving statistics moved alike
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_last_bn_of_each_branch_starts_at_zero_gamma():
