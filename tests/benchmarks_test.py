@@ -274,3 +274,28 @@ def test_gpu_readiness_tiny_run_reports_fields(tmp_path):
         assert row["peak_memory_how"] == "peak RSS (process)"
         assert row["train_flops_per_step"] > 0
         assert row["input_shape"] == [128, 12]  # --tiny: 1.28 s at 100 Hz
+
+
+def test_cpc_flop_count_hand_computed():
+    readiness = _benchmark_module("gpu_readiness")
+    from keras_ecg.models.cpc import CPC
+    from keras_ecg.models.encoders.cpc_encoder import CPCContext
+    from keras_ecg.models.encoders.cpc_encoder import CPCEncoder
+
+    model = CPC(
+        CPCEncoder((4, 4)),
+        CPCContext(3, 1),
+        prediction_steps=2,
+        num_negatives=2,
+        predict_all_steps=False,
+        scoring="gather",
+        seed=0,
+    )
+    model.build((None, 10, 12))
+    encoder = 2 * 10 * (12 * 4 + 4 * 4)  # two per-timestep layers
+    lstm = 2 * 10 * 4 * 3 * (4 + 3)  # four gates, input + recurrent
+    predictor = 2 * 10 * 3 * 4
+    scores = 2 * 8 * (2 + 1) * 4  # 8 positions x (positive + 2 negatives)
+    expected = encoder + lstm + predictor + scores
+    assert readiness.cpc_forward_flops(model, 10, batch=3) == 3 * expected
+    assert readiness.training_flops("cpc", model, 3, 10) == 3 * 3 * expected
