@@ -157,8 +157,6 @@ def _torch_work(spec):
 
 
 def _keras_model(spec):
-    import keras
-
     from keras_ecg.models.method_factory import build_encoder
     from keras_ecg.models.method_factory import build_method
 
@@ -194,7 +192,6 @@ def _keras_model(spec):
         output_dim=TINY_HEAD["output_dim"],
         use_batch_norm=False,
     )
-    del keras
     return SimCLR(encoder, projection_head=head)
 
 

@@ -51,7 +51,7 @@ PAPER_CPC = dict(
 )
 
 
-def _batch_norm(channels, zero=False, dims=1):
+def _batch_norm(channels, zero=False):
     bn = nn.BatchNorm1d(channels, momentum=0.1, eps=1e-5)
     with torch.no_grad():
         # fastai's init: beta 1e-3; gamma 0 on the last BN of a residual branch.
