@@ -5,6 +5,7 @@ that breaks one would otherwise go unnoticed until the next measurement. The
 check is that a run finishes and reports what it measured, not the values.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -45,3 +46,256 @@ def test_reproduce_ptbxl_runs_and_reports(ptbxl_dir, tmp_path):
         in table
     )
     assert "--train-folds 1-7" in table and "--test-folds 9" in table
+
+
+# --- reference_speed.py, torch_reference.py, gpu_readiness.py --------------
+# The plain-PyTorch reference models are checked against keras-ecg's paper
+# architecture by parameter count (an independent check of every layer's
+# shape) and against hand-written formulas; the two scripts run end to end at
+# tiny settings under the active backend.
+
+BENCHMARKS = os.path.join(ROOT, "benchmarks")
+
+
+def _benchmark_module(name):
+    import importlib
+
+    if BENCHMARKS not in sys.path:
+        sys.path.insert(0, BENCHMARKS)
+    return importlib.import_module(name)
+
+
+def _keras_count(weights):
+    import numpy as np
+
+    return sum(int(np.prod(w.shape)) for w in weights)
+
+
+def test_torch_reference_xresnet1d50_has_keras_paper_encoder_shapes():
+    ref = _benchmark_module("torch_reference")
+    from keras_ecg.models.method_factory import build_encoder
+
+    encoder = build_encoder("paper")
+    torch_encoder = ref.XResNet1d(stem_bias=False)
+    trainable = _keras_count(encoder.trainable_weights)
+    assert ref.count_parameters(torch_encoder) == trainable
+    # Keras counts BN moving statistics; torch keeps them as buffers.
+    assert ref.count_parameters(torch_encoder, running_stats=True) == (
+        encoder.count_params()
+    )
+    # The reference's SimCLR stem conv carries a bias: 32 more parameters.
+    with_bias = ref.XResNet1d(stem_bias=True)
+    assert ref.count_parameters(with_bias) == trainable + 32
+    assert torch_encoder.output_dim == encoder.output_dim == 512
+
+
+def test_torch_reference_cpc_has_keras_paper_cpc_shapes():
+    ref = _benchmark_module("torch_reference")
+    from keras_ecg.models.method_factory import build_method
+
+    model = build_method("cpc", size="paper")
+    model.build((None, 50, 12))
+    torch_model = ref.CPCReference()
+    assert ref.count_parameters(torch_model.encoder, running_stats=True) == (
+        model.encoder.count_params()
+    )
+    # torch's LSTM has a second bias vector (bias_hh) per layer, Keras one.
+    second_bias = ref.lstm_second_bias_count(torch_model.rnn)
+    assert second_bias == 2 * 4 * 512
+    assert ref.count_parameters(torch_model.rnn) - second_bias == (
+        model.context.count_params()
+    )
+    # One bias-free 512 -> 512 map per predicted step.
+    assert ref.count_parameters(torch_model.proj) * len(model.steps) == (
+        model.predictor.count_params()
+    )
+
+
+def test_torch_reference_projection_head_shapes():
+    ref = _benchmark_module("torch_reference")
+    from keras_ecg.models.method_factory import build_method
+
+    head = build_method("simclr", size="paper").projection_head
+    head.build((None, 512))
+    torch_head = ref.ProjectionHead(
+        512, head.hidden_dims[0], head.output_dim, batch_norm=head.use_batch_norm
+    )
+    assert ref.count_parameters(torch_head) == _keras_count(head.trainable_weights)
+    # The reference's own head: 512 -> 512 -> ReLU -> 16, biases, no BN.
+    reference_head = ref.ProjectionHead(512, **ref.PAPER_HEAD)
+    assert ref.count_parameters(reference_head) == 512 * 512 + 512 + 512 * 16 + 16
+
+
+def test_torch_reference_nt_xent_matches_numpy():
+    import numpy as np
+    import torch
+
+    ref = _benchmark_module("torch_reference")
+    rng = np.random.default_rng(0)
+    z1, z2 = rng.normal(size=(2, 3, 5))
+    z = np.concatenate([z1, z2])
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    sim = z @ z.T / 0.5
+    expected = []
+    for i in range(6):
+        positive = (i + 3) % 6
+        others = [sim[i, j] for j in range(6) if j != i]
+        expected.append(np.log(np.sum(np.exp(others))) - sim[i, positive])
+    loss = ref.nt_xent(torch.tensor(z1), torch.tensor(z2), temperature=0.5)
+    np.testing.assert_allclose(float(loss), np.mean(expected), rtol=1e-6)
+
+
+def test_torch_reference_cpc_loss_matches_numpy_loop():
+    import numpy as np
+    import torch
+
+    ref = _benchmark_module("torch_reference")
+    torch.manual_seed(0)
+    model = ref.CPCReference(
+        filters=(6, 6),
+        kernel_sizes=1,
+        strides=1,
+        units=5,
+        num_layers=1,
+        prediction_step=2,
+        num_negatives=3,
+    )
+    x = torch.randn(2, 12, 9)
+    losses = {}
+    for scoring in ("gather", "matrix"):
+        model.scoring = scoring
+        torch.manual_seed(7)
+        losses[scoring] = model(x).detach().item()
+    # The reference's per-position loop, with the same negative draws.
+    with torch.no_grad():
+        z = model.encoder(x).transpose(1, 2).numpy()
+        context, _ = model.rnn(torch.from_numpy(z))
+        p = model.proj(context).numpy()
+    torch.manual_seed(7)
+    idx = torch.randint(0, 8, (2, 7, 3)).numpy()
+    terms = []
+    for b in range(2):
+        for t in range(7):
+            positive = t + 2
+            negatives = [i + (i >= positive) for i in idx[b, t]]
+            assert positive not in negatives
+            scores = [p[b, t] @ z[b, positive]] + [p[b, t] @ z[b, n] for n in negatives]
+            terms.append(np.log(np.sum(np.exp(scores))) - scores[0])
+    np.testing.assert_allclose(losses["gather"], np.mean(terms), rtol=1e-5)
+    np.testing.assert_allclose(losses["matrix"], np.mean(terms), rtol=1e-5)
+
+
+@pytest.mark.parametrize("length", [250, 251])
+def test_xresnet_flop_count_matches_torch_flop_counter(length):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    ref = _benchmark_module("torch_reference")
+    readiness = _benchmark_module("gpu_readiness")
+    from keras_ecg.models.method_factory import build_encoder
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        ref.XResNet1d(stem_bias=False).eval()(torch.zeros(2, 12, length))
+    analytic = readiness.xresnet_forward_flops(build_encoder("paper"), length, 2)
+    assert analytic == counter.get_total_flops()
+
+
+@pytest.mark.backend_agnostic
+def test_gpu_readiness_peak_table():
+    readiness = _benchmark_module("gpu_readiness")
+    assert readiness.peak_tflops("NVIDIA H200")["bf16"] == 989.0
+    assert readiness.peak_tflops("NVIDIA H100 PCIe")["bf16"] == 756.0
+    assert readiness.peak_tflops("NVIDIA H100 80GB HBM3")["bf16"] == 989.0
+    assert readiness.peak_tflops("NVIDIA A100-SXM4-80GB")["fp32"] == 19.5
+    assert readiness.peak_tflops("AMD EPYC") is None
+
+
+def test_reference_speed_tiny_run_reports_ratios(tmp_path):
+    backend = keras.backend.backend()
+    out = tmp_path / "speed.json"
+    command = [sys.executable, os.path.join(BENCHMARKS, "reference_speed.py")]
+    command += ["--size", "tiny", "--works", "cpc", "--cpc-batch", "2"]
+    command += ["--steps", "1", "--warmup", "0", "--repeats", "2", "--threads", "1"]
+    command += ["--keras-path", "train_on_batch", "--cpc-scoring", "matrix"]
+    command += ["--cpc-predict-all-steps", "no", "--json", str(out)]
+    process = subprocess.run(
+        command, env=subprocess_env(), capture_output=True, text=True, timeout=600
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    text = process.stdout
+    assert "machine: " in text and "load average before: (" in text
+    assert "1 thread(s) per contender, pinned" in text
+    assert "keras-ecg via train_on_batch; PyTorch CPC scoring matrix" in text
+    assert "predict_all_steps no" in text
+    result = json.loads(out.read_text())
+    rows = {row["contender"]: row for row in result["rows"]}
+    assert set(rows) == {"torch eager", f"keras-ecg {backend}"}
+    eager, keras_row = rows["torch eager"], rows[f"keras-ecg {backend}"]
+    assert eager["ratios_vs_torch_eager"] == [1.0, 1.0]
+    assert len(keras_row["ratios_vs_torch_eager"]) == 2
+    assert keras_row["median_ratio"] > 0 and keras_row["peak_rss_bytes"] > 0
+    # predict_all_steps=no: one 16 -> 16 predictor, as the reference; only
+    # torch's second LSTM bias (4 x 16) differs.
+    assert keras_row["params"] == eager["params"] - 4 * 16
+    assert f"keras-ecg {backend}" in text
+
+
+def test_gpu_readiness_tiny_run_reports_fields(tmp_path):
+    backend = keras.backend.backend()
+    out = tmp_path / "gpu.json"
+    command = [sys.executable, os.path.join(BENCHMARKS, "gpu_readiness.py")]
+    # One method keeps it short (every run compiles its step); the FLOP
+    # counts are checked above, every method by the GPU runs.
+    command += ["--tiny", "--backends", backend, "--methods", "simclr"]
+    command += ["--precisions", "float32", "mixed_bfloat16", "--output", str(out)]
+    process = subprocess.run(
+        command, env=subprocess_env(), capture_output=True, text=True, timeout=600
+    )
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    assert "2 runs ok, 0 failed" in process.stdout
+    assert f"backend {backend}: device " in process.stdout
+    result = json.loads(out.read_text())
+    assert result["devices"][backend]["device_kind"] == "cpu"
+    assert result["devices"][backend]["peaks"] is None
+    rows = result["rows"]
+    assert [(r["method"], r["precision"]) for r in rows] == [
+        ("simclr", "float32"),
+        ("simclr", "mixed_bfloat16"),
+    ]
+    for row in rows:
+        assert row["status"] == "ok" and row["backend"] == backend
+        assert row["steps"] == 2 and row["loss_is_finite"]
+        assert row["steps_per_s"] > 0
+        assert row["samples_per_s"] == pytest.approx(
+            row["steps_per_s"] * row["batch_size"]
+        )
+        assert row["peak_memory_bytes"] > 0
+        assert row["peak_memory_how"] == "peak RSS (process)"
+        assert row["train_flops_per_step"] > 0
+        assert row["input_shape"] == [128, 12]  # --tiny: 1.28 s at 100 Hz
+
+
+def test_cpc_flop_count_hand_computed():
+    readiness = _benchmark_module("gpu_readiness")
+    from keras_ecg.models.cpc import CPC
+    from keras_ecg.models.encoders.cpc_encoder import CPCContext
+    from keras_ecg.models.encoders.cpc_encoder import CPCEncoder
+
+    model = CPC(
+        CPCEncoder((4, 4)),
+        CPCContext(3, 1),
+        prediction_steps=2,
+        num_negatives=2,
+        predict_all_steps=False,
+        scoring="gather",
+        seed=0,
+    )
+    model.build((None, 10, 12))
+    encoder = 2 * 10 * (12 * 4 + 4 * 4)  # two per-timestep layers
+    lstm = 2 * 10 * 4 * 3 * (4 + 3)  # four gates, input + recurrent
+    predictor = 2 * 10 * 3 * 4
+    scores = 2 * 8 * (2 + 1) * 4  # 8 positions x (positive + 2 negatives)
+    expected = encoder + lstm + predictor + scores
+    assert readiness.cpc_forward_flops(model, 10, batch=3) == 3 * expected
+    assert readiness.training_flops("cpc", model, 3, 10) == 3 * 3 * expected
