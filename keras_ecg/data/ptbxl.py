@@ -503,11 +503,11 @@ def _decode_ptbxl_record(task, leads, sampling_rate):
             f"{rec.sampling_rate:g} Hz, expected {sampling_rate} Hz",
             header_path,
         )
-    return rec.signal
+    return rec.signal, None
 
 
-def _keep_ptbxl_record(task, signal, counts):
-    return task[1], signal, None
+def _keep_ptbxl_record(task, value, counts):
+    return task[1], value[0], None
 
 
 def split_ptbxl(dataset):

@@ -8,6 +8,7 @@ plain loop). With a cache the kept records go to disk chunk by chunk and come
 back memory-mapped; the memory used does not grow with the number of records.
 """
 
+import contextlib
 import dataclasses
 
 from keras_ecg.data.errors import ECGDataError
@@ -59,12 +60,16 @@ def read_records(
 
     Args:
         tasks: picklable task per record (e.g. `(header_path, record_id)`).
-        decode: picklable function task -> decoded value, run in the worker
-            processes; raises `ECGDataError` for a bad record.
-        keep: function `(task, value, counts)` -> `(record_id, signal, info)`
-            to keep the record, or `None` to drop it (after incrementing a
-            counter in the dict `counts`); raises `ECGDataError` for a bad
-            record. Runs in this process, in record order.
+        decode: picklable function task -> `(signal, info)`, run in the
+            worker processes; raises `ECGDataError` for a bad record. `info`
+            is anything `keep` needs besides the signal (picklable).
+        keep: function `(task, (signal, info), counts)` -> `(record_id,
+            signal, info)` to keep the record (`info` JSON-serialisable), or
+            `None` to drop it (after incrementing a counter in the dict
+            `counts`); raises `ECGDataError` for a bad record. Runs in this
+            process, in record order. With a cache and `workers > 1`, `signal`
+            is a `SpilledSignal` (a worker wrote it to a file; it has `shape`
+            and `load()`), to be passed on as is.
         on_error: `"raise"` or `"skip"` (see `FailureLog`).
         cache: optional `SignalCache`; with `key`, a complete entry is
             returned without decoding and a partial one is resumed.
@@ -106,12 +111,14 @@ def read_records(
     counts = {}
     signals, record_ids, infos = [], [], []
     reading = ReadProgress(len(tasks), what, enabled=progress)
-    for chunk, outcomes in decode_chunks(tasks, decode, chunk_records, workers):
-        for kept in _keep_chunk(chunk, outcomes, keep, log, counts):
-            record_ids.append(kept[0])
-            signals.append(kept[1])
-            infos.append(kept[2])
-        reading.update(len(chunk))
+    chunks = decode_chunks(tasks, decode, chunk_records, workers)
+    with contextlib.closing(chunks):
+        for chunk, outcomes in chunks:
+            for kept in _keep_chunk(chunk, outcomes, keep, log, counts):
+                record_ids.append(kept[0])
+                signals.append(kept[1])
+                infos.append(kept[2])
+            reading.update(len(chunk))
     reading.close()
     return ReadResult(signals, record_ids, infos, log.messages(), counts, False)
 
@@ -142,8 +149,11 @@ def _build(
     reading.update(writer.done_tasks)
     log = FailureLog(on_error)
     remaining = tasks[writer.done_tasks :]
+    chunks = decode_chunks(
+        remaining, decode, chunk_records, workers, spill_dir=str(writer.spill_dir)
+    )
     try:
-        for chunk, outcomes in decode_chunks(remaining, decode, chunk_records, workers):
+        for chunk, outcomes in chunks:
             counts = {}
             before = len(log.failures)
             kept = _keep_chunk(chunk, outcomes, keep, log, counts)
@@ -155,6 +165,8 @@ def _build(
         # this partial entry could never be resumed.
         writer.abandon()
         raise
+    finally:
+        chunks.close()  # stops the worker processes now, also on an error
     reading.close()
     writer.finish(index_fields)
 

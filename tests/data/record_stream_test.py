@@ -27,10 +27,12 @@ def _decode(task, log_path):
         f.write(f"{task}\n")
     if task in BAD:
         raise ECGDataError(f"r{task}", "corrupt")
-    return np.arange(2 * (task + 1), dtype=np.float32).reshape(-1, 2) + task
+    return np.arange(2 * (task + 1), dtype=np.float32).reshape(-1, 2) + task, task
 
 
-def _keep(task, signal, counts):
+def _keep(task, value, counts):
+    signal, info = value
+    assert info == task
     if task in SHORT:
         counts["short"] = counts.get("short", 0) + 1
         return None
