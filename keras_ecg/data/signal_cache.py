@@ -34,6 +34,7 @@ import os
 import pathlib
 import shutil
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -164,9 +165,11 @@ def _decode_chunk_spilled(decode, tasks, path):
 def _pool_context():
     # Fork where available: a worker then starts in milliseconds without
     # re-importing the frameworks (a spawned worker would import keras through
-    # the package `__init__`, seconds and hundreds of MB each). Workers only run
-    # numpy/scipy decoding, never framework code, so the parent's framework
-    # threads are never needed in them.
+    # the package `__init__`, seconds and hundreds of MB each), and scripts
+    # without an `if __name__ == "__main__":` guard keep working (spawn and
+    # forkserver re-run them). Workers only run numpy/scipy decoding and file
+    # I/O, never framework code, so the parent's framework threads (JAX's,
+    # TensorFlow's) and their locks are never needed in them.
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
@@ -220,7 +223,13 @@ def decode_chunks(
                             chunks[next_submit],
                             path,
                         )
-                    pending[next_submit] = pool.submit(*arguments)
+                    with warnings.catch_warnings():
+                        # JAX warns on every fork of a process that uses it;
+                        # the workers never call JAX (see `_pool_context`).
+                        warnings.filterwarnings(
+                            "ignore", message="os.fork\\(\\) was called"
+                        )
+                        pending[next_submit] = pool.submit(*arguments)
                     next_submit += 1
                 outcomes = pending.pop(i).result()
                 yield chunk, outcomes

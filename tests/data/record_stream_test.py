@@ -14,7 +14,8 @@ from keras_ecg.data.signal_cache import list_caches
 from keras_ecg.data.signal_cache import remove_caches
 from keras_ecg.data.wfdb_folder import load_wfdb_folder
 
-pytestmark = pytest.mark.backend_agnostic
+# Pure numpy / file I/O: the tensorflow pass runs them (see conftest.py).
+AGNOSTIC = pytest.mark.backend_agnostic
 
 NUM_RECORDS = 10
 BAD = {3, 7}  # records whose decoding fails
@@ -71,6 +72,7 @@ def _check(result):
         np.testing.assert_array_equal(signal, _expected_signal(t))
 
 
+@AGNOSTIC
 @pytest.mark.parametrize("workers", [1, 2])
 def test_in_memory_and_cached_reads_agree(tmp_path, workers):
     _check(_read(None, tmp_path / "log0", workers))
@@ -84,6 +86,7 @@ def test_in_memory_and_cached_reads_agree(tmp_path, workers):
     assert hit.from_cache and not (tmp_path / "log2").exists()
 
 
+@AGNOSTIC
 def test_interrupted_build_resumes_without_decoding_again(tmp_path, monkeypatch):
     monkeypatch.setattr(SignalCache, "fail_after_chunks", 2)
     with pytest.raises(KeyboardInterrupt):
@@ -103,6 +106,7 @@ def test_interrupted_build_resumes_without_decoding_again(tmp_path, monkeypatch)
     assert [e["status"] for e in list_caches(tmp_path / "cache")] == ["complete"]
 
 
+@AGNOSTIC
 def test_a_chunk_cut_mid_write_is_decoded_again(tmp_path, monkeypatch):
     monkeypatch.setattr(SignalCache, "fail_after_chunks", 2)
     with pytest.raises(KeyboardInterrupt):
@@ -118,6 +122,7 @@ def test_a_chunk_cut_mid_write_is_decoded_again(tmp_path, monkeypatch):
     assert _decoded(tmp_path / "log2") == list(range(3, NUM_RECORDS))
 
 
+@AGNOSTIC
 def test_raise_mode_stops_at_the_first_bad_record_and_leaves_no_partial(tmp_path):
     with pytest.raises(ECGDataError, match="record r3: corrupt"):
         _read(tmp_path / "cache", tmp_path / "log", on_error="raise")
@@ -126,6 +131,7 @@ def test_raise_mode_stops_at_the_first_bad_record_and_leaves_no_partial(tmp_path
     ]  # only the lock file remains
 
 
+@AGNOSTIC
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_files_follow_the_umask(tmp_path, umask):
     old = os.umask(umask)
@@ -139,6 +145,7 @@ def test_files_follow_the_umask(tmp_path, umask):
         assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644 & ~umask
 
 
+@AGNOSTIC
 def test_list_and_remove(tmp_path):
     _read(tmp_path / "cache", tmp_path / "log")
     (entry,) = list_caches(tmp_path / "cache")
@@ -153,6 +160,7 @@ def test_list_and_remove(tmp_path):
     assert list((tmp_path / "cache").iterdir()) == []
 
 
+@AGNOSTIC
 def test_wfdb_folder_interrupted_and_parallel_builds_match(
     tmp_path, cinc_dir, monkeypatch
 ):
@@ -180,3 +188,16 @@ def test_wfdb_folder_interrupted_and_parallel_builds_match(
     for a, b in zip(resumed.signals, reference.signals, strict=True):
         np.testing.assert_array_equal(a, b)
     assert list(resumed.metadata["dx"]) == list(reference.metadata["dx"])
+
+
+@pytest.mark.skipif(
+    __import__("keras").backend.backend() != "jax",
+    reason="JAX's fork warning: only the jax pass has JAX initialised",
+)
+def test_worker_processes_raise_no_fork_warning_under_jax(tmp_path):
+    import jax.numpy as jnp
+
+    float(jnp.ones(2).sum())  # JAX initialised: it now warns on os.fork()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _check(_read(tmp_path / "cache", tmp_path / "log", workers=2))
