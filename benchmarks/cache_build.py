@@ -281,7 +281,8 @@ def report(rows):
             f"{_gb(r['build_peak_tree_pss'] - r['baseline_pss'])} | "
             f"{r['reload_s']:.2f} | "
             f"{r['fit_s']:.1f} | {r['samples_per_s_crops']:.0f} | "
-            f"{r['samples_per_s_rrc_to']:.0f} | {_gb(r['total_peak_rss'])} |",
+            f"{r['samples_per_s_rrc_to']:.0f} | {_gb(r['total_peak_rss'])} | "
+            f"{r['load_average'][0]:.1f}, {r['load_average'][1]:.1f} |",
             flush=True,
         )
 
@@ -387,7 +388,9 @@ def main(argv=None):
         folder = size_folder(workdir, records, num_records)
         cache_dir = workdir / f"cache_{mode}_{num_records}"
         shutil.rmtree(cache_dir, ignore_errors=True)
+        load_before = os.getloadavg()[0]
         rows.append(run_child(mode, folder, cache_dir, args, tree))
+        rows[-1]["load_average"] = [load_before, os.getloadavg()[0]]
         print(f"{mode} {num_records}: {json.dumps(rows[-1])}", flush=True)
         shutil.rmtree(cache_dir, ignore_errors=True)
         report(rows[-1:])

@@ -588,10 +588,7 @@ def load_wfdb_folder(
     known_codes = None
     if classes is not None and unknown_labels == "error":
         known_codes = {code for name in classes for code in class_codes(name)}
-    tasks = [
-        (str(header), header.relative_to(root).with_suffix("").as_posix())
-        for header in headers
-    ]
+    tasks = [(str(header), _record_id(root, header)) for header in headers]
     keeper = _FolderKeeper(leads, sampling_rate, min_duration_s)
     result = read_records(
         tasks,
@@ -620,6 +617,17 @@ def load_wfdb_folder(
     dataset = _assemble_folder_dataset(result, sampling_rate, leads, classes)
     logger.info("loaded %d records from %s", len(dataset), root)
     return dataset
+
+
+def _record_id(root, header):
+    """The header path relative to `root`, without ".hea", "/"-separated."""
+    # Plain strings where possible: pathlib's relative_to costs more than the
+    # cache lookup on 20k records.
+    prefix = str(root).rstrip(os.sep) + os.sep
+    text = str(header)
+    if text.startswith(prefix) and text.endswith(".hea"):
+        return text[len(prefix) : -4].replace(os.sep, "/")
+    return header.relative_to(root).with_suffix("").as_posix()
 
 
 def _check_folder_arguments(

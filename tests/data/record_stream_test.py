@@ -201,3 +201,21 @@ def test_worker_processes_raise_no_fork_warning_under_jax(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _check(_read(tmp_path / "cache", tmp_path / "log", workers=2))
+
+
+@AGNOSTIC
+def test_concurrent_loads_build_once_and_read_the_same_entry(tmp_path):
+    # Processes of a multi-process run load the same data at once: one builds
+    # (holding the entry's lock), the others wait and read the finished entry.
+    # flock locks conflict between separate opens, so threads stand in here.
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        futures = [
+            pool.submit(_read, tmp_path / "cache", tmp_path / "log") for _ in range(3)
+        ]
+        results = [f.result() for f in futures]
+    assert sorted(_decoded(tmp_path / "log")) == list(range(NUM_RECORDS))
+    assert sorted(r.from_cache for r in results) == [False, True, True]
+    for result in results:
+        _check(result)
