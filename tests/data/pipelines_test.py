@@ -440,3 +440,26 @@ def test_shards_split_the_records_evenly_and_disjointly():
             make_pretraining_dataset(records, shard=bad)
     with pytest.raises(ValueError, match="cannot be split"):
         make_pretraining_dataset(records, shard=(0, 8))
+
+
+def test_method_dataset_passes_standardizer_and_shard_on():
+    from keras_ecg.data.lead_standardizer import LeadStandardizer
+    from keras_ecg.models.method_factory import make_method_dataset
+
+    records = _records(lengths=(1000,) * 6)
+    dataset = ECGDataset(
+        signals=records, record_ids=[f"r{i}" for i in range(6)], sampling_rate=100
+    )
+    standardizer = LeadStandardizer().fit(dataset)
+    (x,) = _epoch(
+        make_method_dataset(
+            "cpc", dataset, batch_size=3, standardizer=standardizer, shard=(1, 2)
+        )
+    )
+    # CPC: plain 10 s crops of records 1, 3, 5 (the shard), standardised.
+    expected = standardizer.transform([records[i] for i in (1, 3, 5)])
+    order = [int(round(c[0, 0] * standardizer.std[0] + standardizer.mean[0])) // 1000
+             for c in x]  # fmt: skip
+    assert sorted(order) == [1, 3, 5]
+    for crop, i in zip(x, order, strict=True):
+        np.testing.assert_array_equal(crop, expected[(1, 3, 5).index(i)])
