@@ -269,9 +269,9 @@ def report(rows):
         "| code | records | build s | records/s | baseline RSS GB | build peak RSS "
         "GB | above baseline GB | build peak PSS with workers, above baseline GB | "
         "reload s | fit s | input samples/s crops | input samples/s rrc_to | "
-        "run peak RSS GB |"
+        "run peak RSS GB | load average before, after |"
     )
-    print("|" + "---|" * 13)
+    print("|" + "---|" * 14)
     for r in rows:
         print(
             f"| {r['mode']} | {r['records']} | {r['build_s']:.1f} | "
