@@ -78,7 +78,12 @@ def _add_data(parser, sampling_rate_help):
         default=1200,
         help="records of the synthetic dataset (default: 1200)",
     )
-    group.add_argument("--cache-dir", default=None, help="decoded-signal cache")
+    group.add_argument(
+        "--cache-dir",
+        default=None,
+        help="folder caching the decoded signals (built once, memory-mapped "
+        "after; see `keras-ecg cache list|remove`)",
+    )
     group.add_argument(
         "--skip-bad-records",
         action="store_true",
