@@ -292,25 +292,31 @@ class EntryWriter:
         }
 
     def _resume(self):
-        state = None
-        if self.state_path.is_file():
-            try:
-                state = json.loads(self.state_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                state = None
-        if state != self._state():
-            # Nothing usable (first build, or another layout): start afresh.
-            shutil.rmtree(self.partial, ignore_errors=True)
-            _mkdir(self.partial)
-            _atomic_write(
-                self.state_path, lambda f: f.write(json.dumps(self._state()).encode())
-            )
-            with _open_new(self.signals_path) as f:
-                f.write(b"\0" * _NPY_HEADER_BYTES)
-            with _open_new(self.chunks_path):
-                pass
-            self._reset_spill()
-            return
+        try:
+            if self._resume_chunks():
+                return
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # unreadable leftovers: start afresh
+        # Nothing usable (first build, another layout, lost data).
+        self.records, self.failures, self.counts = [], [], {}
+        self.done_tasks, self.num_leads, self.rows = 0, None, 0
+        shutil.rmtree(self.partial, ignore_errors=True)
+        _mkdir(self.partial)
+        _atomic_write(
+            self.state_path, lambda f: f.write(json.dumps(self._state()).encode())
+        )
+        with _open_new(self.signals_path) as f:
+            f.write(b"\0" * _NPY_HEADER_BYTES)
+        with _open_new(self.chunks_path):
+            pass
+        self._reset_spill()
+
+    def _resume_chunks(self):
+        """Reads the finished chunks of a partial entry; False if unusable."""
+        if not self.state_path.is_file():
+            return False
+        if json.loads(self.state_path.read_text(encoding="utf-8")) != self._state():
+            return False
         valid_bytes = 0
         with open(self.chunks_path, "rb") as f:
             for line in f:
@@ -324,13 +330,16 @@ class EntryWriter:
                     break
                 self._absorb(chunk)
                 valid_bytes += len(line)
+        expected = _NPY_HEADER_BYTES + self.rows * 4 * (self.num_leads or 0)
+        if os.path.getsize(self.signals_path) < expected:
+            return False  # signals lost (e.g. a system crash): rebuild
         with open(self.chunks_path, "r+b") as f:
             f.truncate(valid_bytes)
-        row_bytes = 4 * (self.num_leads or 0)
         with open(self.signals_path, "r+b") as f:
             # Rows written after the last finished chunk are dropped too.
-            f.truncate(_NPY_HEADER_BYTES + self.rows * row_bytes)
+            f.truncate(expected)
         self._reset_spill()
+        return True
 
     def _reset_spill(self):
         # Signals workers handed over for chunks that were never appended.
