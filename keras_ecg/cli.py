@@ -361,7 +361,7 @@ def _add_cache_command(sub):
 
 
 def run_cache(args):
-    """`keras-ecg cache list|remove`: needs no framework and no backend."""
+    """`keras-ecg cache list|remove`: trains nothing, so no --backend."""
     from keras_ecg.data.signal_cache import list_caches
     from keras_ecg.data.signal_cache import remove_caches
 
