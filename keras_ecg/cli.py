@@ -78,7 +78,12 @@ def _add_data(parser, sampling_rate_help):
         default=1200,
         help="records of the synthetic dataset (default: 1200)",
     )
-    group.add_argument("--cache-dir", default=None, help="decoded-signal cache")
+    group.add_argument(
+        "--cache-dir",
+        default=None,
+        help="folder caching the decoded signals (built once, memory-mapped "
+        "after; see `keras-ecg cache list|remove`)",
+    )
     group.add_argument(
         "--skip-bad-records",
         action="store_true",
@@ -337,7 +342,51 @@ def build_parser():
     tune.add_argument("--max-trials", type=int, default=10)
     tune.add_argument("--epochs", type=int, default=10, help="pretraining epochs")
     tune.add_argument("--batch-size", type=int, default=64)
+    _add_cache_command(sub)
     return parser
+
+
+def _add_cache_command(sub):
+    cache = sub.add_parser(
+        "cache",
+        help="list or remove the decoded-signal caches that --cache-dir holds",
+    )
+    actions = cache.add_subparsers(dest="cache_action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="entries, status, records and size")
+    listing.add_argument("--cache-dir", required=True, help="the cache folder")
+    remove = actions.add_parser("remove", help="delete entries (by key, or --all)")
+    remove.add_argument("--cache-dir", required=True, help="the cache folder")
+    remove.add_argument("keys", nargs="*", help="entry keys, as `list` shows them")
+    remove.add_argument("--all", action="store_true", help="delete every entry")
+
+
+def run_cache(args):
+    """`keras-ecg cache list|remove`: trains nothing, so no --backend."""
+    from keras_ecg.data.signal_cache import list_caches
+    from keras_ecg.data.signal_cache import remove_caches
+
+    if not os.path.isdir(args.cache_dir):
+        raise CLIError(f"--cache-dir {args.cache_dir}: no such folder.")
+    if args.cache_action == "list":
+        entries = list_caches(args.cache_dir)
+        print(f"{len(entries)} cache entr{'y' if len(entries) == 1 else 'ies'} in "
+              f"{os.path.abspath(args.cache_dir)}")  # fmt: skip
+        for e in entries:
+            records = "-" if e["records"] is None else e["records"]
+            print(
+                f"{e['key']}  {e['status']:8s}  {records!s:>7} records  "
+                f"{e['bytes'] / 1e6:10.1f} MB  {e.get('created') or '-'}  "
+                f"{e.get('reader') or '-'} {e.get('source') or ''}".rstrip()
+            )
+        return
+    if bool(args.keys) == bool(args.all):
+        raise CLIError("cache remove: give entry keys or --all (not both).")
+    try:
+        removed, freed = remove_caches(args.cache_dir, None if args.all else args.keys)
+    except KeyError as error:
+        raise CLIError(f"cache remove: {error.args[0]}") from None
+    print(f"removed {len(removed)} cache entr{'y' if len(removed) == 1 else 'ies'}, "
+          f"{freed / 1e6:.1f} MB freed")  # fmt: skip
 
 
 def select_backend(requested):
@@ -378,6 +427,13 @@ def _hint(error):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "cache":
+        try:
+            run_cache(args)
+        except CLIError as error:
+            print(f"keras-ecg cache: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        return 0
     try:
         select_backend(args.backend)
     except CLIError as error:

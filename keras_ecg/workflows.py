@@ -284,17 +284,28 @@ def build_on_batch(model, dataset):
     model(x, training=False)
 
 
-def pretrain(args, train, output_dir, augmentation="rrc_to", preprocessor=None):
+def pretrain(
+    args,
+    train,
+    output_dir,
+    augmentation="rrc_to",
+    preprocessor=None,
+    standardizer=None,
+):
     """Pretrains `args.method` on `train`; checkpoints every N steps and
     resumes an interrupted run from `output_dir/backup`.
 
     Args:
         args: a namespace with `method`, `size`, `lr`, `batch_size`, `epochs`,
             `seed` and optionally `crop_seconds`, `checkpoint_every_steps`.
-        train: the (standardised) training `ECGDataset`.
+        train: the training `ECGDataset`, standardised or (with
+            `standardizer`) in mV.
         output_dir: where `pretrained.keras` and the step checkpoints go.
         augmentation: augmentation preset name (SimCLR/BYOL/SwAV).
         preprocessor: optional `ECGPreprocessor` saved with the model.
+        standardizer: optional fitted `LeadStandardizer` the input pipeline
+            applies to every crop, so that no standardised copy of `train`
+            is made (it may be a memory-mapped cache larger than RAM).
 
     Returns:
         `(model, history)`.
@@ -314,6 +325,7 @@ def pretrain(args, train, output_dir, augmentation="rrc_to", preprocessor=None):
         augmentation=_augmentation(augmentation, train.sampling_rate),
         crop_seconds=crop_seconds,
         seed=args.seed,
+        standardizer=standardizer,
     )
     crop = seconds_to_samples(crop_seconds, train.sampling_rate)
     # CPC pretrains on plain crops, as in the paper.
@@ -359,15 +371,18 @@ def run_pretrain(args):
     folder = run_folder(args, "pretrain", data)
     if folder.check() == "resume":
         print(f"resuming the unfinished run in {args.output}", flush=True)
+    # Fitted streaming and applied in the input pipeline: no standardised copy
+    # of the training records (they may be a memory-mapped cache).
     standardizer = LeadStandardizer().fit(train)
     preprocessor = make_preprocessor(standardizer, train)
     folder.create()
     _, history = pretrain(
         args,
-        standardizer.transform(train),
+        train,
         args.output,
         augmentation=args.augmentation,
         preprocessor=preprocessor,
+        standardizer=standardizer,
     )
     results = {
         "backend": keras.backend.backend(),

@@ -299,3 +299,24 @@ def test_cpc_flop_count_hand_computed():
     expected = encoder + lstm + predictor + scores
     assert readiness.cpc_forward_flops(model, 10, batch=3) == 3 * expected
     assert readiness.training_flops("cpc", model, 3, 10) == 3 * 3 * expected
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="benchmark scripts run in the tensorflow pass only",
+)
+def test_cache_build_runs_and_reports(tmp_path):
+    command = [sys.executable, os.path.join(ROOT, "benchmarks", "cache_build.py")]
+    command += ["--sizes", "40", "--old-sizes", "--batches", "1"]
+    command += ["--batch-size", "8", "--workers", "2", "--workdir", str(tmp_path)]
+    process = subprocess.run(
+        command, env=subprocess_env(), capture_output=True, text=True, timeout=900
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    out = process.stdout
+    assert "2 decoding worker process(es)" in out
+    assert "10 s x 12 leads at 500 Hz" in out
+    rows = [line for line in out.splitlines() if line.startswith("| new | 40 |")]
+    assert len(rows) == 2, out  # once after the run, once in the final table
+    assert len(list((tmp_path / "records").glob("*.hea"))) == 40
+    assert not list(tmp_path.glob("cache_*"))  # the caches are removed after

@@ -537,3 +537,32 @@ def test_tune_runs_a_search_and_records_it(tmp_path, capsys):
     results = _read(tmp_path / "tune_results.json")
     assert results["num_trials"] == 1 and 0.0 <= results["best_score"] <= 1.0
     assert pathlib.Path(results["best_model_path"]).exists()
+
+
+@ONE_PASS
+def test_cache_list_and_remove(tmp_path, capsys):
+    folder = _wfdb_folder(tmp_path, 3, seed=4)
+    cache = tmp_path / "cache"
+    from keras_ecg.data.wfdb_folder import load_wfdb_folder
+
+    load_wfdb_folder(folder, cache_dir=cache, workers=1)
+    load_wfdb_folder(folder, cache_dir=cache, workers=1, sampling_rate=50)
+    code, out = _run(["cache", "list", "--cache-dir", cache], capsys)
+    assert code == 0
+    lines = out.out.splitlines()
+    assert lines[0] == f"2 cache entries in {cache}"
+    keys = sorted(line.split()[0] for line in lines[1:])
+    assert keys == sorted(p.stem for p in cache.glob("*.npy"))
+    assert all(" complete " in line and " 3 records " in line for line in lines[1:])
+    assert all(f"load_wfdb_folder {folder}" in line for line in lines[1:])
+    # Keys or --all, not neither; an unknown key is an error naming it.
+    assert _run(["cache", "remove", "--cache-dir", cache], capsys)[0] == 2
+    code, out = _run(["cache", "remove", "--cache-dir", cache, "nokey"], capsys)
+    assert code == 2 and "nokey" in out.err
+    code, out = _run(["cache", "remove", "--cache-dir", cache, keys[0]], capsys)
+    assert code == 0 and out.out.startswith("removed 1 cache entry, ")
+    assert sorted(p.stem for p in cache.glob("*.npy")) == keys[1:]
+    code, out = _run(["cache", "remove", "--cache-dir", cache, "--all"], capsys)
+    assert code == 0 and list(cache.iterdir()) == []
+    code, out = _run(["cache", "list", "--cache-dir", tmp_path / "nope"], capsys)
+    assert code == 2 and "no such folder" in out.err

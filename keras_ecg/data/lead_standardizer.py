@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import mmap
 
 import keras
 import numpy as np
@@ -26,12 +27,56 @@ def _as_signal_list(data):
     return [np.asarray(s) for s in data]
 
 
+class _PageRelease:
+    """Drops the pages of memory-mapped records from this process's RSS.
+
+    `fit` reads every record once, record by record (memory bounded by one
+    record). Records that are views of a memmap (a reader's cache) would still
+    leave every page they touched mapped, so resident memory would grow to the
+    size of the cache; every `every_bytes` read, the mapping is told that the
+    pages are not needed (`MADV_DONTNEED`: the clean file pages stay in the
+    page cache, they only leave this process's RSS).
+    """
+
+    def __init__(self, every_bytes=256 * 1024**2):
+        self.every_bytes = every_bytes
+        self.pending = 0
+        self.maps = {}
+
+    def after(self, signal):
+        root = signal
+        while isinstance(getattr(root, "base", None), np.ndarray):
+            root = root.base
+        mapping = getattr(root, "_mmap", None)  # numpy's memmap keeps it there
+        # Read-only maps only: on a copy-on-write map ("c") MADV_DONTNEED would
+        # discard the process's own changes.
+        if getattr(root, "mode", None) != "r" or not hasattr(mapping, "madvise"):
+            return
+        self.maps[id(mapping)] = mapping
+        self.pending += getattr(signal, "nbytes", 0)
+        if self.pending >= self.every_bytes:
+            self.release()
+
+    def release(self):
+        for mapping in self.maps.values():
+            try:
+                mapping.madvise(mmap.MADV_DONTNEED)
+            except (AttributeError, OSError, ValueError):
+                pass  # a platform without madvise: the kernel reclaims them
+        self.pending = 0
+
+
 class LeadStandardizer:
     """Per-lead z-scoring with statistics fitted on training records.
 
     `fit` computes one mean and one standard deviation per lead over every
     sample of every record (records weighted by their length, population
     std), as the paper's `--normalize` does with the training-set statistics.
+    It streams: one record at a time is converted to float64 and merged into
+    running statistics, so fitting on a memory-mapped cache larger than RAM
+    needs memory for one record only. To standardise without a copy, pass the
+    fitted standardizer to the pipelines (`make_pretraining_dataset(...,
+    standardizer=...)`), which apply the same mapping to every crop.
     `transform` returns `(x - mean) / std` as new float32 data. A constant lead
     (std 0, e.g. a flat channel) gets std 1 instead, so it is only centred and
     never divided by zero.
@@ -90,7 +135,9 @@ class LeadStandardizer:
         count = 0
         mean = np.zeros(num_leads, dtype=np.float64)
         m2 = np.zeros(num_leads, dtype=np.float64)
+        pages = _PageRelease()
         for signal in signals:
+            pages.after(signal)
             signal = np.asarray(signal, dtype=np.float64)
             if signal.ndim != 2 or signal.shape[1] != num_leads:
                 raise ValueError(
@@ -110,6 +157,7 @@ class LeadStandardizer:
             mean = mean + delta * n / total
             m2 = m2 + record_m2 + delta**2 * count * n / total
             count = total
+        pages.release()
         if count == 0:
             raise ValueError("Cannot fit a LeadStandardizer on empty records.")
         std = np.sqrt(m2 / count)

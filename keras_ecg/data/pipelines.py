@@ -8,15 +8,28 @@ and lengths; each batch is then cut out with a single vectorised gather of
 
 Where the packed data lives:
 
-- up to `max_in_memory_bytes` (default `MAX_IN_MEMORY_BYTES` = 2 GiB, which
-  holds all of PTB-XL at 100 Hz, ~1.05 GB) it is held in a non-trainable
-  `tf.Variable` on the CPU. A variable rather than a constant because `tf.data`
-  serialises captured constants into its graph (slow, and capped at 2 GB);
-- above it, the records are read per batch from a memmap through
-  `tf.numpy_function` (one vectorised fancy-index per batch). When the records
-  already are consecutive views of one array (e.g. a reader's memmap cache) that
-  array is used in place; otherwise they are packed once into a temporary
-  memmap file.
+- records that are views of one memory-mapped array (what a reader's
+  `SignalCache` returns) are read in place, whatever their size: each batch is
+  cut out of the memmap through `tf.numpy_function`, one slice per crop, so
+  only the crops are ever read into memory and the dataset is never copied;
+- other records up to `max_in_memory_bytes` (default `MAX_IN_MEMORY_BYTES` =
+  2 GiB, which holds all of PTB-XL at 100 Hz, ~1.05 GB) are packed into a
+  non-trainable `tf.Variable` on the CPU. A variable rather than a constant
+  because `tf.data` serialises captured constants into its graph (slow, and
+  capped at 2 GB);
+- above it, in-memory records that are views of one array are read in place
+  like a memmap; unrelated arrays are packed once into a temporary memmap file.
+
+Standardisation: with `standardizer=` (a fitted `LeadStandardizer`, or any
+object with per-lead `mean` and `std`, e.g. an `ECGPreprocessor`) every crop is
+mapped to `(x - mean) / std` inside the pipeline, in float64 as
+`LeadStandardizer.transform` does, so the result is the same as transforming
+the records first, without a standardised copy of the dataset.
+
+Sharding: with `shard=(index, count)` a pipeline reads only the records
+`index, index + count, index + 2 * count, ...` (the first `count * (n // count)`
+records, so every process of a multi-process run gets the same number and runs
+the same number of steps), e.g. `shard=(process_index, num_processes)`.
 
 Randomness: the record order comes from `Dataset.shuffle(seed)` and the crop
 positions from a stateless RNG keyed by `Dataset.random(seed)` per batch, both
@@ -30,6 +43,7 @@ order.
 import atexit
 import os
 import tempfile
+import weakref
 
 import keras
 import numpy as np
@@ -50,10 +64,24 @@ _AUTOTUNE = tf.data.AUTOTUNE
 class _PackedRecords:
     """Records packed into one `(total, leads)` array + offsets and lengths."""
 
-    def __init__(self, data, max_in_memory_bytes=MAX_IN_MEMORY_BYTES, labels=None):
+    def __init__(
+        self,
+        data,
+        max_in_memory_bytes=MAX_IN_MEMORY_BYTES,
+        labels=None,
+        standardizer=None,
+        shard=None,
+    ):
         signals, record_ids, dataset_labels = _unpack_input(data)
+        labels = _resolve_labels(labels, dataset_labels, len(record_ids))
+        if shard is not None:
+            keep = shard_indices(len(record_ids), shard)
+            signals = [signals[i] for i in keep]
+            record_ids = [record_ids[i] for i in keep]
+            labels = None if labels is None else labels[keep]
         self.record_ids = list(record_ids)
-        self.labels = _resolve_labels(labels, dataset_labels, len(self.record_ids))
+        self.labels = labels
+        self.mean, self.std = _statistics(standardizer, signals)
         num_records = len(self.record_ids)
         if num_records == 0:
             raise ValueError("The dataset holds no records.")
@@ -81,8 +109,16 @@ class _PackedRecords:
         self.total = int(lengths.sum())
 
         nbytes = self.total * self.num_leads * 4
-        self.in_memory = nbytes <= max_in_memory_bytes
-        if self.in_memory:
+        base = _in_place_base(signals)
+        # A memmap (the reader's cache) is read in place at any size: copying
+        # it into a variable would hold the whole dataset in RAM.
+        in_place = base is not None and (
+            isinstance(base[2], np.memmap) or nbytes > max_in_memory_bytes
+        )
+        self.in_memory = not in_place and nbytes <= max_in_memory_bytes
+        if in_place:
+            self._array, self.offsets, _ = base
+        elif self.in_memory:
             packed = _pack_in_memory(signals, self.record_ids)
             with tf.device("/CPU:0"):
                 self._variable = tf.Variable(
@@ -90,6 +126,8 @@ class _PackedRecords:
                 )
         else:
             self._array, self.offsets = _pack_on_disk(signals, self.offsets)
+        if not self.in_memory:
+            self._reader = _CropReader(self._array)
 
     def __len__(self):
         return len(self.record_ids)
@@ -104,17 +142,104 @@ class _PackedRecords:
                 f"({len(short)} record(s) too short in total)."
             )
 
-    def gather(self, rows):
-        """`(batch, length)` int64 absolute row indices -> `(batch, length, leads)`."""
+    def crops(self, starts, length):
+        """`(batch,)` int64 absolute start rows -> `(batch, length, leads)`."""
         if self.in_memory:
-            return tf.gather(self._variable, rows)
-        array = self._array
+            rows = starts[:, None] + tf.range(length, dtype=tf.int64)[None, :]
+            out = tf.gather(self._variable, rows)
+        else:
+            out = tf.numpy_function(
+                self._reader,
+                [starts, tf.cast(length, tf.int64)],
+                tf.float32,
+                stateful=False,
+            )
+        out = tf.ensure_shape(out, [None, length, self.num_leads])
+        if self.mean is not None:
+            # float64 as LeadStandardizer.transform: identical values.
+            out = tf.cast((tf.cast(out, tf.float64) - self.mean) / self.std, tf.float32)
+        return out
 
-        def _read(idx):
-            return np.asarray(array[idx], dtype=np.float32)
 
-        out = tf.numpy_function(_read, [rows], tf.float32, stateful=False)
-        return tf.ensure_shape(out, [None, None, self.num_leads])
+class _CropReader:
+    """Reads crops `[row, row + size)` of a `(rows, leads)` float32 array.
+
+    A memmap's file is read with `os.preadv`, one call per crop straight into
+    the batch, rather than through the mapping: pages touched through a mapping
+    count in the process's resident memory, so an epoch over a 40 GB cache
+    would show 40 GB RSS (reclaimable, but alarming and counted by some
+    memory limits); read this way the data only passes through the kernel's
+    page cache. Other arrays are sliced.
+    """
+
+    def __init__(self, array):
+        self.array = array
+        self.row_bytes = array.shape[1] * 4
+        self.fd = None
+        filename = getattr(array, "filename", None)
+        if isinstance(array, np.memmap) and filename and os.path.isfile(filename):
+            self.fd = os.open(filename, os.O_RDONLY)
+            self.byte_offset = int(array.offset)
+            weakref.finalize(self, os.close, self.fd)
+
+    def __call__(self, first_rows, size):
+        size = int(size)
+        out = np.empty((len(first_rows), size, self.array.shape[1]), np.float32)
+        if self.fd is None:
+            for i, row in enumerate(first_rows):
+                out[i] = self.array[row : row + size]
+            return out
+        nbytes = size * self.row_bytes
+        for i, row in enumerate(first_rows):
+            position = self.byte_offset + int(row) * self.row_bytes
+            if os.preadv(self.fd, [out[i]], position) != nbytes:
+                raise OSError(
+                    f"{self.array.filename}: short read at byte {position} "
+                    "(was the cache file truncated or replaced?)"
+                )
+        return out
+
+
+def shard_indices(num_records, shard):
+    """Positions of the records of `shard=(index, count)` among `num_records`.
+
+    Every shard gets `num_records // count` records, `index, index + count,
+    ...`: the last `num_records % count` records are left out so that all
+    shards (processes) run the same number of steps.
+    """
+    try:
+        index, count = (int(v) for v in shard)
+    except (TypeError, ValueError):
+        raise ValueError(f"`shard` must be (index, count); got {shard!r}.") from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"`shard` must be (index, count) with 0 <= index < count; "
+                         f"got {shard!r}.")  # fmt: skip
+    per_shard = num_records // count
+    if per_shard == 0:
+        raise ValueError(
+            f"{num_records} record(s) cannot be split into {count} shards."
+        )
+    return np.arange(index, per_shard * count, count, dtype=np.int64)
+
+
+def _statistics(standardizer, signals):
+    """`(mean, std)` float64 tensors of `standardizer`, or `(None, None)`."""
+    if standardizer is None:
+        return None, None
+    mean = getattr(standardizer, "mean", None)
+    std = getattr(standardizer, "std", None)
+    if mean is None or std is None:
+        raise ValueError(
+            "`standardizer` must be fitted (have per-lead `mean` and `std`)."
+        )
+    mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+    std = np.asarray(std, dtype=np.float64).reshape(-1)
+    num_leads = np.shape(signals[0])[-1] if len(signals) else len(mean)
+    if len(mean) != num_leads or len(std) != num_leads:
+        raise ValueError(
+            f"The standardizer has {len(mean)} leads but the records have {num_leads}."
+        )
+    return tf.constant(mean), tf.constant(std)
 
 
 def _unpack_input(data):
@@ -178,16 +303,10 @@ def _root_array(array):
 
 
 def _pack_on_disk(signals, offsets):
-    """Reuses the common base array of the records if possible, else a temp memmap.
+    """Packs unrelated arrays into a temporary memmap.
 
     Non-finite values are not checked on this path (it would read everything).
     """
-    if isinstance(signals, np.ndarray) and signals.ndim == 3:
-        if signals.dtype == np.float32 and signals.flags.c_contiguous:
-            return signals.reshape(-1, signals.shape[-1]), offsets
-    base_offsets = _offsets_in_common_base(signals)
-    if base_offsets is not None:
-        return _root_array(signals[0]).reshape(-1, signals[0].shape[1]), base_offsets
     handle, path = tempfile.mkstemp(prefix="keras_ecg_packed_", suffix=".f32")
     os.close(handle)
     atexit.register(lambda: os.path.exists(path) and os.remove(path))
@@ -199,6 +318,21 @@ def _pack_on_disk(signals, offsets):
         array[offset : offset + len(signal)] = signal
     array.flush()
     return array, offsets
+
+
+def _in_place_base(signals):
+    """`(array_2d, row_offsets, root)` when the records can be read in place
+    from one C-contiguous float32 array, else `None`."""
+    if isinstance(signals, np.ndarray) and signals.ndim == 3:
+        if signals.dtype != np.float32 or not signals.flags.c_contiguous:
+            return None
+        offsets = np.arange(len(signals), dtype=np.int64) * signals.shape[1]
+        return signals.reshape(-1, signals.shape[2]), offsets, _root_array(signals)
+    offsets = _offsets_in_common_base(signals)
+    if offsets is None:
+        return None
+    root = _root_array(signals[0])
+    return root.reshape(-1, signals[0].shape[1]), offsets, root
 
 
 def _offsets_in_common_base(signals):
@@ -330,13 +464,7 @@ def _random_starts(lengths, rec, crop_length, num_draws, seed):
 
 
 def _crop(packed, offsets, rec, starts, crop_length):
-    rows = (
-        tf.gather(offsets, rec)[:, None]
-        + starts[:, None]
-        + tf.range(crop_length, dtype=tf.int64)[None, :]
-    )
-    crop = packed.gather(rows)
-    return tf.ensure_shape(crop, [None, crop_length, packed.num_leads])
+    return packed.crops(tf.gather(offsets, rec) + starts, crop_length)
 
 
 def _map(ds, fn, parallel=True):
@@ -346,10 +474,16 @@ def _map(ds, fn, parallel=True):
     return ds.map(fn)
 
 
-def _as_packed(data, labels, max_in_memory_bytes):
+def _as_packed(data, labels, max_in_memory_bytes, standardizer=None, shard=None):
     if isinstance(data, _PackedRecords):
         return data
-    return _PackedRecords(data, max_in_memory_bytes=max_in_memory_bytes, labels=labels)
+    return _PackedRecords(
+        data,
+        max_in_memory_bytes=max_in_memory_bytes,
+        labels=labels,
+        standardizer=standardizer,
+        shard=shard,
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -369,6 +503,8 @@ def make_pretraining_dataset(
     independent_crops=False,
     repeat=False,
     max_in_memory_bytes=MAX_IN_MEMORY_BYTES,
+    standardizer=None,
+    shard=None,
 ):
     """Builds a self-supervised pretraining pipeline of augmented views.
 
@@ -401,7 +537,13 @@ def make_pretraining_dataset(
         independent_crops: draw a separate random crop for every view.
         repeat: repeat indefinitely (batches may then span epoch boundaries).
         max_in_memory_bytes: pack into memory up to this size, else read
-            batches from a memmap.
+            batches from a memmap (a reader's memmap cache is always read in
+            place).
+        standardizer: optional fitted `LeadStandardizer` (or object with
+            per-lead `mean` / `std`) applied to every crop before the
+            augmentation, instead of standardising a copy of the records.
+        shard: optional `(index, count)`: read only this process's records
+            (see the module docstring), e.g. `(process_index, num_processes)`.
 
     Returns:
         A `tf.data.Dataset`.
@@ -427,7 +569,7 @@ def make_pretraining_dataset(
         crop_lengths = [int(crop_length)] * num_views
     if min(crop_lengths) < 1:
         raise ValueError(f"Crop lengths must be >= 1; got {crop_lengths}.")
-    packed = _as_packed(data, None, max_in_memory_bytes)
+    packed = _as_packed(data, None, max_in_memory_bytes, standardizer, shard)
     window = max(crop_lengths)
     packed.check_min_length(window, "crop length")
     augmentations = _per_view(augmentation, num_views)
@@ -491,6 +633,8 @@ def make_supervised_dataset(
     drop_remainder=False,
     repeat=False,
     max_in_memory_bytes=MAX_IN_MEMORY_BYTES,
+    standardizer=None,
+    shard=None,
 ):
     """Builds a downstream pipeline of `(x, y)` random crops.
 
@@ -507,7 +651,13 @@ def make_supervised_dataset(
         drop_remainder: drop the last incomplete batch.
         repeat: repeat indefinitely.
         max_in_memory_bytes: pack into memory up to this size, else read
-            batches from a memmap.
+            batches from a memmap (a reader's memmap cache is always read in
+            place).
+        standardizer: optional fitted `LeadStandardizer` (or object with
+            per-lead `mean` / `std`) applied to every crop before the
+            augmentation.
+        shard: optional `(index, count)`: read only this process's records
+            (see the module docstring).
 
     Returns:
         A `tf.data.Dataset` of `(x, y)` (or `x`), `x` of shape
@@ -521,7 +671,7 @@ def make_supervised_dataset(
     ```
     """
     crop_length = int(crop_length)
-    packed = _as_packed(data, labels, max_in_memory_bytes)
+    packed = _as_packed(data, labels, max_in_memory_bytes, standardizer, shard)
     packed.check_min_length(crop_length, "crop length")
     aug = _wrap_augmentation(augmentation)
     lengths = tf.constant(packed.lengths)
@@ -578,6 +728,7 @@ def make_window_dataset(
     batch_size=256,
     include_tail=True,
     max_in_memory_bytes=MAX_IN_MEMORY_BYTES,
+    standardizer=None,
 ):
     """Builds an ordered sliding-window pipeline for evaluation.
 
@@ -592,7 +743,10 @@ def make_window_dataset(
         include_tail: add a last end-aligned window when the stride grid misses
             the record end (see `window_starts`).
         max_in_memory_bytes: pack into memory up to this size, else read
-            batches from a memmap.
+            batches from a memmap (a reader's memmap cache is always read in
+            place).
+        standardizer: optional fitted `LeadStandardizer` (or object with
+            per-lead `mean` / `std`) applied to every window.
 
     Returns:
         `(dataset, record_index)`: the `tf.data.Dataset` of `(x, y)` windows of
@@ -609,7 +763,7 @@ def make_window_dataset(
     window_length, stride = int(window_length), int(stride)
     if stride < 1:
         raise ValueError(f"`stride` must be >= 1; got {stride}.")
-    packed = _as_packed(data, labels, max_in_memory_bytes)
+    packed = _as_packed(data, labels, max_in_memory_bytes, standardizer)
     packed.check_min_length(window_length, "window length")
     per_record = [
         window_starts(n, window_length, stride, include_tail) for n in packed.lengths

@@ -1,6 +1,7 @@
 """Reader for PTB-XL in its PhysioNet layout, with the benchmark's label sets."""
 
 import ast
+import functools
 import logging
 import os
 import pathlib
@@ -19,7 +20,7 @@ from keras_ecg.data.errors import ECGDataWarning
 from keras_ecg.data.errors import FailureLog
 from keras_ecg.data.errors import check_on_error
 from keras_ecg.data.errors import warn_skipped
-from keras_ecg.data.progress import ReadProgress
+from keras_ecg.data.record_stream import read_records
 from keras_ecg.data.signal_cache import SignalCache
 from keras_ecg.data.wfdb_folder import read_wfdb_record
 
@@ -246,6 +247,7 @@ def load_ptbxl(
     on_error="raise",
     leads=None,
     progress=False,
+    workers=None,
 ):
     """Loads PTB-XL from its PhysioNet layout.
 
@@ -275,13 +277,18 @@ def load_ptbxl(
         folds: `strat_fold` values to keep (e.g. `TRAIN_FOLDS`); `None` keeps all.
         drop_unlabelled: drop records with no statement of `label_set` (as the
             benchmark does).
-        cache_dir: optional `SignalCache` folder; a second identical call reads
-            the decoded signals from a memory map instead of the WFDB files.
+        cache_dir: optional `SignalCache` folder. The signals are written into
+            it chunk by chunk as they are decoded (memory does not grow with
+            the number of records); a second identical call reads them from a
+            memory map instead of the WFDB files, and an interrupted build
+            resumes after its last finished chunk.
         on_error: `"raise"` raises the first `ECGDataError`; `"skip"` skips bad
             records with one `ECGDataWarning`.
         leads: optional lead names to keep, in this order (case-insensitive);
             default all 12 in the standard order.
         progress: print reading progress (records done / total).
+        workers: processes decoding records; `None` uses `min(cpu_count, 4)`,
+            1 decodes in this process. The result does not depend on it.
 
     Returns:
         An `ECGDataset` with float32 `(timesteps, leads)` signals in mV,
@@ -307,6 +314,100 @@ def load_ptbxl(
     ```
     """
     root = pathlib.Path(path).expanduser()
+    sampling_rate, leads = _check_ptbxl_arguments(
+        root, sampling_rate, label_set, on_error, leads
+    )
+    # Step 1: the metadata tables.
+    database, statements, paths = _read_ptbxl_metadata(root, sampling_rate, label_set)
+    file_column = _file_column(sampling_rate)
+    # Step 2: select the records (folds, on disk, labelled).
+    if folds is not None:
+        folds = sorted({int(f) for f in np.atleast_1d(folds)})
+        database = database[database["strat_fold"].isin(folds)]
+    database, num_missing = _keep_on_disk(root, database, file_column, sampling_rate)
+    log = FailureLog(on_error)
+    classes, mapping = ptbxl_label_map(statements, label_set)
+    label_rows, valid = _ptbxl_label_rows(
+        database, statements, classes, mapping, log, paths[0]
+    )
+    num_unlabelled = 0
+    if drop_unlabelled:
+        labelled = label_rows.any(axis=1)
+        num_unlabelled = int((valid & ~labelled).sum())
+        valid &= labelled
+    if num_unlabelled:
+        logger.info(
+            "dropped %d PTB-XL record(s) without a %r label", num_unlabelled, label_set
+        )
+    database = database[valid]
+    label_rows = label_rows[valid]
+    header_paths = [root / f"{name}.hea" for name in database[file_column]]
+    # Step 3: read the signals, chunk by chunk (into the cache if any).
+    cache, key, settings = None, None, None
+    if cache_dir is not None:
+        cache = SignalCache(cache_dir)
+        settings = {
+            "reader": "load_ptbxl",
+            "sampling_rate": sampling_rate,
+            "label_set": label_set,
+            "folds": folds,
+            "drop_unlabelled": drop_unlabelled,
+            "on_error": on_error,
+            "leads": list(leads),
+        }
+        files = list(paths)
+        for header_path in header_paths:
+            files += [header_path, header_path.with_suffix(".dat")]
+        key = cache.key(root, settings, files)
+    # Labels and metadata are rebuilt from the CSV on every load, so only the
+    # decoded signals and the kept ids go into the cache.
+    result = read_records(
+        [(str(p), int(i)) for p, i in zip(header_paths, database.index, strict=True)],
+        functools.partial(
+            _decode_ptbxl_record, leads=leads, sampling_rate=sampling_rate
+        ),
+        _keep_ptbxl_record,
+        on_error=on_error,
+        cache=cache,
+        key=key,
+        index_fields=None
+        if settings is None
+        else {"source": str(root.resolve()), **settings},
+        workers=workers,
+        progress=progress,
+        what="reading PTB-XL records",
+    )
+    failures = log.messages() + list(result.failures)
+    warn_skipped(failures, str(root))
+    # Step 4: the dataset of the kept records.
+    kept = np.asarray(result.record_ids, dtype=np.int64)
+    positions = database.index.get_indexer(kept)
+    metadata = database.iloc[positions].copy()
+    metadata.attrs["num_unlabelled_dropped"] = num_unlabelled
+    metadata.attrs["num_missing"] = num_missing
+    metadata.attrs["num_failed"] = len(failures)
+    return ECGDataset(
+        signals=result.signals,
+        record_ids=[str(ecg_id) for ecg_id in kept],
+        sampling_rate=sampling_rate,
+        lead_names=leads,
+        labels=label_rows[positions],
+        classes=list(classes),
+        folds=metadata["strat_fold"].to_numpy(dtype=np.int64),
+        metadata=metadata,
+        class_descriptions=ptbxl_class_descriptions(
+            statements, label_set, classes, mapping
+        ),
+        label_vocabulary=LABEL_VOCABULARY[label_set],
+    )
+
+
+def _file_column(sampling_rate):
+    return "filename_lr" if sampling_rate == 100 else "filename_hr"
+
+
+def _check_ptbxl_arguments(root, sampling_rate, label_set, on_error, leads):
+    """Validated `(sampling_rate, leads)` of `load_ptbxl`."""
     if (
         isinstance(sampling_rate, bool)
         or not isinstance(sampling_rate, (int, np.integer))
@@ -318,18 +419,20 @@ def load_ptbxl(
             f"{PTBXL_SAMPLING_RATES} Hz",
             root,
         )
-    sampling_rate = int(sampling_rate)
     check_on_error(on_error)
     if label_set not in LABEL_SETS:
         raise ValueError(f"label_set must be one of {LABEL_SETS}, got {label_set!r}.")
-    leads = _resolve_ptbxl_leads(leads)
+    return int(sampling_rate), _resolve_ptbxl_leads(leads)
+
+
+def _read_ptbxl_metadata(root, sampling_rate, label_set):
+    """`(database, statements, (database_path, statements_path))`."""
     database_path = root / "ptbxl_database.csv"
     statements_path = root / "scp_statements.csv"
     for csv_path in (database_path, statements_path):
         if not csv_path.is_file():
             raise ECGDataError(root, f"{csv_path.name} not found", csv_path)
-
-    file_column = "filename_lr" if sampling_rate == 100 else "filename_hr"
+    file_column = _file_column(sampling_rate)
     database = _read_metadata_csv(
         database_path,
         {
@@ -344,10 +447,11 @@ def load_ptbxl(
         statements_path,
         {c: f"label_set={label_set!r}" for c in STATEMENT_COLUMNS[label_set]},
     )
-    if folds is not None:
-        folds = sorted({int(f) for f in np.atleast_1d(folds)})
-        database = database[database["strat_fold"].isin(folds)]
+    return database, statements, (database_path, statements_path)
 
+
+def _keep_on_disk(root, database, file_column, sampling_rate):
+    """The rows whose header is on disk, warning once about the others."""
     # Existence first: only the records on disk need their labels parsed.
     # One directory walk instead of ~20k stat calls (most records are absent).
     on_disk = set()
@@ -363,13 +467,13 @@ def load_ptbxl(
             f"ptbxl_database.csv are not in {root} at {sampling_rate} Hz and "
             f"were skipped (first ecg_ids: {missing_ids})",
             ECGDataWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    database = database[present]
-    header_paths = [root / f"{name}.hea" for name in database[file_column]]
+    return database[present], num_missing
 
-    log = FailureLog(on_error)
-    classes, mapping = ptbxl_label_map(statements, label_set)
+
+def _ptbxl_label_rows(database, statements, classes, mapping, log, database_path):
+    """Multi-hot rows over `classes` and which rows parsed (`log` gets the rest)."""
     column_of = {name: j for j, name in enumerate(classes)}
     known = set(statements.index)
     label_rows = np.zeros((len(database), len(classes)), dtype=np.float32)
@@ -385,105 +489,25 @@ def load_ptbxl(
             target = mapping.get(code)
             if target is not None:
                 label_rows[i, column_of[target]] = 1.0
+    return label_rows, valid
 
-    num_unlabelled = 0
-    if drop_unlabelled:
-        labelled = label_rows.any(axis=1)
-        num_unlabelled = int((valid & ~labelled).sum())
-        valid &= labelled
-    if num_unlabelled:
-        logger.info(
-            "dropped %d PTB-XL record(s) without a %r label", num_unlabelled, label_set
+
+def _decode_ptbxl_record(task, leads, sampling_rate):
+    """Decodes one PTB-XL record (runs in a worker process)."""
+    header_path, ecg_id = task
+    rec = read_wfdb_record(header_path, ecg_id, leads, sampling_rate=None)
+    if rec.sampling_rate != sampling_rate:
+        raise ECGDataError(
+            ecg_id,
+            f"unsupported sampling rate: header says "
+            f"{rec.sampling_rate:g} Hz, expected {sampling_rate} Hz",
+            header_path,
         )
-    database = database[valid]
-    label_rows = label_rows[valid]
-    header_paths = [p for p, ok in zip(header_paths, valid, strict=True) if ok]
+    return rec.signal, None
 
-    cache = None
-    kept = None
-    num_label_failures = len(log.failures)
-    if cache_dir is not None:
-        cache = SignalCache(cache_dir)
-        settings = {
-            "reader": "load_ptbxl",
-            "sampling_rate": sampling_rate,
-            "label_set": label_set,
-            "folds": folds,
-            "drop_unlabelled": drop_unlabelled,
-            "on_error": on_error,
-            "leads": list(leads),
-        }
-        files = [database_path, statements_path]
-        for header_path in header_paths:
-            files += [header_path, header_path.with_suffix(".dat")]
-        key = cache.key(root, settings, files)
-        hit = cache.load(key)
-        if hit is not None:
-            cached, extra = hit
-            failures = log.messages() + extra.get("failures", [])
-            warn_skipped(failures, str(root))
-            signals = cached.signals
-            kept = np.asarray([int(r) for r in cached.record_ids], dtype=np.int64)
 
-    if kept is None:
-        signals, kept_list = [], []
-        reading = ReadProgress(
-            len(header_paths), "reading PTB-XL records", enabled=progress
-        )
-        for ecg_id, header_path in zip(database.index, header_paths, strict=True):
-            reading.update()
-            try:
-                rec = read_wfdb_record(header_path, ecg_id, leads, sampling_rate=None)
-                if rec.sampling_rate != sampling_rate:
-                    raise ECGDataError(
-                        ecg_id,
-                        f"unsupported sampling rate: header says "
-                        f"{rec.sampling_rate:g} Hz, expected {sampling_rate} Hz",
-                        header_path,
-                    )
-            except ECGDataError as error:
-                log.record(error)
-                continue
-            signals.append(rec.signal)
-            kept_list.append(ecg_id)
-        reading.close()
-        log.warn(str(root))
-        failures = log.messages()
-        kept = np.asarray(kept_list, dtype=np.int64)
-
-    positions = database.index.get_indexer(kept)
-    metadata = database.iloc[positions].copy()
-    metadata.attrs["num_unlabelled_dropped"] = num_unlabelled
-    metadata.attrs["num_missing"] = num_missing
-    metadata.attrs["num_failed"] = len(failures)
-    dataset = ECGDataset(
-        signals=signals,
-        record_ids=[str(ecg_id) for ecg_id in kept],
-        sampling_rate=sampling_rate,
-        lead_names=leads,
-        labels=label_rows[positions],
-        classes=list(classes),
-        folds=metadata["strat_fold"].to_numpy(dtype=np.int64),
-        metadata=metadata,
-        class_descriptions=ptbxl_class_descriptions(
-            statements, label_set, classes, mapping
-        ),
-        label_vocabulary=LABEL_VOCABULARY[label_set],
-    )
-    if cache is not None and hit is None:
-        # Labels and metadata are rebuilt from the CSV on every load, so only the
-        # decoded signals and the kept ids need caching.
-        cache.save(
-            key,
-            ECGDataset(
-                signals=signals,
-                record_ids=dataset.record_ids,
-                sampling_rate=sampling_rate,
-                lead_names=leads,
-            ),
-            extra={"failures": failures[num_label_failures:]},
-        )
-    return dataset
+def _keep_ptbxl_record(task, value, counts):
+    return task[1], value[0], None
 
 
 def split_ptbxl(dataset):

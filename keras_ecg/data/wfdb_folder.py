@@ -2,6 +2,7 @@
 
 import dataclasses
 import fractions
+import functools
 import logging
 import math
 import os
@@ -20,10 +21,9 @@ from keras_ecg.data.ecg_dataset import STANDARD_LEADS
 from keras_ecg.data.ecg_dataset import ECGDataset
 from keras_ecg.data.errors import ECGDataError
 from keras_ecg.data.errors import ECGDataWarning
-from keras_ecg.data.errors import FailureLog
 from keras_ecg.data.errors import check_on_error
 from keras_ecg.data.errors import warn_skipped
-from keras_ecg.data.progress import ReadProgress
+from keras_ecg.data.record_stream import read_records
 from keras_ecg.data.signal_cache import SignalCache
 from keras_ecg.data.snomed import class_codes
 from keras_ecg.data.snomed import scored_snomed_classes
@@ -496,12 +496,17 @@ def load_wfdb_folder(
     min_duration_s=None,
     label_set="all",
     progress=False,
+    workers=None,
 ):
     """Loads a folder of WFDB records (`.hea` + `.dat`/`.mat`), e.g. CinC 2021.
 
     Labels are SNOMED-CT codes from the `#Dx:` header comment. Every record is
     resampled to `sampling_rate` with `scipy.signal.resample_poly` and its leads
     selected/reordered by name. Records may differ in length.
+
+    The steps: list the headers, then read and resample the records chunk by
+    chunk in `workers` processes (`keras_ecg.data.record_stream`), straight
+    into the cache when there is one, then assemble labels and metadata.
 
     Args:
         path: folder holding the records.
@@ -517,8 +522,11 @@ def load_wfdb_folder(
             drops codes outside the classes; `"error"` raises an
             `ECGDataError` naming the record.
         recursive: also search sub-folders.
-        cache_dir: optional folder for a `SignalCache`; a second call with the
-            same files and settings skips WFDB decoding.
+        cache_dir: optional folder for a `SignalCache`. The decoded records
+            are written into it chunk by chunk as they are read (memory does
+            not grow with the number of records) and come back memory-mapped;
+            a second call with the same files and settings skips decoding, and
+            an interrupted build resumes after its last finished chunk.
         on_error: `"raise"` raises the first `ECGDataError`; `"skip"` skips bad
             records and emits one `ECGDataWarning` summarising them.
         min_duration_s: drop records shorter than this many seconds.
@@ -529,6 +537,8 @@ def load_wfdb_folder(
             scores (its 30 scored codes, with the 4 pairs its evaluation
             treats as one diagnosis merged, e.g. `"713427006|59118001"`),
             whether or not any record has them.
+        workers: processes decoding records; `None` uses `min(cpu_count, 4)`,
+            1 decodes in this process. The result does not depend on it.
 
     Returns:
         An `ECGDataset` with `label_vocabulary="snomed"` and
@@ -552,6 +562,78 @@ def load_wfdb_folder(
     ```
     """
     root = pathlib.Path(path).expanduser()
+    sampling_rate, leads, classes = _check_folder_arguments(
+        root, sampling_rate, leads, classes, unknown_labels, on_error, label_set
+    )
+    # Step 1: list the records.
+    headers = _list_headers(root, recursive)
+    if not headers:
+        raise ECGDataError(root, "no .hea files found", root)
+    settings = {
+        "reader": "load_wfdb_folder",
+        "sampling_rate": sampling_rate,
+        "leads": None if leads is None else list(leads),
+        "classes": classes,
+        "unknown_labels": unknown_labels,
+        "label_set": label_set,
+        "recursive": recursive,
+        "on_error": on_error,
+        "min_duration_s": min_duration_s,
+    }
+    cache, key = None, None
+    if cache_dir is not None:
+        cache = SignalCache(cache_dir)
+        key = cache.key(root, settings, _cache_files(root, headers))
+    # Step 2: read and resample, chunk by chunk (into the cache if any).
+    known_codes = None
+    if classes is not None and unknown_labels == "error":
+        known_codes = {code for name in classes for code in class_codes(name)}
+    tasks = [(str(header), _record_id(root, header)) for header in headers]
+    keeper = _FolderKeeper(leads, sampling_rate, min_duration_s)
+    result = read_records(
+        tasks,
+        functools.partial(
+            _decode_folder_record,
+            leads=leads,
+            sampling_rate=sampling_rate,
+            known_codes=known_codes,
+            keep_lead_names=leads is None,
+        ),
+        keeper,
+        on_error=on_error,
+        cache=cache,
+        key=key,
+        index_fields={"source": str(root.resolve()), **settings},
+        workers=workers,
+        progress=progress,
+        what="reading WFDB records",
+        resume=keeper.resume,
+    )
+    warn_skipped(result.failures, str(root))
+    _warn_short(result.counts.get("short", 0), min_duration_s)
+    if not result.signals:
+        raise ECGDataError(root, "no readable records", root)
+    # Step 3: labels and metadata from the kept records' header info.
+    dataset = _assemble_folder_dataset(result, sampling_rate, leads, classes)
+    logger.info("loaded %d records from %s", len(dataset), root)
+    return dataset
+
+
+def _record_id(root, header):
+    """The header path relative to `root`, without ".hea", "/"-separated."""
+    # Plain strings where possible: pathlib's relative_to costs more than the
+    # cache lookup on 20k records.
+    prefix = str(root).rstrip(os.sep) + os.sep
+    text = str(header)
+    if text.startswith(prefix) and text.endswith(".hea"):
+        return text[len(prefix) : -4].replace(os.sep, "/")
+    return header.relative_to(root).with_suffix("").as_posix()
+
+
+def _check_folder_arguments(
+    root, sampling_rate, leads, classes, unknown_labels, on_error, label_set
+):
+    """Validated `(sampling_rate, leads, classes)` of `load_wfdb_folder`."""
     if not root.is_dir():
         raise ECGDataError(root, "folder not found", root)
     check_on_error(on_error)
@@ -569,7 +651,6 @@ def load_wfdb_folder(
             f"unsupported sampling rate {sampling_rate!r}: use a positive integer",
             root,
         )
-    sampling_rate = int(sampling_rate)
     leads = _canonical_leads(leads)
     if label_set not in WFDB_LABEL_SETS:
         raise ValueError(
@@ -588,100 +669,89 @@ def load_wfdb_folder(
         classes = [str(c) for c in classes]
         if len(set(classes)) != len(classes):
             raise ValueError(f"classes contains duplicates: {classes}.")
+    return int(sampling_rate), leads, classes
 
-    headers = _list_headers(root, recursive)
-    if not headers:
-        raise ECGDataError(root, "no .hea files found", root)
 
-    cache = None
-    key = None
-    if cache_dir is not None:
-        cache = SignalCache(cache_dir)
-        settings = {
-            "reader": "load_wfdb_folder",
-            "sampling_rate": sampling_rate,
-            "leads": None if leads is None else list(leads),
-            "classes": classes,
-            "unknown_labels": unknown_labels,
-            "label_set": label_set,
-            "recursive": recursive,
-            "on_error": on_error,
-            "min_duration_s": min_duration_s,
-        }
-        key = cache.key(root, settings, _cache_files(root, headers))
-        hit = cache.load(key)
-        if hit is not None:
-            dataset, extra = hit
-            warn_skipped(extra.get("failures", []), str(root))
-            _warn_short(extra.get("num_short", 0), min_duration_s)
-            return dataset
+def _decode_folder_record(task, leads, sampling_rate, known_codes, keep_lead_names):
+    """Decodes one record of a folder (runs in a worker process).
 
-    column_of_code = {}
-    for j, name in enumerate(classes or ()):
-        for code in class_codes(name):
-            column_of_code.setdefault(code, []).append(j)
-    log = FailureLog(on_error)
-    signals, record_ids, rows = [], [], []
-    lead_names = leads
-    num_short = 0
-    reading = ReadProgress(len(headers), "reading WFDB records", enabled=progress)
-    for header_path in headers:
-        reading.update()
-        record_id = header_path.relative_to(root).with_suffix("").as_posix()
-        try:
-            rec = read_wfdb_record(header_path, record_id, leads, sampling_rate)
-            info = parse_comments(rec.comments)
-            if classes is not None and unknown_labels == "error":
-                unknown = [c for c in info["dx"] if c not in column_of_code]
-                if unknown:
-                    raise ECGDataError(
-                        record_id,
-                        f"unknown label(s) {unknown} not in `classes`",
-                        header_path,
-                    )
-            if lead_names is None:
-                lead_names = rec.lead_names
-            elif leads is None and [n.lower() for n in rec.lead_names] != [
-                n.lower() for n in lead_names
-            ]:
+    Returns:
+        `(signal, info)`, `info` the JSON-able header facts the dataset keeps.
+    """
+    header_path, record_id = task
+    header_path = pathlib.Path(header_path)
+    rec = read_wfdb_record(header_path, record_id, leads, sampling_rate)
+    info = parse_comments(rec.comments)
+    if known_codes is not None:
+        unknown = [c for c in info["dx"] if c not in known_codes]
+        if unknown:
+            raise ECGDataError(
+                record_id, f"unknown label(s) {unknown} not in `classes`", header_path
+            )
+    info = {
+        "path": str(header_path),
+        "age": info["age"],
+        "sex": info["sex"],
+        "dx": info["dx"],
+        "original_sampling_rate": rec.original_sampling_rate,
+        "original_length": rec.original_length,
+    }
+    if keep_lead_names:
+        info["lead_names"] = list(rec.lead_names)
+    return rec.signal, info
+
+
+class _FolderKeeper:
+    """The in-order checks of a folder read: one lead order, minimum duration."""
+
+    def __init__(self, leads, sampling_rate, min_duration_s):
+        self.leads = leads
+        self.lead_names = leads
+        self.sampling_rate = sampling_rate
+        self.min_duration_s = min_duration_s
+
+    def resume(self, records):
+        if self.leads is None:
+            self.lead_names = tuple(records[0][1]["lead_names"])
+
+    def __call__(self, task, value, counts):
+        header_path, record_id = task
+        signal, info = value
+        if self.leads is None:
+            names = tuple(info["lead_names"])
+            if self.lead_names is None:
+                self.lead_names = names
+            elif [n.lower() for n in names] != [n.lower() for n in self.lead_names]:
                 raise ECGDataError(
                     record_id,
-                    f"leads {list(rec.lead_names)} differ from the first record's "
-                    f"{list(lead_names)}; pass `leads=` to select them by name",
+                    f"leads {list(names)} differ from the first record's "
+                    f"{list(self.lead_names)}; pass `leads=` to select them by name",
                     header_path,
                 )
-        except ECGDataError as error:
-            log.record(error)
-            continue
-        duration = rec.signal.shape[0] / sampling_rate
-        if min_duration_s is not None and duration < min_duration_s:
-            num_short += 1
-            continue
-        signals.append(rec.signal)
-        record_ids.append(record_id)
-        rows.append(
-            {
-                "record_id": record_id,
-                "path": str(header_path),
-                "age": info["age"],
-                "sex": info["sex"],
-                "dx": info["dx"],
-                "original_sampling_rate": rec.original_sampling_rate,
-                "original_length": rec.original_length,
-            }
-        )
-    reading.close()
-    log.warn(str(root))
-    _warn_short(num_short, min_duration_s)
-    if not signals:
-        raise ECGDataError(root, "no readable records", root)
+        duration = signal.shape[0] / self.sampling_rate
+        if self.min_duration_s is not None and duration < self.min_duration_s:
+            counts["short"] = counts.get("short", 0) + 1
+            return None
+        return record_id, signal, info
 
+
+def _assemble_folder_dataset(result, sampling_rate, leads, classes):
+    """The `ECGDataset` of the kept records: labels from their `#Dx` codes."""
+    rows = [{"record_id": r, **i} for r, i in zip(result.record_ids, result.infos)]
+    lead_names = leads
+    if lead_names is None:
+        lead_names = tuple(rows[0]["lead_names"])
+        for row in rows:
+            del row["lead_names"]
     if classes is None:
         found = {code for row in rows for code in row["dx"]}
         label_classes = sorted(found, key=_code_sort_key)
-        column_of_code = {code: [j] for j, code in enumerate(label_classes)}
     else:
         label_classes = list(classes)
+    column_of_code = {}
+    for j, name in enumerate(label_classes):
+        for code in class_codes(name) if classes is not None else (name,):
+            column_of_code.setdefault(code, []).append(j)
     labels = None
     if label_classes:
         labels = np.zeros((len(rows), len(label_classes)), dtype=np.float32)
@@ -689,9 +759,9 @@ def load_wfdb_folder(
             for code in row["dx"]:
                 labels[i, column_of_code.get(code, [])] = 1.0
     metadata = pd.DataFrame(rows).set_index("record_id")
-    dataset = ECGDataset(
-        signals=signals,
-        record_ids=record_ids,
+    return ECGDataset(
+        signals=result.signals,
+        record_ids=list(result.record_ids),
         sampling_rate=sampling_rate,
         lead_names=tuple(lead_names),
         labels=labels,
@@ -701,14 +771,6 @@ def load_wfdb_folder(
         class_descriptions=snomed_descriptions(label_classes),
         label_vocabulary=SNOMED,
     )
-    if cache is not None:
-        cache.save(
-            key,
-            dataset,
-            extra={"failures": log.messages(), "num_short": num_short},
-        )
-    logger.info("loaded %d records from %s", len(dataset), root)
-    return dataset
 
 
 def _warn_short(num_short, min_duration_s):

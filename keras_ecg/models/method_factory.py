@@ -181,7 +181,14 @@ def build_method(method, size="small", input_leads=12, **kwargs):
 
 
 def make_method_dataset(
-    method, data, batch_size, augmentation=None, crop_seconds=None, seed=0
+    method,
+    data,
+    batch_size,
+    augmentation=None,
+    crop_seconds=None,
+    seed=0,
+    standardizer=None,
+    shard=None,
 ):
     """The tf.data pretraining input each method expects.
 
@@ -198,6 +205,10 @@ def make_method_dataset(
         crop_seconds: crop duration; defaults to `CROP_SECONDS[method]` (the
             paper's 2.5 s, CPC 10 s), converted with `data.sampling_rate`.
         seed: seeds the order, the crops and the augmentation draws.
+        standardizer: optional fitted `LeadStandardizer` applied to every
+            crop in the pipeline (no standardised copy of `data`).
+        shard: optional `(process_index, num_processes)`: this process reads
+            only its share of the records (see `make_pretraining_dataset`).
     """
     from keras_ecg.data.durations import drop_short_records
     from keras_ecg.data.durations import seconds_to_samples
@@ -216,6 +227,8 @@ def make_method_dataset(
         shuffle=True,
         seed=seed,
         drop_remainder=True,
+        standardizer=standardizer,
+        shard=shard,
     )
 
 

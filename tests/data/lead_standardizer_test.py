@@ -95,3 +95,32 @@ def test_keras_layer_matches_transform():
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(rebuilt(batch)), out, atol=1e-6
     )
+
+
+def test_fit_on_a_read_only_memmap_equals_fit_in_memory(tmp_path):
+    from keras_ecg.data import lead_standardizer
+
+    rng = np.random.default_rng(3)
+    records = [
+        rng.normal(2.0, 3.0, size=(n, 4)).astype(np.float32) for n in (50, 7, 90)
+    ]
+    flat = np.concatenate(records)
+    np.save(tmp_path / "x.npy", flat)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    views = [mm[0:50], mm[50:57], mm[57:147]]
+    released = []
+    original = lead_standardizer._PageRelease.release
+
+    def counting(self):
+        released.append(len(self.maps))
+        original(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lead_standardizer._PageRelease, "release", counting)
+        fitted = LeadStandardizer().fit(views)
+    reference = LeadStandardizer().fit(records)
+    np.testing.assert_array_equal(fitted.mean, reference.mean)
+    np.testing.assert_array_equal(fitted.std, reference.std)
+    np.testing.assert_allclose(fitted.mean, flat.astype(np.float64).mean(0))
+    assert released and released[-1] == 1  # the memmap's pages were released
+    np.testing.assert_array_equal(views[2], records[2])  # still readable

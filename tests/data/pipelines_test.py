@@ -347,3 +347,119 @@ def test_real_ptbxl_windows_and_crops_are_exact_slices(ptbxl_signals):
             if np.array_equal(records[r, s : s + 250], crop)
         ]
         assert len(matches) >= 1
+
+
+def _memmap_views(tmp_path, records):
+    flat = np.concatenate(records)
+    mm = np.memmap(tmp_path / "x.f32", dtype="float32", mode="w+", shape=flat.shape)
+    mm[:] = flat
+    mm.flush()
+    mm = np.memmap(tmp_path / "x.f32", dtype="float32", mode="r", shape=flat.shape)
+    bounds = np.concatenate([[0], np.cumsum([len(r) for r in records])])
+    return [mm[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+@pytest.mark.parametrize("source", ["memory", "memmap"])
+def test_standardizer_in_the_pipeline_equals_standardising_first(tmp_path, source):
+    from keras_ecg.data.lead_standardizer import LeadStandardizer
+
+    records = _records()
+    records = [r * np.float32(0.37) + np.float32(1.5) for r in records]
+    standardizer = LeadStandardizer().fit(records)
+    data = records if source == "memory" else _memmap_views(tmp_path, records)
+    kwargs = dict(crop_length=[200, 120], num_views=2, batch_size=3, seed=4)
+    before = _epoch(make_pretraining_dataset(standardizer.transform(records), **kwargs))
+    during = _epoch(make_pretraining_dataset(data, standardizer=standardizer, **kwargs))
+    assert len(before) == len(during) == 2
+    for (a,), (b,) in zip(before, during, strict=True):
+        for view_a, view_b in zip(a, b, strict=True):
+            np.testing.assert_array_equal(view_a, view_b)
+    labels = np.eye(6, dtype=np.float32)
+    sup_before = _epoch(
+        make_supervised_dataset(
+            standardizer.transform(records), labels, crop_length=250, seed=1
+        )
+    )
+    sup_during = _epoch(
+        make_supervised_dataset(
+            data, labels, crop_length=250, seed=1, standardizer=standardizer
+        )
+    )
+    for (xa, ya), (xb, yb) in zip(sup_before, sup_during, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    win_before, _ = make_window_dataset(standardizer.transform(records), stride=100)
+    win_during, _ = make_window_dataset(data, stride=100, standardizer=standardizer)
+    for xa, xb in zip(_epoch(win_before), _epoch(win_during), strict=True):
+        np.testing.assert_array_equal(xa, xb)
+
+
+def test_memmap_records_are_read_in_place(tmp_path):
+    from keras_ecg.data.pipelines import _PackedRecords
+
+    records = _records()
+    views = _memmap_views(tmp_path, records)
+    packed = _PackedRecords(views[1:4])
+    assert not packed.in_memory  # no tf.Variable copy of the memmap
+    # The whole memmap, not a copy: records are located by their row offsets.
+    assert isinstance(packed._array, np.memmap)
+    assert np.shares_memory(packed._array, views[0])
+    assert packed._array.shape == (sum(LENGTHS), NUM_LEADS)
+    np.testing.assert_array_equal(packed.offsets, [300, 560, 960])
+    assert _PackedRecords(records).in_memory  # plain arrays: packed in memory
+
+
+def test_shards_split_the_records_evenly_and_disjointly():
+    from keras_ecg.data.pipelines import shard_indices
+
+    records = _records(lengths=(260,) * 7)
+    seen = []
+    for index in range(3):
+        ds = make_pretraining_dataset(
+            records,
+            num_views=1,
+            batch_size=1,
+            shuffle=False,
+            shard=(index, 3),
+        )
+        got = [_locate(x[0])[0] for x in _epoch(ds)]
+        # 7 // 3 = 2 records each: every process runs the same number of steps.
+        assert got == list(shard_indices(7, (index, 3)))
+        assert got == [index, index + 3]
+        seen += got
+    assert sorted(seen) == [0, 1, 2, 3, 4, 5]
+    labels = np.arange(7, dtype=np.float32)[:, None]
+    ds = make_supervised_dataset(
+        records, labels, shuffle=False, batch_size=4, shard=(1, 2)
+    )
+    ((x, y),) = _epoch(ds)
+    assert [_locate(c)[0] for c in x] == [1, 3, 5]
+    np.testing.assert_array_equal(y[:, 0], [1, 3, 5])
+    for bad in [(2, 2), (0, 0), 3]:
+        with pytest.raises(ValueError, match="shard"):
+            make_pretraining_dataset(records, shard=bad)
+    with pytest.raises(ValueError, match="cannot be split"):
+        make_pretraining_dataset(records, shard=(0, 8))
+
+
+def test_method_dataset_passes_standardizer_and_shard_on():
+    from keras_ecg.data.lead_standardizer import LeadStandardizer
+    from keras_ecg.models.method_factory import make_method_dataset
+
+    records = _records(lengths=(1000,) * 6)
+    dataset = ECGDataset(
+        signals=records, record_ids=[f"r{i}" for i in range(6)], sampling_rate=100
+    )
+    standardizer = LeadStandardizer().fit(dataset)
+    (x,) = _epoch(
+        make_method_dataset(
+            "cpc", dataset, batch_size=3, standardizer=standardizer, shard=(1, 2)
+        )
+    )
+    # CPC: plain 10 s crops of records 1, 3, 5 (the shard), standardised.
+    expected = standardizer.transform([records[i] for i in (1, 3, 5)])
+    order = [int(round(c[0, 0] * standardizer.std[0] + standardizer.mean[0])) // 1000
+             for c in x]  # fmt: skip
+    assert sorted(order) == [1, 3, 5]
+    for crop, i in zip(x, order, strict=True):
+        np.testing.assert_array_equal(crop, expected[(1, 3, 5).index(i)])

@@ -79,7 +79,7 @@ def test_round_trip_keeps_class_descriptions_and_vocabulary(tmp_path):
     # An index written before these fields existed still loads.
     _, index_path = cache.paths("k1")
     index = json.loads(index_path.read_text())
-    del index["class_descriptions"], index["label_vocabulary"]
+    del index["dataset"]["class_descriptions"], index["dataset"]["label_vocabulary"]
     index_path.write_text(json.dumps(index))
     old, _ = cache.load("k1")
     assert old.class_descriptions is None and old.label_vocabulary is None
@@ -118,18 +118,25 @@ def test_miss_for_unknown_or_inconsistent_entries(tmp_path):
     assert cache.load("k") is None
 
 
-def test_interrupted_write_leaves_no_entry_and_no_temp_files(tmp_path, monkeypatch):
+def test_interrupted_write_leaves_no_entry_and_resumes(tmp_path):
     cache = SignalCache(tmp_path / "cache")
-
-    def broken_save(file, array, allow_pickle=False):
-        file.write(b"\x93NUMPY partial")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(signal_cache.np, "save", broken_save)
+    dataset = ECGDataset(
+        signals=[np.full((3, 2), i, dtype=np.float32) for i in range(150)],
+        record_ids=[f"r{i}" for i in range(150)],
+        sampling_rate=100,
+        lead_names=("I", "II"),
+    )
+    cache.fail_after_chunks = 1  # killed after the first chunk of 64 records
     with pytest.raises(KeyboardInterrupt):
-        cache.save("k", _dataset())
-    monkeypatch.undo()
-    assert list((tmp_path / "cache").iterdir()) == []
+        cache.save("k", dataset)
     assert cache.load("k") is None
-    cache.save("k", _dataset())
-    assert cache.load("k") is not None
+    assert [e["status"] for e in cache.entries()] == ["partial"]
+    cache.fail_after_chunks = None
+    cache.save("k", dataset)
+    loaded, _ = cache.load("k")
+    assert loaded.record_ids == dataset.record_ids
+    for a, b in zip(loaded.signals, dataset.signals, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # No partial folder and no temporary files are left.
+    names = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert names == ["k.json", "k.lock", "k.npy"]

@@ -1,0 +1,236 @@
+import functools
+import os
+import stat
+import warnings
+
+import numpy as np
+import pytest
+
+from keras_ecg.data import wfdb_folder
+from keras_ecg.data.errors import ECGDataError
+from keras_ecg.data.record_stream import read_records
+from keras_ecg.data.signal_cache import SignalCache
+from keras_ecg.data.signal_cache import list_caches
+from keras_ecg.data.signal_cache import remove_caches
+from keras_ecg.data.wfdb_folder import load_wfdb_folder
+
+# Pure numpy / file I/O: the tensorflow pass runs them (see conftest.py).
+AGNOSTIC = pytest.mark.backend_agnostic
+
+NUM_RECORDS = 10
+BAD = {3, 7}  # records whose decoding fails
+SHORT = {5}  # records `_keep` drops
+
+
+def _decode(task, log_path):
+    """A record of `task + 1` timesteps and 2 leads; logs every call."""
+    with open(log_path, "a") as f:
+        f.write(f"{task}\n")
+    if task in BAD:
+        raise ECGDataError(f"r{task}", "corrupt")
+    return np.arange(2 * (task + 1), dtype=np.float32).reshape(-1, 2) + task, task
+
+
+def _keep(task, value, counts):
+    signal, info = value
+    assert info == task
+    if task in SHORT:
+        counts["short"] = counts.get("short", 0) + 1
+        return None
+    return f"r{task}", signal, {"n": task}
+
+
+def _read(cache_dir, log_path, workers=1, on_error="skip"):
+    cache = None if cache_dir is None else SignalCache(cache_dir)
+    return read_records(
+        list(range(NUM_RECORDS)),
+        functools.partial(_decode, log_path=str(log_path)),
+        _keep,
+        on_error=on_error,
+        cache=cache,
+        key="k",
+        workers=workers,
+        chunk_records=3,
+    )
+
+
+def _decoded(log_path):
+    return [int(line) for line in log_path.read_text().split()]
+
+
+def _expected_signal(task):
+    return np.arange(2 * (task + 1), dtype=np.float32).reshape(-1, 2) + task
+
+
+def _check(result):
+    kept = [t for t in range(NUM_RECORDS) if t not in BAD | SHORT]
+    assert result.record_ids == [f"r{t}" for t in kept]
+    assert result.infos == [{"n": t} for t in kept]
+    assert result.failures == ["record r3: corrupt", "record r7: corrupt"]
+    assert result.counts == {"short": 1}
+    for signal, t in zip(result.signals, kept, strict=True):
+        np.testing.assert_array_equal(signal, _expected_signal(t))
+
+
+@AGNOSTIC
+@pytest.mark.parametrize("workers", [1, 2])
+def test_in_memory_and_cached_reads_agree(tmp_path, workers):
+    _check(_read(None, tmp_path / "log0", workers))
+    built = _read(tmp_path / "cache", tmp_path / "log1", workers)
+    _check(built)
+    assert not built.from_cache
+    assert all(isinstance(s, np.memmap) for s in built.signals)
+    assert sorted(_decoded(tmp_path / "log1")) == list(range(NUM_RECORDS))
+    hit = _read(tmp_path / "cache", tmp_path / "log2", workers)
+    _check(hit)
+    assert hit.from_cache and not (tmp_path / "log2").exists()
+
+
+@AGNOSTIC
+def test_interrupted_build_resumes_without_decoding_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(SignalCache, "fail_after_chunks", 2)
+    with pytest.raises(KeyboardInterrupt):
+        _read(tmp_path / "cache", tmp_path / "log1")
+    assert _decoded(tmp_path / "log1") == list(range(6))  # 2 chunks of 3
+    assert [e["status"] for e in list_caches(tmp_path / "cache")] == ["partial"]
+    monkeypatch.setattr(SignalCache, "fail_after_chunks", None)
+    resumed = _read(tmp_path / "cache", tmp_path / "log2")
+    # Only the records after the last finished chunk are decoded again.
+    assert _decoded(tmp_path / "log2") == list(range(6, NUM_RECORDS))
+    _check(resumed)
+    uninterrupted = _read(tmp_path / "cache2", tmp_path / "log3")
+    assert resumed.record_ids == uninterrupted.record_ids
+    assert resumed.failures == uninterrupted.failures
+    for a, b in zip(resumed.signals, uninterrupted.signals, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [e["status"] for e in list_caches(tmp_path / "cache")] == ["complete"]
+
+
+@AGNOSTIC
+def test_a_chunk_cut_mid_write_is_decoded_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(SignalCache, "fail_after_chunks", 2)
+    with pytest.raises(KeyboardInterrupt):
+        _read(tmp_path / "cache", tmp_path / "log1")
+    partial = tmp_path / "cache" / "k.partial"
+    # A kill while writing chunk 2: half its line, some of its signal rows.
+    lines = (partial / "chunks.jsonl").read_bytes().splitlines(keepends=True)
+    (partial / "chunks.jsonl").write_bytes(lines[0] + lines[1][:20])
+    with open(partial / "signals.npy", "ab") as f:
+        f.write(b"\1" * 40)
+    monkeypatch.setattr(SignalCache, "fail_after_chunks", None)
+    _check(_read(tmp_path / "cache", tmp_path / "log2"))
+    assert _decoded(tmp_path / "log2") == list(range(3, NUM_RECORDS))
+
+
+@AGNOSTIC
+def test_raise_mode_stops_at_the_first_bad_record_and_leaves_no_partial(tmp_path):
+    with pytest.raises(ECGDataError, match="record r3: corrupt"):
+        _read(tmp_path / "cache", tmp_path / "log", on_error="raise")
+    assert list_caches(tmp_path / "cache") == [
+        {"key": "k", "bytes": 0, "status": "orphan", "records": None}
+    ]  # only the lock file remains
+
+
+@AGNOSTIC
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_files_follow_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        _read(tmp_path / "cache", tmp_path / "log")
+    finally:
+        os.umask(old)
+    folder = tmp_path / "cache"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755 & ~umask
+    for name in ("k.npy", "k.json", "k.lock"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644 & ~umask
+
+
+@AGNOSTIC
+def test_list_and_remove(tmp_path):
+    _read(tmp_path / "cache", tmp_path / "log")
+    (entry,) = list_caches(tmp_path / "cache")
+    assert entry["status"] == "complete" and entry["records"] == 7
+    assert entry["bytes"] == sum(
+        (tmp_path / "cache" / n).stat().st_size for n in ("k.npy", "k.json", "k.lock")
+    )
+    with pytest.raises(KeyError, match="nope"):
+        remove_caches(tmp_path / "cache", ["nope"])
+    removed, freed = remove_caches(tmp_path / "cache")
+    assert removed == ["k"] and freed == entry["bytes"]
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+@AGNOSTIC
+def test_wfdb_folder_interrupted_and_parallel_builds_match(
+    tmp_path, cinc_dir, monkeypatch
+):
+    reference = load_wfdb_folder(cinc_dir, workers=1)
+    monkeypatch.setattr(SignalCache, "fail_after_chunks", 1)
+    with pytest.raises(KeyboardInterrupt):
+        load_wfdb_folder(cinc_dir, cache_dir=tmp_path / "cache", workers=2)
+    monkeypatch.setattr(SignalCache, "fail_after_chunks", None)
+    calls = []
+    real = wfdb_folder.read_wfdb_record
+
+    def counting(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(wfdb_folder, "read_wfdb_record", counting)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resumed = load_wfdb_folder(cinc_dir, cache_dir=tmp_path / "cache", workers=1)
+    # The first chunk (64 records) was not decoded again.
+    assert calls == reference.record_ids[64:]
+    assert resumed.record_ids == reference.record_ids
+    assert resumed.classes == reference.classes
+    np.testing.assert_array_equal(resumed.labels, reference.labels)
+    for a, b in zip(resumed.signals, reference.signals, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert list(resumed.metadata["dx"]) == list(reference.metadata["dx"])
+
+
+@pytest.mark.skipif(
+    __import__("keras").backend.backend() != "jax",
+    reason="JAX's fork warning: only the jax pass has JAX initialised",
+)
+def test_worker_processes_raise_no_fork_warning_under_jax(tmp_path):
+    import jax.numpy as jnp
+
+    float(jnp.ones(2).sum())  # JAX initialised: it now warns on os.fork()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _check(_read(tmp_path / "cache", tmp_path / "log", workers=2))
+
+
+@AGNOSTIC
+def test_concurrent_loads_build_once_and_read_the_same_entry(tmp_path):
+    # Processes of a multi-process run load the same data at once: one builds
+    # (holding the entry's lock), the others wait and read the finished entry.
+    # flock locks conflict between separate opens, so threads stand in here.
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        futures = [
+            pool.submit(_read, tmp_path / "cache", tmp_path / "log") for _ in range(3)
+        ]
+        results = [f.result() for f in futures]
+    assert sorted(_decoded(tmp_path / "log")) == list(range(NUM_RECORDS))
+    assert sorted(r.from_cache for r in results) == [False, True, True]
+    for result in results:
+        _check(result)
+
+
+@AGNOSTIC
+def test_a_partial_entry_with_lost_signals_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setattr(SignalCache, "fail_after_chunks", 2)
+    with pytest.raises(KeyboardInterrupt):
+        _read(tmp_path / "cache", tmp_path / "log1")
+    signals = tmp_path / "cache" / "k.partial" / "signals.npy"
+    # The chunk lines survived but the rows they declare did not (as after a
+    # system crash): nothing of the partial entry can be trusted.
+    with open(signals, "r+b") as f:
+        f.truncate(200)
+    monkeypatch.setattr(SignalCache, "fail_after_chunks", None)
+    _check(_read(tmp_path / "cache", tmp_path / "log2"))
+    assert _decoded(tmp_path / "log2") == list(range(NUM_RECORDS))
