@@ -726,3 +726,37 @@ def _torch_message(what):
         "training loop, all-gathering the projections before the loss (see "
         "docs/distributed.md)."
     )
+
+
+@contextlib.contextmanager
+def chief_writes(path):
+    """Yields where this process saves `path`: itself on the chief, else a
+    throw-away file.
+
+    Saving can take part in collectives (JAX reads arrays that span every
+    process), so in a multi-process job EVERY process saves, as TensorFlow
+    recommends for `MultiWorkerMirroredStrategy`; only the chief's file is
+    kept, the others' go to a temporary folder deleted on exit.
+
+    Args:
+        path: the file the chief writes.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> target = os.path.join(tempfile.mkdtemp(), "model.weights.h5")
+    >>> with chief_writes(target) as where:
+    ...     where == target
+    True
+    """
+    if is_chief():
+        yield path
+        return
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix=f"keras_ecg_process{process_index()}_")
+    try:
+        yield os.path.join(folder, os.path.basename(path))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
