@@ -340,7 +340,9 @@ def _int(value, what, source):
     try:
         return int(value)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{source}: {what} must be an integer, got {value!r}") from error
+        raise ValueError(
+            f"{source}: {what} must be an integer, got {value!r}"
+        ) from error
 
 
 def resolve_process_settings(
@@ -380,8 +382,9 @@ def resolve_process_settings(
 
     >>> env = {"SLURM_NTASKS": "2", "SLURM_PROCID": "1",
     ...        "SLURM_JOB_NODELIST": "gpu[07-08]"}
-    >>> resolve_process_settings(environ=env)
-    ProcessSettings(job_addresses=('gpu07:12355',), num_processes=2, process_id=1, source='SLURM')
+    >>> settings = resolve_process_settings(environ=env)
+    >>> settings.job_addresses, settings.num_processes, settings.process_id
+    (('gpu07:12355',), 2, 1)
     """
     env = os.environ if environ is None else environ
     candidates = [("arguments", job_addresses, num_processes, process_id)]
@@ -706,9 +709,7 @@ def barrier():
     @tf.function
     def reduce():
         return strategy.run(
-            lambda: tf.distribute.get_replica_context().all_reduce(
-                "sum", tf.ones([1])
-            )
+            lambda: tf.distribute.get_replica_context().all_reduce("sum", tf.ones([1]))
         )
 
     total = strategy.experimental_local_results(reduce())[0]

@@ -110,7 +110,7 @@ def _weights(model):
 
 
 def _save(path, loss, weights):
-    np.savez(path, loss=np.float64(loss), *weights)
+    np.savez(path, *weights, loss=np.float64(loss))
 
 
 def run_equality(out_dir):
@@ -206,7 +206,9 @@ def main(argv):
     from keras_ecg import distribute
 
     settings = distribute.initialize_multi_process(timeout_seconds=10)
-    print(f"process {settings.process_id} of {settings.num_processes} joined", flush=True)
+    print(
+        f"process {settings.process_id} of {settings.num_processes} joined", flush=True
+    )
     {"equality": run_equality, "resume": run_resume}[mode](out_dir)
     return 0
 
