@@ -9,7 +9,8 @@ job described by `KERAS_ECG_JOB_ADDRESSES`, `KERAS_ECG_NUM_PROCESSES` and
   `keras_ecg.distribute.data_parallel()`, and writes the logged loss and
   every weight to `OUT_DIR/<method>-<process>.npz`; process 0 also trains the
   same model on the global batch alone (no distribution) and writes that
-  reference to `OUT_DIR/<method>-reference.npz`.
+  reference to `OUT_DIR/<method>-reference.npz` and the starting weights to
+  `OUT_DIR/<method>-start.npz`.
 - `resume`: SimCLR for 6 steps through `keras_ecg.callbacks.resumable_fit`
   with a checkpoint every step in `OUT_DIR/backup`. With
   `KERAS_ECG_TEST_DIE_AT_STEP=k`, process 1 kills itself (SIGKILL) after step
@@ -129,6 +130,7 @@ def run_equality(out_dir):
         model(small)
         start = _weights(model)
         if distribute.is_chief():
+            _save(os.path.join(out_dir, f"{name}-start.npz"), 0.0, start)
             model.compile(optimizer=keras.optimizers.SGD(0.1), run_eagerly=True)
             history = model.fit(
                 inputs, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0
