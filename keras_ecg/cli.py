@@ -214,6 +214,13 @@ def _add_multi_process(parser):
         help="a job whose process stops answering fails after about this "
         "long (default: 60 s)",
     )
+    group.add_argument(
+        "--synchronized-batch-norm",
+        action="store_true",
+        help="TensorFlow: BatchNorm statistics over the global batch of each "
+        "step (all-reduced across replicas and workers); JAX's are global "
+        "anyway",
+    )
 
 
 def build_parser():

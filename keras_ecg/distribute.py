@@ -761,3 +761,35 @@ def chief_writes(path):
         yield os.path.join(folder, os.path.basename(path))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def synchronize_batch_norm(model, synchronized=True):
+    """Makes every `BatchNormalization` of `model` use global-batch statistics.
+
+    TensorFlow computes BatchNorm statistics per replica unless the layer is
+    `synchronized` (Keras then all-reduces the moments across the replicas of
+    a `MirroredStrategy` / `MultiWorkerMirroredStrategy` step). Under JAX
+    `DataParallel` the statistics are global already and under torch there
+    is one device, so this changes nothing there.
+
+    Args:
+        model: a built or unbuilt Keras layer or model.
+        synchronized: whether to synchronise (False: leaves `model` as is).
+
+    Returns:
+        Whether the layers were switched (True only under TensorFlow).
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.layers.BatchNormalization()])
+    >>> switched = synchronize_batch_norm(model)
+    >>> switched == (keras.backend.backend() == "tensorflow")
+    True
+    """
+    if not synchronized or keras.backend.backend() != "tensorflow":
+        return False
+    for layer in model._flatten_layers(include_self=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+    return True

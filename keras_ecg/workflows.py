@@ -325,7 +325,12 @@ def pretrain(args, train, output_dir, augmentation="rrc_to", preprocessor=None):
         return distribute.data_parallel() if multi_process else contextlib.nullcontext()
 
     with scope():
-        model = build_method(args.method, size=args.size, input_leads=train.num_leads)
+        model = build_method(
+            args.method,
+            size=args.size,
+            input_leads=train.num_leads,
+            synchronized_batch_norm=getattr(args, "synchronized_batch_norm", False),
+        )
         model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.lr))
     crop_seconds = getattr(args, "crop_seconds", None) or CROP_SECONDS[args.method]
     batch_size = min(args.batch_size, len(train))

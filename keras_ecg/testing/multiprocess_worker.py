@@ -22,6 +22,7 @@ import json
 import os
 import signal
 import sys
+import time
 
 import numpy as np
 
@@ -122,6 +123,7 @@ def run_equality(out_dir):
     x, views = _data()
     rank = distribute.process_index()
     for name in METHODS:
+        began = time.time()
         inputs = _inputs(name, x, views)
         small = inputs[:2] if name == "cpc" else tuple(v[:2] for v in inputs)
         # The starting weights, built outside the job (identical everywhere:
@@ -131,7 +133,7 @@ def run_equality(out_dir):
         start = _weights(model)
         if distribute.is_chief():
             _save(os.path.join(out_dir, f"{name}-start.npz"), 0.0, start)
-            model.compile(optimizer=keras.optimizers.SGD(0.1), run_eagerly=True)
+            model.compile(optimizer=keras.optimizers.SGD(0.1))
             history = model.fit(
                 inputs, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0
             )
@@ -140,6 +142,7 @@ def run_equality(out_dir):
                 history.history["loss"][0],
                 _weights(model),
             )
+        reference_seconds = time.time() - began
         with distribute.data_parallel():
             model = _make(name)
             dataset = _local_dataset(name, x, views)
@@ -154,7 +157,11 @@ def run_equality(out_dir):
                 history.history["loss"][0],
                 _weights(model),
             )
-        print(f"process {rank}: {name} done", flush=True)
+        print(
+            f"process {rank}: {name} done (reference {reference_seconds:.1f} s, "
+            f"job {time.time() - began - reference_seconds:.1f} s)",
+            flush=True,
+        )
 
 
 def run_resume(out_dir):
@@ -207,7 +214,8 @@ def main(argv):
     mode, out_dir = argv[1], argv[2]
     from keras_ecg import distribute
 
-    settings = distribute.initialize_multi_process(timeout_seconds=10)
+    # Short timeouts: a killed process must fail the job quickly.
+    settings = distribute.initialize_multi_process(timeout_seconds=5)
     print(
         f"process {settings.process_id} of {settings.num_processes} joined", flush=True
     )

@@ -26,6 +26,9 @@ class CPCEncoder(keras.layers.Layer):
         kernel_sizes: kernel size of each layer (an int applies to all).
         strides: stride of each layer (an int applies to all).
         use_batch_norm: add BatchNormalization before each ReLU.
+        synchronized_batch_norm: TensorFlow: compute the BatchNorm statistics
+            over the global batch of a distributed step (Keras'
+            `BatchNormalization(synchronized=True)`); JAX's are global anyway.
         **kwargs: base `keras.layers.Layer` arguments.
 
     Example:
@@ -42,9 +45,11 @@ class CPCEncoder(keras.layers.Layer):
         kernel_sizes=1,
         strides=1,
         use_batch_norm=True,
+        synchronized_batch_norm=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.synchronized_batch_norm = bool(synchronized_batch_norm)
         self.filters = tuple(int(f) for f in filters)
         self.kernel_sizes = _per_layer(kernel_sizes, len(self.filters))
         self.strides = _per_layer(strides, len(self.filters))
@@ -77,7 +82,11 @@ class CPCEncoder(keras.layers.Layer):
             if self.use_batch_norm:
                 self.norm_layers.append(
                     keras.layers.BatchNormalization(
-                        dtype=self.dtype_policy, name=f"bn_{i}"
+                        # Keras accepts it under TF only; JAX's are global.
+                        synchronized=self.synchronized_batch_norm
+                        and keras.backend.backend() == "tensorflow",
+                        dtype=self.dtype_policy,
+                        name=f"bn_{i}",
                     )
                 )
 
@@ -142,6 +151,7 @@ class CPCEncoder(keras.layers.Layer):
                 "kernel_sizes": self.kernel_sizes,
                 "strides": self.strides,
                 "use_batch_norm": self.use_batch_norm,
+                "synchronized_batch_norm": self.synchronized_batch_norm,
             }
         )
         return config
