@@ -397,3 +397,41 @@ def test_cli_single_process_flags(tmp_path, monkeypatch):
     )
     assert code == 2
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize("encoder_name", ["xresnet1d", "cpc"])
+def test_synchronized_batch_norm_option_round_trips(encoder_name, tmp_path):
+    from keras_ecg.models.encoders import CPCEncoder
+    from keras_ecg.models.encoders import XResNet1D
+    from keras_ecg.testing import assert_config_round_trip
+    from keras_ecg.testing import assert_saved_model_round_trip
+
+    if encoder_name == "xresnet1d":
+        encoder = XResNet1D(
+            block_depths=(1,),
+            widths=(4,),
+            expansion=1,
+            stem_filters=(4, 4, 4),
+            input_leads=2,
+            synchronized_batch_norm=True,
+        )
+    else:
+        encoder = CPCEncoder(filters=(4, 3), synchronized_batch_norm=True)
+    x = np.random.default_rng(0).normal(size=(2, 32, 2)).astype("float32")
+    encoder(x)
+    assert encoder.get_config()["synchronized_batch_norm"] is True
+    assert_config_round_trip(encoder)
+    restored = assert_saved_model_round_trip(
+        keras.Sequential([keras.Input((32, 2)), encoder]), x, tmp_path
+    )
+    norms = [
+        layer
+        for layer in restored._flatten_layers()
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert norms
+    # Keras synchronises BatchNorm under TensorFlow only (JAX: global anyway).
+    assert all(n.synchronized == (BACKEND == "tensorflow") for n in norms)
+    # Default: off, as before.
+    plain = CPCEncoder(filters=(4,)) if encoder_name == "cpc" else XResNet1D()
+    assert plain.get_config()["synchronized_batch_norm"] is False
