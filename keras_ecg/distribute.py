@@ -520,11 +520,9 @@ def initialize_multi_process(
     if backend == "jax":
         import jax
 
-        if jax.config.jax_platforms in (None, "", "cpu") and not os.environ.get(
-            "JAX_PLATFORMS", ""
-        ).replace("cpu", ""):
-            # CPU processes need a collectives library to talk to each other.
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        # CPU devices of different processes need a collectives library to
+        # talk to each other (GPUs use NCCL; this setting leaves them alone).
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(
             coordinator_address=settings.job_addresses[0],
             num_processes=settings.num_processes,

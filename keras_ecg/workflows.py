@@ -440,12 +440,6 @@ def join_job(args):
     return settings
 
 
-def _is_lost_process(error):
-    """Whether `error` says that another process of the job is gone (TF)."""
-    names = {"UnavailableError", "DeadlineExceededError", "AbortedError"}
-    return type(error).__name__ in names
-
-
 def run_pretrain(args):
     # Before any other framework work: TF's multi-worker strategy must be
     # created at program start.
@@ -453,15 +447,29 @@ def run_pretrain(args):
     try:
         return _run_pretrain(args)
     except Exception as error:
-        if settings is None or not _is_lost_process(error):
+        lost = lost_process_error(error, settings, args.output)
+        if lost is None:
             raise
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise LostProcessError(
-            f"process {settings.process_id} of {settings.num_processes}: "
-            f"another process of the job stopped answering ({first}). Restart "
-            "every process with the same command: they resume from the last "
-            f"checkpoint in {os.path.join(args.output, 'backup')}."
-        ) from error
+        raise lost from error
+
+
+def lost_process_error(error, settings, output):
+    """A `LostProcessError` for `error` if it says a process is gone, else None.
+
+    TensorFlow aborts the collectives of a multi-worker step with
+    `UnavailableError` (or a deadline / abort) when a peer stops sending
+    heartbeats. (JAX terminates the surviving processes itself.)
+    """
+    names = {"UnavailableError", "DeadlineExceededError", "AbortedError"}
+    if settings is None or type(error).__name__ not in names:
+        return None
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return LostProcessError(
+        f"process {settings.process_id} of {settings.num_processes}: another "
+        f"process of the job stopped answering ({lines[0] if lines else ''}). "
+        "Restart every process with the same command: they resume from the "
+        f"last checkpoint in {os.path.join(output, 'backup')}."
+    )
 
 
 def _run_pretrain(args):

@@ -435,3 +435,24 @@ def test_synchronized_batch_norm_option_round_trips(encoder_name, tmp_path):
     # Default: off, as before.
     plain = CPCEncoder(filters=(4,)) if encoder_name == "cpc" else XResNet1D()
     assert plain.get_config()["synchronized_batch_norm"] is False
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TF's collective errors")
+def test_a_lost_tf_peer_becomes_a_clear_cli_error():
+    import tensorflow as tf
+
+    from keras_ecg import workflows
+
+    settings = distribute.ProcessSettings(("h:1", "h:2"), 2, 0, "arguments")
+    error = tf.errors.UnavailableError(
+        None, None, "Collective ops is aborted by: tasks are unhealthy\nmore"
+    )
+    lost = workflows.lost_process_error(error, settings, "runs/x")
+    assert isinstance(lost, workflows.LostProcessError)
+    message = str(lost)
+    assert message.startswith("process 0 of 2: another process of the job")
+    assert "tasks are unhealthy" in message and "more" not in message
+    assert os.path.join("runs/x", "backup") in message
+    # Other errors, or one process: unchanged.
+    assert workflows.lost_process_error(ValueError("x"), settings, "o") is None
+    assert workflows.lost_process_error(error, None, "o") is None
