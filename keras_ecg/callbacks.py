@@ -14,6 +14,8 @@ import shutil
 import keras
 import numpy as np
 
+from keras_ecg import distribute
+
 
 class NonFiniteLossError(RuntimeError):
     """Raised by `StopOnNonFiniteLoss` when the training loss is NaN or inf."""
@@ -195,7 +197,8 @@ class StepCheckpoint(keras.callbacks.Callback):
         return None
 
     def delete(self):
-        if os.path.exists(self.backup_dir):
+        # In a multi-process job only the chief (process 0) writes.
+        if distribute.is_chief() and os.path.exists(self.backup_dir):
             shutil.rmtree(self.backup_dir)
 
     def on_train_begin(self, logs=None):
@@ -233,8 +236,16 @@ class StepCheckpoint(keras.callbacks.Callback):
 
     def _save(self, epoch, batch):
         self._steps_since_save = 0
-        os.makedirs(self.backup_dir, exist_ok=True)
         weights_file = f"step-{self._global_step}.weights.h5"
+        path = os.path.join(self.backup_dir, weights_file)
+        # In a multi-process job every process saves (a collective under
+        # JAX), only the chief's file is kept: all resume from it.
+        with distribute.chief_writes(path) as where:
+            if where == path:
+                os.makedirs(self.backup_dir, exist_ok=True)
+            self.model.save_weights(where, overwrite=True)
+        if not distribute.is_chief():
+            return
         metadata = {
             "epoch": int(epoch),
             "batch": int(batch),
@@ -242,9 +253,6 @@ class StepCheckpoint(keras.callbacks.Callback):
             "weights_file": weights_file,
             "history": self.history,
         }
-        self.model.save_weights(
-            os.path.join(self.backup_dir, weights_file), overwrite=True
-        )
         tmp = os.path.join(self.backup_dir, "tmp." + self.METADATA)
         with open(tmp, "w") as f:
             json.dump(metadata, f)
@@ -382,7 +390,7 @@ def resumable_fit(
             )
         try:
             model.fit(
-                dataset.skip(batch),
+                distribute.distribute_local_dataset(dataset.skip(batch)),
                 initial_epoch=epoch,
                 epochs=epoch + 1,
                 callbacks=callbacks,
@@ -395,7 +403,7 @@ def resumable_fit(
         epoch += 1
     if epoch < epochs and not model.stop_training:
         model.fit(
-            dataset,
+            distribute.distribute_local_dataset(dataset),
             initial_epoch=epoch,
             epochs=epochs,
             callbacks=callbacks,

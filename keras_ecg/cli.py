@@ -188,6 +188,46 @@ def _add_downstream(parser, mode):
         )
 
 
+def _add_multi_process(parser):
+    group = parser.add_argument_group(
+        "multi-process / multi-host data parallelism (JAX, TensorFlow; see "
+        "docs/distributed.md)"
+    )
+    group.add_argument(
+        "--distributed",
+        choices=("none", "auto", "multi-process"),
+        default="none",
+        help="none: one process (default); multi-process: join the job given "
+        "by --job-addresses/--num-processes/--process-id or, where absent, by "
+        "KERAS_ECG_JOB_ADDRESSES/_NUM_PROCESSES/_PROCESS_ID, TF_CONFIG or "
+        "SLURM; auto: multi-process when that environment describes more "
+        "than one process. --batch-size is the GLOBAL batch, split evenly "
+        "over the processes",
+    )
+    group.add_argument(
+        "--job-addresses",
+        default=None,
+        help="host:port of process 0 (JAX coordinator), or of every process, "
+        "comma-separated, process 0 first (TensorFlow needs all)",
+    )
+    group.add_argument("--num-processes", type=int, default=None)
+    group.add_argument("--process-id", type=int, default=None)
+    group.add_argument(
+        "--collective-timeout-seconds",
+        type=_positive_float,
+        default=60.0,
+        help="a job whose process stops answering fails after about this "
+        "long (default: 60 s)",
+    )
+    group.add_argument(
+        "--synchronized-batch-norm",
+        action="store_true",
+        help="TensorFlow: BatchNorm statistics over the global batch of each "
+        "step (all-reduced across replicas and workers); JAX's are global "
+        "anyway",
+    )
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-ecg",
@@ -250,6 +290,7 @@ def build_parser():
         default=50,
         help="save a resumable checkpoint every N steps (0: every epoch only)",
     )
+    _add_multi_process(pretrain)
 
     for name, help_text in (
         ("linear-eval", "linear evaluation of a pretrained encoder"),
@@ -448,6 +489,9 @@ def main(argv=None):
 
     try:
         workflows.run(args)
+    except workflows.LostProcessError as error:
+        print(f"keras-ecg {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except NonFiniteLossError as error:
         # The message says where and what to try; a traceback adds nothing.
         print(f"keras-ecg {args.command}: {error}", file=sys.stderr)

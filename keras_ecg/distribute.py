@@ -15,15 +15,29 @@
   `compute_loss` while it SUMS gradients over replicas.
 - PyTorch: not supported (`NotImplementedError`).
 
+Several processes (hosts, or one process per GPU) join one job through
+`initialize_multi_process()` at program start; `data_parallel()` then spans
+every process's devices (JAX `DataParallel` over the global device list, TF
+`MultiWorkerMirroredStrategy`), each process feeding its own rows of every
+global batch (`shard_indices`, `distribute_local_dataset`).
+
 Outside a multi-replica TensorFlow replica context the helpers are identities,
 so the models behave exactly as on one device.
 """
 
 import contextlib
+import json
+import os
+import re
+from typing import NamedTuple
 
 import keras
 
 _TF_STRATEGIES = {}
+# The job this process joined through `initialize_multi_process` (or None).
+_MULTI_PROCESS = {"settings": None, "strategy": None}
+# Port of the coordinator derived from a SLURM node list when none is given.
+DEFAULT_COORDINATOR_PORT = 12355
 
 
 def _tf():
@@ -187,6 +201,11 @@ def data_parallel(devices=None):
       default to all logical GPUs, else all logical CPUs.
     - PyTorch: raises `NotImplementedError`.
 
+    After `initialize_multi_process()`, the block spans every process's
+    devices (JAX: `DataParallel` over the global device list, fed per-process
+    batches; TF: the `MultiWorkerMirroredStrategy`), and `fit` takes each
+    process's LOCAL batches (`shard_indices`, `distribute_local_dataset`).
+
     Args:
         devices: optional list of device names (JAX: e.g. `"gpu:0"` as in
             `keras.distribution.list_devices()`; TF: e.g. `"/gpu:0"`).
@@ -205,17 +224,33 @@ def data_parallel(devices=None):
     ```
     """
     backend = keras.backend.backend()
+    multi_process = _MULTI_PROCESS["settings"] is not None
     if backend == "jax":
         if devices is None:
+            # In a multi-process job: the devices of every process.
             devices = keras.distribution.list_devices()
         previous = keras.distribution.distribution()
-        distribution = keras.distribution.DataParallel(devices=list(devices))
+        # Each process already feeds only its own rows (`shard_indices`), so
+        # Keras must not shard the dataset again.
+        distribution = keras.distribution.DataParallel(
+            devices=list(devices), auto_shard_dataset=not multi_process
+        )
         keras.distribution.set_distribution(distribution)
         try:
             yield distribution
         finally:
             keras.distribution.set_distribution(previous)
     elif backend == "tensorflow":
+        if multi_process:
+            if devices is not None:
+                raise ValueError(
+                    "data_parallel(devices=...) is not supported in a "
+                    "multi-process TensorFlow job: the strategy takes the "
+                    "devices of every worker."
+                )
+            with _MULTI_PROCESS["strategy"].scope():
+                yield _MULTI_PROCESS["strategy"]
+            return
         tf = _tf()
         if devices is None:
             devices = _default_tf_devices(tf)
@@ -228,14 +263,7 @@ def data_parallel(devices=None):
         with strategy.scope():
             yield strategy
     else:
-        raise NotImplementedError(
-            f"keras_ecg.distribute.data_parallel does not support the {backend!r} "
-            "backend. Use KERAS_BACKEND=jax (keras.distribution.DataParallel) or "
-            "KERAS_BACKEND=tensorflow (tf.distribute.MirroredStrategy); with "
-            "torch, wrap the model in torch.nn.parallel.DistributedDataParallel "
-            "in a custom training loop, all-gathering the projections before "
-            "the loss (see docs/distributed.md)."
-        )
+        raise NotImplementedError(_torch_message("data_parallel"))
 
 
 class _OnceUpdatedVariableBackend:
@@ -272,3 +300,494 @@ def replicated_seed_generator(seed=None, name=None):
     return keras.random.SeedGenerator(
         seed, name=name, backend=_OnceUpdatedVariableBackend()
     )
+
+
+# ----------------------------------------------------------------------------
+# Several processes (hosts): settings, start-up, shards, chief
+# ----------------------------------------------------------------------------
+
+
+class ProcessSettings(NamedTuple):
+    """Where this process sits in a multi-process job.
+
+    Attributes:
+        job_addresses: `host:port` of every process, process 0 (the JAX
+            coordinator, the TF chief) first; JAX needs only the first.
+        num_processes: processes in the job.
+        process_id: this process, `0 <= process_id < num_processes`.
+        source: where the settings came from (`"arguments"`, `"KERAS_ECG_*"`,
+            `"TF_CONFIG"`, `"SLURM"`), for messages.
+    """
+
+    job_addresses: tuple
+    num_processes: int
+    process_id: int
+    source: str
+
+
+def _first_slurm_host(nodelist):
+    """The first host of a SLURM node list such as `gpu[03-05,09],cpu1`."""
+    match = re.match(r"([^,\[]+)(?:\[([^\]]+)\])?", nodelist.strip())
+    if not match:
+        raise ValueError(f"cannot read the SLURM node list {nodelist!r}")
+    prefix, ranges = match.groups()
+    if not ranges:
+        return prefix
+    return prefix + ranges.split(",")[0].split("-")[0]
+
+
+def _int(value, what, source):
+    try:
+        return int(value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"{source}: {what} must be an integer, got {value!r}"
+        ) from error
+
+
+def resolve_process_settings(
+    job_addresses=None, num_processes=None, process_id=None, environ=None
+):
+    """This process's place in a multi-process job, from arguments or env.
+
+    Looked up in this order, the first complete source winning:
+
+    1. the arguments (e.g. the CLI's `--job-addresses`, `--num-processes`,
+       `--process-id`);
+    2. `KERAS_ECG_JOB_ADDRESSES`, `KERAS_ECG_NUM_PROCESSES`,
+       `KERAS_ECG_PROCESS_ID` (Keras' own `KERAS_DISTRIBUTION_JOB_ADDRESSES`,
+       `..._NUM_PROCESSES`, `..._PROCESS_ID` are read as well);
+    3. `TF_CONFIG` (`cluster.worker` and `task.index`);
+    4. SLURM: `SLURM_NTASKS`, `SLURM_PROCID` and the first host of
+       `SLURM_STEP_NODELIST` / `SLURM_JOB_NODELIST`, port
+       `KERAS_ECG_COORDINATOR_PORT` (default 12355).
+
+    Args:
+        job_addresses: `"host:port"` of process 0, or a comma-separated
+            `host:port` list of all processes (process 0 first; TensorFlow
+            needs the full list), or a list of them.
+        num_processes: number of processes.
+        process_id: this process's index.
+        environ: the environment to read (default `os.environ`).
+
+    Returns:
+        A `ProcessSettings`, or None when nothing describes a job of more
+        than one process.
+
+    Raises:
+        ValueError: the settings are incomplete or inconsistent; the message
+            names their source.
+
+    Example:
+
+    >>> env = {"SLURM_NTASKS": "2", "SLURM_PROCID": "1",
+    ...        "SLURM_JOB_NODELIST": "gpu[07-08]"}
+    >>> settings = resolve_process_settings(environ=env)
+    >>> settings.job_addresses, settings.num_processes, settings.process_id
+    (('gpu07:12355',), 2, 1)
+    """
+    env = os.environ if environ is None else environ
+    candidates = [("arguments", job_addresses, num_processes, process_id)]
+    for prefix in ("KERAS_ECG_", "KERAS_DISTRIBUTION_"):
+        candidates.append(
+            (
+                f"{prefix}*",
+                env.get(prefix + "JOB_ADDRESSES"),
+                env.get(prefix + "NUM_PROCESSES"),
+                env.get(prefix + "PROCESS_ID"),
+            )
+        )
+    for source, addresses, count, index in candidates:
+        given = [v is not None for v in (addresses, count, index)]
+        if not any(given):
+            continue
+        if not all(given):
+            raise ValueError(
+                f"{source}: a multi-process job needs the job addresses, the "
+                "number of processes and this process's id; got "
+                f"addresses={addresses!r}, processes={count!r}, id={index!r}."
+            )
+        if isinstance(addresses, str):
+            addresses = addresses.split(",")
+        return _checked(
+            tuple(a.strip() for a in addresses if a.strip()),
+            _int(count, "the number of processes", source),
+            _int(index, "the process id", source),
+            source,
+        )
+    if env.get("TF_CONFIG"):
+        try:
+            config = json.loads(env["TF_CONFIG"])
+            workers = list(config["cluster"]["worker"])
+            index = int(config["task"].get("index", 0))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ValueError(
+                "TF_CONFIG: expected {'cluster': {'worker': [host:port, ...]}, "
+                f"'task': {{'type': 'worker', 'index': i}}}}, got {env['TF_CONFIG']!r}"
+            ) from error
+        if config["cluster"].get("chief"):
+            raise ValueError(
+                "TF_CONFIG: a separate 'chief' task is not supported; list every "
+                "process under 'worker' (worker 0 is the chief)."
+            )
+        return _checked(tuple(workers), len(workers), index, "TF_CONFIG")
+    if env.get("SLURM_NTASKS") and env.get("SLURM_PROCID") is not None:
+        count = _int(env["SLURM_NTASKS"], "SLURM_NTASKS", "SLURM")
+        nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST")
+        if count > 1 and not nodelist:
+            raise ValueError("SLURM: SLURM_NTASKS > 1 but no SLURM_*_NODELIST.")
+        port = env.get("KERAS_ECG_COORDINATOR_PORT", DEFAULT_COORDINATOR_PORT)
+        address = f"{_first_slurm_host(nodelist or 'localhost')}:{port}"
+        return _checked(
+            (address,),
+            count,
+            _int(env["SLURM_PROCID"], "SLURM_PROCID", "SLURM"),
+            "SLURM",
+        )
+    return None
+
+
+def _checked(addresses, count, index, source):
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(
+            f"{source}: process id {index} is not in 0..{count - 1} "
+            f"({count} processes)."
+        )
+    if not addresses:
+        raise ValueError(f"{source}: no job address (host:port of process 0).")
+    if len(addresses) > 1 and len(addresses) != count:
+        raise ValueError(
+            f"{source}: {len(addresses)} job addresses for {count} processes; "
+            "give one (process 0's) or one per process."
+        )
+    for address in addresses:
+        if not re.fullmatch(r"\[?[^\s,]+\]?:\d+", address):
+            raise ValueError(f"{source}: job address {address!r} is not host:port.")
+    if count == 1:
+        return None
+    return ProcessSettings(tuple(addresses), count, index, source)
+
+
+def initialize_multi_process(
+    job_addresses=None, num_processes=None, process_id=None, timeout_seconds=60
+):
+    """Joins this process to a multi-process (multi-host) data-parallel job.
+
+    Call it at program start, in every process, before any other JAX or
+    TensorFlow computation; `data_parallel()` then trains on the devices of
+    all processes. The settings come from the arguments or the environment
+    (see `resolve_process_settings`).
+
+    - JAX: `jax.distributed.initialize` (with gloo collectives when the
+      platform is the CPU). A process that dies is noticed through the
+      coordination service's heartbeats within about `timeout_seconds`, and
+      the others stop with an error instead of waiting forever.
+    - TensorFlow: builds the `tf.distribute.MultiWorkerMirroredStrategy`
+      (from `TF_CONFIG`, written from the settings when absent, which then
+      need every process's address). Collectives time out after
+      `timeout_seconds`; TF's peer health checks abort them earlier when a
+      worker is gone.
+    - PyTorch: raises `NotImplementedError` (see `data_parallel`).
+
+    Args:
+        job_addresses: see `resolve_process_settings`.
+        num_processes: see `resolve_process_settings`.
+        process_id: see `resolve_process_settings`.
+        timeout_seconds: how long a collective (TF) or a missing heartbeat
+            (JAX) may take before the job fails.
+
+    Returns:
+        The `ProcessSettings` joined, or None if the settings describe a
+        single process (nothing to do).
+
+    Raises:
+        ValueError: incomplete or inconsistent settings.
+        RuntimeError: called twice with different settings.
+    """
+    settings = resolve_process_settings(job_addresses, num_processes, process_id)
+    if settings is None:
+        return None
+    current = _MULTI_PROCESS["settings"]
+    if current is not None:
+        if current[:3] != settings[:3]:
+            raise RuntimeError(
+                f"initialize_multi_process: already joined {current}; cannot "
+                f"join {settings} in the same process."
+            )
+        return current
+    backend = keras.backend.backend()
+    timeout = int(max(timeout_seconds, 1))
+    if backend == "jax":
+        import jax
+
+        # CPU devices of different processes need a collectives library to
+        # talk to each other (GPUs use NCCL; this setting leaves them alone).
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(
+            coordinator_address=settings.job_addresses[0],
+            num_processes=settings.num_processes,
+            process_id=settings.process_id,
+            initialization_timeout=timeout * 5,
+            heartbeat_timeout_seconds=timeout,
+            shutdown_timeout_seconds=timeout,
+        )
+    elif backend == "tensorflow":
+        if not os.environ.get("TF_CONFIG"):
+            if len(settings.job_addresses) != settings.num_processes:
+                raise ValueError(
+                    f"{settings.source}: TensorFlow needs the address of every "
+                    f"process ({settings.num_processes}, comma-separated, process "
+                    "0 first) or a TF_CONFIG; got "
+                    f"{','.join(settings.job_addresses)}."
+                )
+            os.environ["TF_CONFIG"] = json.dumps(
+                {
+                    "cluster": {"worker": list(settings.job_addresses)},
+                    "task": {"type": "worker", "index": settings.process_id},
+                }
+            )
+        tf = _tf()
+        options = tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=timeout
+        )
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(
+            communication_options=options
+        )
+        _reduce_nested_values(strategy)
+        _MULTI_PROCESS["strategy"] = strategy
+    else:
+        raise NotImplementedError(_torch_message("initialize_multi_process"))
+    _MULTI_PROCESS["settings"] = settings
+    return settings
+
+
+def _reduce_nested_values(strategy):
+    """Makes `strategy.reduce` take what Keras' TF trainer hands it.
+
+    Keras 3's TF `fit` (checked with 3.15) calls, across several workers,
+    `reduce("MEAN", batch, axis=None)` on the first batch, a nest (a tuple
+    of views here) that the strategy only takes value by value, and
+    `reduce("MEAN", log, axis=0)` on every scalar log (loss, metrics), which
+    has no axis 0. This reduces each value of a nest, and a scalar across the
+    replicas only (the logs are already synchronised, equal on every
+    replica, so their mean is that value).
+    """
+    tf = _tf()
+    reduce = strategy.reduce
+
+    def reduce_one(reduce_op, value, axis):
+        if axis is not None:
+            local = strategy.experimental_local_results(value)[0]
+            if tf.convert_to_tensor(local).shape.rank == 0:
+                axis = None
+        return reduce(reduce_op, value, axis=axis)
+
+    def nested_reduce(reduce_op, value, axis=None):
+        return tf.nest.map_structure(lambda v: reduce_one(reduce_op, v, axis), value)
+
+    strategy.reduce = nested_reduce
+
+
+def multi_process_settings():
+    """The `ProcessSettings` this process joined, or None."""
+    return _MULTI_PROCESS["settings"]
+
+
+def process_count():
+    """Processes in the job (1 unless `initialize_multi_process` joined one)."""
+    settings = _MULTI_PROCESS["settings"]
+    return 1 if settings is None else settings.num_processes
+
+
+def process_index():
+    """This process's index in the job (0 for a single process)."""
+    settings = _MULTI_PROCESS["settings"]
+    return 0 if settings is None else settings.process_id
+
+
+def is_chief():
+    """Whether this process writes checkpoints and results (process 0)."""
+    return process_index() == 0
+
+
+def local_batch_size(global_batch_size):
+    """This process's rows of each global batch (global / processes).
+
+    Raises:
+        ValueError: the global batch does not split evenly over the processes.
+    """
+    count = process_count()
+    if global_batch_size % count:
+        raise ValueError(
+            f"the global batch size {global_batch_size} does not split evenly "
+            f"over {count} processes; choose a multiple of {count}."
+        )
+    return global_batch_size // count
+
+
+def shard_indices(num_records, global_batch_size, process_id=None, num_processes=None):
+    """The record indices process `process_id` reads, in batch order.
+
+    Process `p` of `n` takes, from every run of `global_batch_size`
+    consecutive records, the `p`-th slice of `global_batch_size / n`:
+    batching its shard by `global_batch_size / n` gives it rows
+    `[p * B / n, (p + 1) * B / n)` of the global batch that one process
+    batching all records by `B` would see, which is the order in which JAX
+    (`make_array_from_process_local_data`) and TF (replica order of the
+    all-gather) assemble the global batch. A trailing partial global batch is
+    dropped, as pretraining drops partial batches.
+
+    This is the one place where records are assigned to processes.
+
+    Args:
+        num_records: records in the (training) set.
+        global_batch_size: records per global batch.
+        process_id: default: this process's index.
+        num_processes: default: the processes of the job.
+
+    Returns:
+        A numpy int array of record indices.
+
+    Example:
+
+    >>> shard_indices(10, 4, process_id=1, num_processes=2).tolist()
+    [2, 3, 6, 7]
+    """
+    import numpy as np
+
+    process_id = process_index() if process_id is None else int(process_id)
+    num_processes = process_count() if num_processes is None else int(num_processes)
+    if global_batch_size % num_processes:
+        raise ValueError(
+            f"the global batch size {global_batch_size} does not split evenly "
+            f"over {num_processes} processes."
+        )
+    local = global_batch_size // num_processes
+    usable = (num_records // global_batch_size) * global_batch_size
+    index = np.arange(usable)
+    return index[(index % global_batch_size) // local == process_id]
+
+
+def distribute_local_dataset(dataset):
+    """Wraps this process's batches for `fit` in a multi-process TF job.
+
+    In a TensorFlow multi-worker job `fit` would treat each batch as a global
+    batch and split it again over the replicas; this hands each worker's
+    dataset to its (single) replica unchanged instead. Identity elsewhere
+    (JAX takes per-process batches as they are; see `data_parallel`).
+
+    Args:
+        dataset: a `tf.data.Dataset` of this process's local batches.
+
+    Returns:
+        The dataset to pass to `fit`.
+    """
+    strategy = _MULTI_PROCESS["strategy"]
+    if strategy is None or keras.backend.backend() != "tensorflow":
+        return dataset
+    return strategy.distribute_datasets_from_function(lambda context: dataset)
+
+
+def barrier():
+    """Waits until every process of the job reaches this point (else no-op).
+
+    E.g. the chief prepares the run folder, then all processes read the
+    checkpoint it may hold.
+    """
+    if _MULTI_PROCESS["settings"] is None:
+        return
+    if keras.backend.backend() == "jax":
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("keras_ecg.distribute.barrier")
+        return
+    tf = _tf()
+    strategy = _MULTI_PROCESS["strategy"]
+
+    @tf.function
+    def reduce():
+        return strategy.run(
+            lambda: tf.distribute.get_replica_context().all_reduce("sum", tf.ones([1]))
+        )
+
+    total = strategy.experimental_local_results(reduce())[0]
+    if int(total.numpy()[0]) != strategy.num_replicas_in_sync:
+        raise RuntimeError("keras_ecg.distribute.barrier: replicas disagree.")
+
+
+def _torch_message(what):
+    return (
+        f"keras_ecg.distribute.{what} does not support the torch backend. Use "
+        "KERAS_BACKEND=jax (keras.distribution.DataParallel, multi-process "
+        "through jax.distributed) or KERAS_BACKEND=tensorflow "
+        "(MirroredStrategy / MultiWorkerMirroredStrategy); with torch, wrap "
+        "the model in torch.nn.parallel.DistributedDataParallel in a custom "
+        "training loop, all-gathering the projections before the loss (see "
+        "docs/distributed.md)."
+    )
+
+
+@contextlib.contextmanager
+def chief_writes(path):
+    """Yields where this process saves `path`: itself on the chief, else a
+    throw-away file.
+
+    Saving can take part in collectives (JAX reads arrays that span every
+    process), so in a multi-process job EVERY process saves, as TensorFlow
+    recommends for `MultiWorkerMirroredStrategy`; only the chief's file is
+    kept, the others' go to a temporary folder deleted on exit.
+
+    Args:
+        path: the file the chief writes.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> target = os.path.join(tempfile.mkdtemp(), "model.weights.h5")
+    >>> with chief_writes(target) as where:
+    ...     where == target
+    True
+    """
+    if is_chief():
+        yield path
+        return
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix=f"keras_ecg_process{process_index()}_")
+    try:
+        yield os.path.join(folder, os.path.basename(path))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def synchronize_batch_norm(model, synchronized=True):
+    """Makes every `BatchNormalization` of `model` use global-batch statistics.
+
+    TensorFlow computes BatchNorm statistics per replica unless the layer is
+    `synchronized` (Keras then all-reduces the moments across the replicas of
+    a `MirroredStrategy` / `MultiWorkerMirroredStrategy` step). Under JAX
+    `DataParallel` the statistics are global already and under torch there
+    is one device, so this changes nothing there.
+
+    Args:
+        model: a built or unbuilt Keras layer or model.
+        synchronized: whether to synchronise (False: leaves `model` as is).
+
+    Returns:
+        Whether the layers were switched (True only under TensorFlow).
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.layers.BatchNormalization()])
+    >>> switched = synchronize_batch_norm(model)
+    >>> switched == (keras.backend.backend() == "tensorflow")
+    True
+    """
+    if not synchronized or keras.backend.backend() != "tensorflow":
+        return False
+    for layer in model._flatten_layers(include_self=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+    return True

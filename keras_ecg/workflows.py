@@ -7,6 +7,7 @@ run), then writes into `--output` (see `keras_ecg.run_folder`), and ends with a
 package versions and its results.
 """
 
+import contextlib
 import os
 import platform
 import sys
@@ -15,6 +16,7 @@ import time
 import keras
 import numpy as np
 
+from keras_ecg import distribute
 from keras_ecg.callbacks import StepCheckpoint
 from keras_ecg.callbacks import StopOnNonFiniteLoss
 from keras_ecg.callbacks import resumable_fit
@@ -32,11 +34,24 @@ from keras_ecg.run_folder import dataset_fingerprint
 from keras_ecg.utils import enable_determinism
 
 # Settings that do not change a run's result (where it goes, how it is shown).
-_NOT_SETTINGS = ("output", "overwrite", "command", "cache_dir")
+_NOT_SETTINGS = (
+    "output",
+    "overwrite",
+    "command",
+    "cache_dir",
+    # Where the processes of a multi-process job run (a restart may move them).
+    "job_addresses",
+    "process_id",
+    "collective_timeout_seconds",
+)
 
 
 class InputError(ValueError):
     """The user's input cannot be used; the message says why (exit code 2)."""
+
+
+class LostProcessError(RuntimeError):
+    """A process of a multi-process job stopped answering (exit code 1)."""
 
 
 def fit_verbosity():
@@ -314,50 +329,162 @@ def pretrain(
     which stays in effect for the rest of the process.
     """
     enable_determinism(args.seed)
-    model = build_method(args.method, size=args.size, input_leads=train.num_leads)
-    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.lr))
+    multi_process = distribute.process_count() > 1
+
+    # In a multi-process job: the model spans every process's devices.
+    def scope():
+        return distribute.data_parallel() if multi_process else contextlib.nullcontext()
+
+    with scope():
+        model = build_method(
+            args.method,
+            size=args.size,
+            input_leads=train.num_leads,
+            synchronized_batch_norm=getattr(args, "synchronized_batch_norm", False),
+        )
+        model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.lr))
     crop_seconds = getattr(args, "crop_seconds", None) or CROP_SECONDS[args.method]
     batch_size = min(args.batch_size, len(train))
+    crop = seconds_to_samples(crop_seconds, train.sampling_rate)
+    records, seed, local_batch = len(train), args.seed, batch_size
+    if multi_process:
+        train, local_batch = process_shard(train, batch_size, crop, crop_seconds)
+        # Other records per process: other crops and augmentations too.
+        seed = args.seed + distribute.process_index()
     dataset = make_method_dataset(
         args.method,
         train,
-        batch_size=batch_size,
+        batch_size=local_batch,
         augmentation=_augmentation(augmentation, train.sampling_rate),
         crop_seconds=crop_seconds,
-        seed=args.seed,
+        seed=seed,
         standardizer=standardizer,
     )
-    crop = seconds_to_samples(crop_seconds, train.sampling_rate)
     # CPC pretrains on plain crops, as in the paper.
     views = "" if args.method == "cpc" else f", augmentation {augmentation}"
+    shard = ""
+    if multi_process:
+        shard = (
+            f" (process {distribute.process_index()} of "
+            f"{distribute.process_count()}: {len(train)} records, "
+            f"{local_batch} per batch)"
+        )
     print(
-        f"pretraining {args.method} ({args.size}) on {len(train)} records: "
+        f"pretraining {args.method} ({args.size}) on {records} records{shard}: "
         f"{crop_seconds:g} s crops ({crop} samples at {train.sampling_rate} Hz), "
         f"batch {batch_size}, lr {args.lr:g}{views}, {args.epochs} epochs",
         flush=True,
     )
-    build_on_batch(model, dataset)
-    # Step checkpoints: a killed run resumes from its last step; a NaN/inf loss
-    # raises NonFiniteLossError before the bad state can be checkpointed.
-    history = resumable_fit(
-        model,
-        dataset,
-        epochs=args.epochs,
-        backup_dir=os.path.join(output_dir, "backup"),
-        save_every_steps=getattr(args, "checkpoint_every_steps", 50),
-        callbacks=[StopOnNonFiniteLoss(method=args.method)],
-        verbose=getattr(args, "verbose", None) or fit_verbosity(),
-        shuffle=False,
-    )
-    model.preprocessor = preprocessor
-    path = os.path.join(output_dir, "pretrained.keras")
-    model.save(path)
+    with scope():
+        build_on_batch(model, dataset)
+        # Step checkpoints: a killed run resumes from its last step; a NaN/inf
+        # loss raises NonFiniteLossError before the bad state is checkpointed.
+        history = resumable_fit(
+            model,
+            dataset,
+            epochs=args.epochs,
+            backup_dir=os.path.join(output_dir, "backup"),
+            save_every_steps=getattr(args, "checkpoint_every_steps", 50),
+            callbacks=[StopOnNonFiniteLoss(method=args.method)],
+            verbose=getattr(args, "verbose", None) or fit_verbosity(),
+            shuffle=False,
+        )
+        model.preprocessor = preprocessor
+        path = os.path.join(output_dir, "pretrained.keras")
+        with distribute.chief_writes(path) as where:
+            model.save(where)
     StepCheckpoint(os.path.join(output_dir, "backup")).delete()
-    print(f"pretrained model saved to {path}", flush=True)
+    if distribute.is_chief():
+        print(f"pretrained model saved to {path}", flush=True)
     return model, history
 
 
+def process_shard(train, global_batch_size, crop_length, crop_seconds):
+    """This process's records of a multi-process job, and its local batch.
+
+    Every process loads the records and drops those shorter than the crop,
+    so all agree on the list; each then keeps its own rows of every global
+    batch (`distribute.shard_indices`): equal shares, so every process runs
+    the same number of steps.
+    """
+    train = drop_short_records(train, crop_length, f"{crop_seconds:g} s crop")
+    try:
+        local = distribute.local_batch_size(global_batch_size)
+    except ValueError as error:
+        raise InputError(f"--batch-size {global_batch_size}: {error}") from error
+    rows = distribute.shard_indices(len(train), global_batch_size)
+    if len(rows) == 0:
+        raise InputError(
+            f"--batch-size {global_batch_size}: only {len(train)} training "
+            "records, fewer than one global batch."
+        )
+    return train.subset(rows), local
+
+
+def join_job(args):
+    """Joins the multi-process job that `--distributed` asks for (or None)."""
+    mode = getattr(args, "distributed", "none")
+    if mode == "none":
+        return None
+    try:
+        if mode == "auto" and distribute.resolve_process_settings() is None:
+            return None
+        settings = distribute.initialize_multi_process(
+            job_addresses=args.job_addresses,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+            timeout_seconds=args.collective_timeout_seconds,
+        )
+    except ValueError as error:
+        raise InputError(f"--distributed {mode}: {error}") from error
+    except NotImplementedError as error:
+        raise InputError(str(error)) from error
+    if settings is None:
+        raise InputError(
+            f"--distributed {mode}: the settings describe a single process; "
+            "give --num-processes > 1 (or drop --distributed)."
+        )
+    print(
+        f"process {settings.process_id} of {settings.num_processes} joined the "
+        f"job at {settings.job_addresses[0]} (settings from {settings.source})",
+        flush=True,
+    )
+    return settings
+
+
 def run_pretrain(args):
+    # Before any other framework work: TF's multi-worker strategy must be
+    # created at program start.
+    settings = join_job(args)
+    try:
+        return _run_pretrain(args)
+    except Exception as error:
+        lost = lost_process_error(error, settings, args.output)
+        if lost is None:
+            raise
+        raise lost from error
+
+
+def lost_process_error(error, settings, output):
+    """A `LostProcessError` for `error` if it says a process is gone, else None.
+
+    TensorFlow aborts the collectives of a multi-worker step with
+    `UnavailableError` (or a deadline / abort) when a peer stops sending
+    heartbeats. (JAX terminates the surviving processes itself.)
+    """
+    names = {"UnavailableError", "DeadlineExceededError", "AbortedError"}
+    if settings is None or type(error).__name__ not in names:
+        return None
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return LostProcessError(
+        f"process {settings.process_id} of {settings.num_processes}: another "
+        f"process of the job stopped answering ({lines[0] if lines else ''}). "
+        "Restart every process with the same command: they resume from the "
+        f"last checkpoint in {os.path.join(output, 'backup')}."
+    )
+
+
+def _run_pretrain(args):
     _print_header(args, "pretrain")
     rate = args.sampling_rate or 100
     data = load_data(args, rate)
@@ -375,7 +502,12 @@ def run_pretrain(args):
     # of the training records (they may be a memory-mapped cache).
     standardizer = LeadStandardizer().fit(train)
     preprocessor = make_preprocessor(standardizer, train)
-    folder.create()
+    # Every process checked the folder (same refusals everywhere); only the
+    # chief writes it, and all read its checkpoint after the barrier.
+    distribute.barrier()
+    if distribute.is_chief():
+        folder.create()
+    distribute.barrier()
     _, history = pretrain(
         args,
         train,
@@ -390,6 +522,11 @@ def run_pretrain(args):
         "loss": [float(v) for v in history["loss"]],
         "train_records": len(train),
     }
+    if distribute.process_count() > 1:
+        results["processes"] = distribute.process_count()
+    if not distribute.is_chief():
+        print("results are written by process 0", flush=True)
+        return results
     path = folder.finish(results)
     print(f"\nResults written to {path}")
     return results

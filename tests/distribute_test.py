@@ -55,6 +55,18 @@ def make(name):
     from keras_ecg.layers.projection_head import ProjectionHead
     head = lambda: ProjectionHead(hidden_dims=(6,), output_dim=5,
                                   use_batch_norm=False)
+    if name in ("simclr_xresnet", "simclr_syncbn"):
+        # TF: BatchNorm statistics are global only when synchronised.
+        from keras_ecg.models.encoders import XResNet1D
+        encoder = XResNet1D(block_depths=(1,), widths=(4,), expansion=1,
+                            kernel_size=3, stem_filters=(4, 4, 4),
+                            stem_kernel_size=3, input_leads=3,
+                            synchronized_batch_norm=name == "simclr_syncbn")
+        return SimCLR(encoder, head(), temperature=0.5), views
+    if name == "cpc_syncbn":
+        return CPC(cpc_fc_encoder(filters=(6, 5), synchronized_batch_norm=True),
+                   CPCContext(units=4, num_layers=1), prediction_steps=2,
+                   num_negatives=5, negatives_from="batch", seed=3), x
     if name.startswith("simclr"):
         encoder = conv_encoder(batch_norm=name == "simclr_bn")
         return SimCLR(encoder, head(), temperature=0.5), views
@@ -175,14 +187,22 @@ def test_four_replicas_match_one_device_on_the_global_batch():
     # for the global batch); left out here to keep the test fast.
     names = ["simclr", "swav", "cpc_batch", "byol"]
     if BACKEND == "tensorflow":
-        names += ["simclr_nogather", "augmenter"]
+        # simclr_xresnet: unsynchronised BatchNorm (negative control).
+        # simclr_nogather stays last: it switches SimCLR's gathering off.
+        names += [
+            "simclr_syncbn",
+            "cpc_syncbn",
+            "simclr_xresnet",
+            "augmenter",
+            "simclr_nogather",
+        ]
     else:
         # JAX traces the step on global arrays: BatchNorm statistics are
         # global-batch statistics too, so even a BN encoder matches.
         names.append("simclr_bn")
     results = _run_worker(names)
     for name in names:
-        if name in ("simclr_nogather", "augmenter"):
+        if name in ("simclr_nogather", "augmenter", "simclr_xresnet"):
             continue
         result = results[name]
         assert result["devices"] == 4, (name, result)
@@ -205,6 +225,9 @@ def test_four_replicas_match_one_device_on_the_global_batch():
     if BACKEND == "tensorflow":
         control = results["simclr_nogather"]
         assert abs(control["loss_4"] - control["loss_1"]) > 1e-3, control
+        # Per-replica BatchNorm statistics (not synchronised) do NOT match.
+        unsynchronised = results["simclr_xresnet"]
+        assert unsynchronised["weight_diff"] > 1e-4, unsynchronised
         # On-device augmentation: each replica draws its own noise (not four
         # copies of one draw); replica 0 continues the single-device stream.
         draws = results["augmenter"]

@@ -118,7 +118,9 @@ def build_encoder(size="small", input_leads=12):
     )
 
 
-def build_method(method, size="small", input_leads=12, **kwargs):
+def build_method(
+    method, size="small", input_leads=12, synchronized_batch_norm=False, **kwargs
+):
     """Returns an uncompiled self-supervised model.
 
     Args:
@@ -127,10 +129,21 @@ def build_method(method, size="small", input_leads=12, **kwargs):
             `projection_heads` and `_CPC_CONFIGS`), `"small"` (CPU-sized) or
             `"tiny"` (tests).
         input_leads: number of leads.
+        synchronized_batch_norm: TensorFlow: every BatchNorm (encoder and
+            heads) computes its statistics over the global batch of a
+            distributed step (see `keras_ecg.distribute`); the encoder keeps
+            the option in its config.
         **kwargs: forwarded to the method's constructor (temperature, tau, ...).
     """
     from keras_ecg.layers.projection_head import ProjectionHead
 
+    if synchronized_batch_norm:
+        from keras_ecg.distribute import synchronize_batch_norm
+
+        model = build_method(method, size, input_leads, **kwargs)
+        synchronize_batch_norm(model)
+        model.encoder.synchronized_batch_norm = True
+        return model
     _check(method, METHODS, "method")
     _check(size, ENCODER_SIZES, "size")
     if method == "cpc":

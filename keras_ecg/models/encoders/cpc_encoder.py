@@ -37,6 +37,9 @@ class CPCEncoder(keras.layers.Layer):
         batch_norm_epsilon: BatchNorm epsilon (`1e-5`: PyTorch's default).
             Encoders saved before these two options existed used Keras'
             defaults, `0.99` and `1e-3`, and load with them.
+        synchronized_batch_norm: TensorFlow: compute the BatchNorm statistics
+            over the global batch of a distributed step (Keras'
+            `BatchNormalization(synchronized=True)`); JAX's are global anyway.
         **kwargs: base `keras.layers.Layer` arguments.
 
     Example:
@@ -55,9 +58,11 @@ class CPCEncoder(keras.layers.Layer):
         use_batch_norm=True,
         batch_norm_momentum=0.9,
         batch_norm_epsilon=1e-5,
+        synchronized_batch_norm=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.synchronized_batch_norm = bool(synchronized_batch_norm)
         self.filters = tuple(int(f) for f in filters)
         self.kernel_sizes = _per_layer(kernel_sizes, len(self.filters))
         self.strides = _per_layer(strides, len(self.filters))
@@ -94,6 +99,9 @@ class CPCEncoder(keras.layers.Layer):
                     keras.layers.BatchNormalization(
                         momentum=self.batch_norm_momentum,
                         epsilon=self.batch_norm_epsilon,
+                        # Keras accepts it under TF only; JAX's are global.
+                        synchronized=self.synchronized_batch_norm
+                        and keras.backend.backend() == "tensorflow",
                         dtype=self.dtype_policy,
                         name=f"bn_{i}",
                     )
@@ -162,6 +170,7 @@ class CPCEncoder(keras.layers.Layer):
                 "use_batch_norm": self.use_batch_norm,
                 "batch_norm_momentum": self.batch_norm_momentum,
                 "batch_norm_epsilon": self.batch_norm_epsilon,
+                "synchronized_batch_norm": self.synchronized_batch_norm,
             }
         )
         return config

@@ -239,6 +239,9 @@ class XResNet1D(keras.Model):
             representation), `"avg"`, `"max"`, or `None` for the feature map
             `(batch, timesteps', channels)`.
         input_leads: number of input channels.
+        synchronized_batch_norm: TensorFlow: compute the BatchNorm statistics
+            over the global batch of a distributed step (Keras'
+            `BatchNormalization(synchronized=True)`); JAX's are global anyway.
         **kwargs: base `keras.Model` arguments (`name`, `dtype`, `trainable`).
 
     Example:
@@ -262,6 +265,7 @@ class XResNet1D(keras.Model):
         stem_kernel_size=5,
         pooling="concat",
         input_leads=12,
+        synchronized_batch_norm=False,
         **kwargs,
     ):
         block_depths = tuple(int(d) for d in block_depths)
@@ -329,8 +333,12 @@ class XResNet1D(keras.Model):
         super().__init__(inputs=inputs, outputs=x, **kwargs)
         # A plain object: Keras neither tracks nor saves what it holds.
         self._torch_plan = _TorchPlan(stem, blocks)
+        from keras_ecg.distribute import synchronize_batch_norm
+
+        synchronize_batch_norm(self, synchronized_batch_norm)
 
         # === Config ===
+        self.synchronized_batch_norm = bool(synchronized_batch_norm)
         self.block_depths = block_depths
         self.widths = widths
         self.expansion = int(expansion)
@@ -363,6 +371,7 @@ class XResNet1D(keras.Model):
             "stem_kernel_size": self.stem_kernel_size,
             "pooling": self.pooling,
             "input_leads": self.input_leads,
+            "synchronized_batch_norm": self.synchronized_batch_norm,
         }
 
     @classmethod

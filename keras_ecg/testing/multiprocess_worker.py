@@ -1,0 +1,227 @@
+"""One process of a multi-process test job (`tests/distribute_multiprocess_test.py`).
+
+Run as `python -m keras_ecg.testing.multiprocess_worker MODE OUT_DIR` with the
+job described by `KERAS_ECG_JOB_ADDRESSES`, `KERAS_ECG_NUM_PROCESSES` and
+`KERAS_ECG_PROCESS_ID`. Modes:
+
+- `equality`: for SimCLR, BYOL, SwAV and CPC (batch negatives), trains 2 SGD
+  steps on this process's rows of a global batch of 8 under
+  `keras_ecg.distribute.data_parallel()`, and writes the logged loss and
+  every weight to `OUT_DIR/<method>-<process>.npz`; process 0 also trains the
+  same model on the global batch alone (no distribution) and writes that
+  reference to `OUT_DIR/<method>-reference.npz` and the starting weights to
+  `OUT_DIR/<method>-start.npz`.
+- `resume`: SimCLR for 6 steps through `keras_ecg.callbacks.resumable_fit`
+  with a checkpoint every step in `OUT_DIR/backup`. With
+  `KERAS_ECG_TEST_DIE_AT_STEP=k`, process 1 kills itself (SIGKILL) after step
+  `k`, so the others must fail; a rerun resumes from the last checkpoint and
+  writes `OUT_DIR/resume-<process>.json`.
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+GLOBAL_BATCH = 8
+STEPS = 2
+METHODS = ("simclr", "byol", "swav", "cpc")
+
+
+def _data(steps=STEPS):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(GLOBAL_BATCH * steps, 24, 3)).astype("float32")
+    noise = 0.1 * rng.normal(size=x.shape)
+    return x, (x, (x[:, ::-1] + noise).astype("float32"))
+
+
+def _make(name):
+    import keras
+
+    from keras_ecg.layers.projection_head import ProjectionHead
+    from keras_ecg.models import BYOL
+    from keras_ecg.models import CPC
+    from keras_ecg.models import SimCLR
+    from keras_ecg.models import SwAV
+    from keras_ecg.models.encoders import CPCContext
+    from keras_ecg.models.encoders import cpc_fc_encoder
+
+    keras.utils.set_random_seed(1)
+
+    def encoder():
+        # BatchNorm-free: TF statistics are per replica unless synchronised.
+        return keras.Sequential(
+            [
+                keras.layers.Conv1D(4, 5),
+                keras.layers.Activation("tanh"),
+                keras.layers.GlobalAveragePooling1D(),
+            ]
+        )
+
+    def head():
+        return ProjectionHead(hidden_dims=(6,), output_dim=5, use_batch_norm=False)
+
+    if name == "simclr":
+        return SimCLR(encoder(), head(), temperature=0.5)
+    if name == "byol":
+        # total_steps 4 > 2 steps: tau < 1 at step 2, so the target moves.
+        return BYOL(encoder(), head(), head(), tau=0.5, total_steps=4)
+    if name == "swav":
+        return SwAV(
+            encoder(),
+            head(),
+            num_prototypes=4,
+            queue_length=8,
+            queue_start_step=1,
+            freeze_prototypes_steps=1,
+        )
+    return CPC(
+        cpc_fc_encoder(filters=(6, 5), use_batch_norm=False),
+        CPCContext(units=4, num_layers=1),
+        prediction_steps=2,
+        num_negatives=5,
+        negatives_from="batch",
+        seed=3,
+    )
+
+
+def _inputs(name, x, views):
+    return x if name == "cpc" else views
+
+
+def _local_dataset(name, x, views, global_batch=GLOBAL_BATCH):
+    import tensorflow as tf
+
+    from keras_ecg import distribute
+
+    rows = distribute.shard_indices(len(x), global_batch)
+    data = _inputs(name, x, views)
+    local = data[rows] if name == "cpc" else tuple(v[rows] for v in data)
+    dataset = tf.data.Dataset.from_tensor_slices(local)
+    if name != "cpc":
+        # A tuple of views is `x` (a one-element tuple of views per batch).
+        dataset = dataset.map(lambda *v: (tuple(v),))
+    return dataset.batch(distribute.local_batch_size(global_batch))
+
+
+def _weights(model):
+    return [np.array(w) for w in model.get_weights()]
+
+
+def _save(path, loss, weights):
+    np.savez(path, *weights, loss=np.float64(loss))
+
+
+def run_equality(out_dir):
+    import keras
+
+    from keras_ecg import distribute
+
+    x, views = _data()
+    rank = distribute.process_index()
+    for name in METHODS:
+        began = time.time()
+        inputs = _inputs(name, x, views)
+        small = inputs[:2] if name == "cpc" else tuple(v[:2] for v in inputs)
+        # The starting weights, built outside the job (identical everywhere:
+        # seeded), copied into both runs.
+        model = _make(name)
+        model(small)
+        start = _weights(model)
+        if distribute.is_chief():
+            _save(os.path.join(out_dir, f"{name}-start.npz"), 0.0, start)
+            model.compile(optimizer=keras.optimizers.SGD(0.1))
+            history = model.fit(
+                inputs, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0
+            )
+            _save(
+                os.path.join(out_dir, f"{name}-reference.npz"),
+                history.history["loss"][0],
+                _weights(model),
+            )
+        reference_seconds = time.time() - began
+        with distribute.data_parallel():
+            model = _make(name)
+            dataset = _local_dataset(name, x, views)
+            model(small)
+            model.set_weights(start)
+            model.compile(optimizer=keras.optimizers.SGD(0.1))
+            history = model.fit(
+                distribute.distribute_local_dataset(dataset), epochs=1, verbose=0
+            )
+            _save(
+                os.path.join(out_dir, f"{name}-{rank}.npz"),
+                history.history["loss"][0],
+                _weights(model),
+            )
+        print(
+            f"process {rank}: {name} done (reference {reference_seconds:.1f} s, "
+            f"job {time.time() - began - reference_seconds:.1f} s)",
+            flush=True,
+        )
+
+
+def run_resume(out_dir):
+    import keras
+
+    from keras_ecg import distribute
+    from keras_ecg.callbacks import resumable_fit
+
+    steps = 6
+    x, views = _data(steps)
+    rank = distribute.process_index()
+    die_at = int(os.environ.get("KERAS_ECG_TEST_DIE_AT_STEP", "0"))
+
+    class Die(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+            print(f"process {rank}: step {step}", flush=True)
+            if die_at and rank == 1 and step >= die_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    with distribute.data_parallel():
+        model = _make("simclr")
+        model((views[0][:2], views[1][:2]))
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+        distribute.barrier()
+        history = resumable_fit(
+            model,
+            _local_dataset("simclr", x, views),
+            epochs=1,
+            backup_dir=os.path.join(out_dir, "backup"),
+            save_every_steps=1,
+            callbacks=[Die()],
+            verbose=0,
+        )
+    resumed = history["resumed_from"]
+    result = {
+        "resumed_from_step": None if resumed is None else resumed["global_step"],
+        "steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+        "loss": history["loss"],
+        "weights_sum": float(sum(np.sum(np.abs(w)) for w in _weights(model))),
+    }
+    with open(os.path.join(out_dir, f"resume-{rank}.json"), "w") as f:
+        json.dump(result, f)
+
+
+def main(argv):
+    import keras
+
+    keras.config.disable_traceback_filtering()
+    mode, out_dir = argv[1], argv[2]
+    from keras_ecg import distribute
+
+    # Short timeouts: a killed process must fail the job quickly.
+    settings = distribute.initialize_multi_process(timeout_seconds=5)
+    print(
+        f"process {settings.process_id} of {settings.num_processes} joined", flush=True
+    )
+    {"equality": run_equality, "resume": run_resume}[mode](out_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,458 @@
+"""Tests of multi-process data-parallel pretraining (2 processes on localhost).
+
+Each test starts two worker processes (`keras_ecg.testing.multiprocess_worker`
+or the CLI) that form one job over free localhost ports: JAX through
+`jax.distributed` with gloo CPU collectives, TensorFlow through
+`MultiWorkerMirroredStrategy`. The torch backend is refused (tested).
+"""
+
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_ecg import distribute
+from keras_ecg.testing.test_case import subprocess_env
+
+BACKEND = keras.backend.backend()
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METHODS = ("simclr", "byol", "swav", "cpc")
+# A dead process must make the job fail well within this (heartbeats and
+# collective timeouts of 5 s in the worker); a hang fails the test.
+JOB_TIMEOUT = 240
+
+_MULTI_PROCESS = pytest.mark.skipif(
+    BACKEND not in ("jax", "tensorflow"),
+    reason="multi-process jobs run on the JAX and TensorFlow backends only "
+    "(torch is refused, see test_torch_refuses_multi_process)",
+)
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _start_job(command, tmp_path, name, env_of=None, num_processes=2):
+    """Starts `command(index, addresses)` per process on free localhost ports.
+
+    `env_of(index, addresses)` gives extra environment variables.
+    """
+    addresses = ",".join(f"localhost:{p}" for p in _free_ports(num_processes))
+    processes = []
+    for index in range(num_processes):
+        extra = env_of(index, addresses) if env_of else {}
+        log = open(tmp_path / f"{name}-{index}.log", "w")
+        processes.append(
+            subprocess.Popen(
+                command(index, addresses),
+                env=subprocess_env(BACKEND, **extra),
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        log.close()  # the child holds its own descriptor
+    return processes
+
+
+def _wait(processes, tmp_path, name):
+    codes = []
+    for process in processes:
+        try:
+            codes.append(process.wait(timeout=JOB_TIMEOUT))
+        except subprocess.TimeoutExpired:
+            for p in processes:
+                p.kill()
+            pytest.fail(f"{name}: the job did not end within {JOB_TIMEOUT} s")
+    logs = [(tmp_path / f"{name}-{i}.log").read_text() for i in range(len(processes))]
+    return codes, logs
+
+
+def _worker_job(mode, out_dir, tmp_path, name, extra_env=None):
+    """Runs the test worker in `mode` as a job of 2 processes (env settings)."""
+
+    def command(index, addresses):
+        module = "keras_ecg.testing.multiprocess_worker"
+        return [sys.executable, "-m", module, mode, str(out_dir)]
+
+    def env_of(index, addresses):
+        return {
+            "KERAS_ECG_JOB_ADDRESSES": addresses,
+            "KERAS_ECG_NUM_PROCESSES": "2",
+            "KERAS_ECG_PROCESS_ID": str(index),
+            **(extra_env or {}),
+        }
+
+    return _wait(_start_job(command, tmp_path, name, env_of), tmp_path, name)
+
+
+def _arrays(path):
+    data = np.load(path)
+    weights = [data[k] for k in sorted(data.files, key=_order) if k != "loss"]
+    return float(data["loss"]), weights
+
+
+def _order(key):
+    return int(key.split("_")[1]) if key.startswith("arr_") else -1
+
+
+@_MULTI_PROCESS
+def test_two_processes_match_one_process_on_the_global_batch(tmp_path):
+    # Each process feeds its half of every global batch of 8; 2 SGD steps.
+    codes, logs = _worker_job("equality", tmp_path, tmp_path, "equality")
+    assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    for name in METHODS:
+        ref_loss, reference = _arrays(tmp_path / f"{name}-reference.npz")
+        _, start = _arrays(tmp_path / f"{name}-start.npz")
+        moved = max(float(np.max(np.abs(a - b))) for a, b in zip(start, reference))
+        assert moved > 1e-4, (name, moved)  # equal weights are meaningful
+        for process in (0, 1):
+            loss, weights = _arrays(tmp_path / f"{name}-{process}.npz")
+            np.testing.assert_allclose(loss, ref_loss, rtol=1e-5, err_msg=name)
+            assert len(weights) == len(reference), name
+            for w, r in zip(weights, reference):
+                np.testing.assert_allclose(w, r, atol=1e-5, rtol=1e-5, err_msg=name)
+
+
+@_MULTI_PROCESS
+def test_a_killed_process_fails_the_job_and_a_restart_resumes(tmp_path):
+    # Process 1 kills itself after step 3 of 6 (checkpoint every step).
+    codes, logs = _worker_job(
+        "resume", tmp_path, tmp_path, "killed", {"KERAS_ECG_TEST_DIE_AT_STEP": "3"}
+    )
+    assert codes[1] == -signal.SIGKILL, codes
+    # The survivor stops (instead of waiting forever) and says why.
+    assert codes[0] != 0, logs[0][-3000:]
+    assert "heartbeat" in logs[0], logs[0][-3000:]
+    with open(tmp_path / "backup" / "training_metadata.json") as f:
+        saved_step = json.load(f)["global_step"]
+    assert 1 <= saved_step <= 3, saved_step
+    # Only the chief wrote checkpoints.
+    assert glob.glob(str(tmp_path / "backup" / "*.weights.h5"))
+
+    codes, logs = _worker_job("resume", tmp_path, tmp_path, "restart")
+    assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    results = []
+    for process in (0, 1):
+        with open(tmp_path / f"resume-{process}.json") as f:
+            results.append(json.load(f))
+    for result in results:
+        assert result["resumed_from_step"] == saved_step, result
+        assert result["steps"] == 6, result
+    # Both processes resumed from the same checkpoint and stayed in sync.
+    assert results[0]["weights_sum"] == results[1]["weights_sum"]
+    assert results[0]["loss"] == results[1]["loss"]
+
+
+@_MULTI_PROCESS
+def test_cli_pretrain_with_two_processes(tmp_path):
+    output = tmp_path / "run"
+
+    def command(index, addresses):
+        return [
+            sys.executable,
+            "-m",
+            "keras_ecg.cli",
+            "pretrain",
+            "--method",
+            "simclr",
+            "--size",
+            "tiny",
+            "--num-records",
+            "40",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--output",
+            str(output),
+            "--distributed",
+            "multi-process",
+            "--job-addresses",
+            addresses,
+            "--num-processes",
+            "2",
+            "--process-id",
+            str(index),
+            "--collective-timeout-seconds",
+            "30",
+        ]
+
+    codes, logs = _wait(_start_job(command, tmp_path, "cli"), tmp_path, "cli")
+    assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    for index in (0, 1):
+        assert f"process {index} of 2 joined" in logs[index]
+        # 32 training records, 16 per process, global batch 8 = 2 x 4.
+        assert f"(process {index} of 2: 16 records, 4 per batch)" in logs[index]
+    assert "Results written" in logs[0]
+    assert "results are written by process 0" in logs[1]
+    with open(output / "pretrain_results.json") as f:
+        results = json.load(f)
+    assert results["processes"] == 2
+    assert results["settings"]["distributed"] == "multi-process"
+    # Where the processes ran is not part of the run's identity (a restart may
+    # move them); the number of processes is.
+    assert "job_addresses" not in results["settings"]
+    assert results["settings"]["num_processes"] == 2
+    assert len(results["loss"]) == 1 and np.isfinite(results["loss"][0])
+    assert (output / "pretrained.keras").exists()
+    assert not (output / "backup").exists()
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch-only behaviour")
+def test_torch_refuses_multi_process(tmp_path):
+    with pytest.raises(NotImplementedError, match="DistributedDataParallel"):
+        distribute.initialize_multi_process("localhost:1234", 2, 0)
+    process = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keras_ecg.cli",
+            "pretrain",
+            "--method",
+            "simclr",
+            "--size",
+            "tiny",
+            "--num-records",
+            "20",
+            "--output",
+            str(tmp_path / "run"),
+            "--distributed",
+            "multi-process",
+            "--job-addresses",
+            "localhost:1234",
+            "--num-processes",
+            "2",
+            "--process-id",
+            "0",
+        ],
+        env=subprocess_env("torch"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert process.returncode == 2, process.stderr[-2000:]
+    assert "torch backend" in process.stderr
+    assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------
+# Settings, shards and flags (no second process)
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.backend_agnostic
+def test_process_settings_from_each_source():
+    resolve = distribute.resolve_process_settings
+    assert resolve(environ={}) is None
+    # Arguments win over the environment.
+    env = {
+        "TF_CONFIG": json.dumps(
+            {
+                "cluster": {"worker": ["a:1", "b:2", "c:3"]},
+                "task": {"type": "worker", "index": 2},
+            }
+        )
+    }
+    settings = resolve("h:9", 2, 1, environ=env)
+    assert settings[:] == (("h:9",), 2, 1, "arguments")
+    settings = resolve(environ=env)
+    assert settings[:] == (("a:1", "b:2", "c:3"), 3, 2, "TF_CONFIG")
+    env = {
+        "KERAS_ECG_JOB_ADDRESSES": "x:5,y:6",
+        "KERAS_ECG_NUM_PROCESSES": "2",
+        "KERAS_ECG_PROCESS_ID": "0",
+        "SLURM_NTASKS": "4",
+        "SLURM_PROCID": "3",
+    }
+    assert resolve(environ=env)[:] == (("x:5", "y:6"), 2, 0, "KERAS_ECG_*")
+    slurm = {
+        "SLURM_NTASKS": "4",
+        "SLURM_PROCID": "3",
+        "SLURM_STEP_NODELIST": "gpu[012-015,020],cpu7",
+        "KERAS_ECG_COORDINATOR_PORT": "4000",
+    }
+    assert resolve(environ=slurm)[:] == (("gpu012:4000",), 4, 3, "SLURM")
+    # One process: nothing to join.
+    assert resolve("h:1", 1, 0, environ={}) is None
+    assert resolve(environ={"SLURM_NTASKS": "1", "SLURM_PROCID": "0"}) is None
+
+
+@pytest.mark.backend_agnostic
+@pytest.mark.parametrize(
+    "args, env, message",
+    [
+        (("h:1", 2, None), {}, "process's id"),
+        ((None, None, None), {"KERAS_ECG_NUM_PROCESSES": "2"}, "KERAS_ECG_"),
+        (("h:1", 2, 2), {}, "not in 0..1"),
+        (("h:1,h:2,h:3", 2, 0), {}, "3 job addresses for 2 processes"),
+        (("localhost", 2, 0), {}, "not host:port"),
+        (("h:1", "two", 0), {}, "must be an integer"),
+        ((None, None, None), {"TF_CONFIG": "{not json"}, "TF_CONFIG"),
+    ],
+)
+def test_incomplete_or_inconsistent_settings_are_refused(args, env, message):
+    with pytest.raises(ValueError, match=message):
+        distribute.resolve_process_settings(*args, environ=env)
+
+
+@pytest.mark.backend_agnostic
+def test_shards_give_each_process_its_rows_of_every_global_batch():
+    # 2 processes, global batch 4 over 10 records: the partial batch is dropped.
+    np.testing.assert_array_equal(distribute.shard_indices(10, 4, 0, 2), [0, 1, 4, 5])
+    np.testing.assert_array_equal(distribute.shard_indices(10, 4, 1, 2), [2, 3, 6, 7])
+    # Any count: concatenating the processes' k-th local batches, in process
+    # order, gives global batch k of one process batching all records.
+    for processes, batch in ((3, 6), (4, 8), (1, 5)):
+        shards = [
+            distribute.shard_indices(50, batch, p, processes).reshape(
+                -1, batch // processes
+            )
+            for p in range(processes)
+        ]
+        rebuilt = np.concatenate(shards, axis=1).reshape(-1)
+        np.testing.assert_array_equal(rebuilt, np.arange(50 // batch * batch))
+    with pytest.raises(ValueError, match="split evenly"):
+        distribute.shard_indices(10, 5, 0, 2)
+    # One process: every record of the full batches, in order.
+    assert distribute.process_count() == 1 and distribute.is_chief()
+    assert distribute.local_batch_size(6) == 6
+
+
+def test_cli_single_process_flags(tmp_path, monkeypatch):
+    # --distributed auto without a job in the environment: one process;
+    # --synchronized-batch-norm reaches the encoder's config.
+    from keras_ecg import cli
+
+    for name in (
+        "TF_CONFIG",
+        "SLURM_NTASKS",
+        "SLURM_PROCID",
+        "KERAS_ECG_JOB_ADDRESSES",
+        "KERAS_ECG_NUM_PROCESSES",
+        "KERAS_ECG_PROCESS_ID",
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+        "KERAS_DISTRIBUTION_NUM_PROCESSES",
+        "KERAS_DISTRIBUTION_PROCESS_ID",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    output = tmp_path / "run"
+    tiny = ["--size", "tiny", "--num-records", "24", "--batch-size", "8"]
+    code = cli.main(
+        [
+            "pretrain",
+            "--method",
+            "simclr",
+            "--epochs",
+            "1",
+            *tiny,
+            "--output",
+            str(output),
+            "--distributed",
+            "auto",
+            "--synchronized-batch-norm",
+        ]
+    )
+    assert code == 0
+    with open(output / "pretrain_results.json") as f:
+        results = json.load(f)
+    assert "processes" not in results
+    assert results["settings"]["synchronized_batch_norm"] is True
+    model = keras.saving.load_model(output / "pretrained.keras")
+    assert model.encoder.get_config()["synchronized_batch_norm"] is True
+    norms = [
+        layer
+        for layer in model.encoder._flatten_layers()
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert norms
+    # Keras synchronises BatchNorm under TensorFlow only.
+    assert all(n.synchronized == (BACKEND == "tensorflow") for n in norms)
+    # --distributed multi-process without any settings: a clear usage error.
+    code = cli.main(
+        [
+            "pretrain",
+            "--method",
+            "simclr",
+            *tiny,
+            "--output",
+            str(tmp_path / "other"),
+            "--distributed",
+            "multi-process",
+        ]
+    )
+    assert code == 2
+    assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize("encoder_name", ["xresnet1d", "cpc"])
+def test_synchronized_batch_norm_option_round_trips(encoder_name, tmp_path):
+    from keras_ecg.models.encoders import CPCEncoder
+    from keras_ecg.models.encoders import XResNet1D
+    from keras_ecg.testing import assert_config_round_trip
+    from keras_ecg.testing import assert_saved_model_round_trip
+
+    if encoder_name == "xresnet1d":
+        encoder = XResNet1D(
+            block_depths=(1,),
+            widths=(4,),
+            expansion=1,
+            stem_filters=(4, 4, 4),
+            input_leads=2,
+            synchronized_batch_norm=True,
+        )
+    else:
+        encoder = CPCEncoder(filters=(4, 3), synchronized_batch_norm=True)
+    x = np.random.default_rng(0).normal(size=(2, 32, 2)).astype("float32")
+    encoder(x)
+    assert encoder.get_config()["synchronized_batch_norm"] is True
+    assert_config_round_trip(encoder)
+    restored = assert_saved_model_round_trip(
+        keras.Sequential([keras.Input((32, 2)), encoder]), x, tmp_path
+    )
+    norms = [
+        layer
+        for layer in restored._flatten_layers()
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert norms
+    # Keras synchronises BatchNorm under TensorFlow only (JAX: global anyway).
+    assert all(n.synchronized == (BACKEND == "tensorflow") for n in norms)
+    # Default: off, as before.
+    plain = CPCEncoder(filters=(4,)) if encoder_name == "cpc" else XResNet1D()
+    assert plain.get_config()["synchronized_batch_norm"] is False
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TF's collective errors")
+def test_a_lost_tf_peer_becomes_a_clear_cli_error():
+    import tensorflow as tf
+
+    from keras_ecg import workflows
+
+    settings = distribute.ProcessSettings(("h:1", "h:2"), 2, 0, "arguments")
+    error = tf.errors.UnavailableError(
+        None, None, "Collective ops is aborted by: tasks are unhealthy\nmore"
+    )
+    lost = workflows.lost_process_error(error, settings, "runs/x")
+    assert isinstance(lost, workflows.LostProcessError)
+    message = str(lost)
+    assert message.startswith("process 0 of 2: another process of the job")
+    assert "tasks are unhealthy" in message and "more" not in message
+    assert os.path.join("runs/x", "backup") in message
+    # Other errors, or one process: unchanged.
+    assert workflows.lost_process_error(ValueError("x"), settings, "o") is None
+    assert workflows.lost_process_error(error, None, "o") is None
