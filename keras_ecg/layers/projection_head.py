@@ -27,7 +27,7 @@ class ProjectionHead(keras.layers.Layer):
 
     >>> import numpy as np
     >>> head = ProjectionHead(hidden_dims=(32,), output_dim=8)
-    >>> head(np.ones((4, 16), "float32")).shape
+    >>> tuple(head(np.ones((4, 16), "float32")).shape)
     (4, 8)
     """
 

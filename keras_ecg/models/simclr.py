@@ -104,7 +104,7 @@ class SimCLR(SelfSupervisedModel):
     >>> model.compile(optimizer="adam")
     >>> views = np.random.normal(size=(2, 16, 250, 12)).astype("float32")
     >>> _ = model.fit((views[0], views[1]), batch_size=8, verbose=0)
-    >>> model.backbone(views[0]).shape
+    >>> tuple(model.backbone(views[0]).shape)
     (16, 8)
     """
 
