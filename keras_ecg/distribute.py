@@ -532,6 +532,19 @@ def initialize_multi_process(
             shutdown_timeout_seconds=timeout,
         )
     elif backend == "tensorflow":
+        if os.environ.get("TF_CONFIG") and settings.source != "TF_CONFIG":
+            # The strategy reads TF_CONFIG: it must describe the same job.
+            from_env = resolve_process_settings(
+                environ={"TF_CONFIG": os.environ["TF_CONFIG"]}
+            )
+            if from_env is None or from_env[:3] != settings[:3]:
+                raise ValueError(
+                    f"{settings.source} describe process {settings.process_id} "
+                    f"of {settings.num_processes} at "
+                    f"{','.join(settings.job_addresses)}, but TF_CONFIG "
+                    "(which TensorFlow reads) describes another job; unset "
+                    "TF_CONFIG or make them agree."
+                )
         if not os.environ.get("TF_CONFIG"):
             if len(settings.job_addresses) != settings.num_processes:
                 raise ValueError(

@@ -456,3 +456,16 @@ def test_a_lost_tf_peer_becomes_a_clear_cli_error():
     # Other errors, or one process: unchanged.
     assert workflows.lost_process_error(ValueError("x"), settings, "o") is None
     assert workflows.lost_process_error(error, None, "o") is None
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TF reads TF_CONFIG")
+def test_tf_refuses_settings_that_contradict_tf_config(monkeypatch):
+    config = {
+        "cluster": {"worker": ["a:1", "b:2"]},
+        "task": {"type": "worker", "index": 1},
+    }
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    # Refused before any strategy is built.
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        distribute.initialize_multi_process("a:1,b:2", 2, 0)
+    assert distribute.multi_process_settings() is None

@@ -210,12 +210,14 @@ def run_resume(out_dir):
 def main(argv):
     import keras
 
-    keras.config.disable_traceback_filtering()
+    keras.config.disable_traceback_filtering()  # whole tracebacks in test logs
     mode, out_dir = argv[1], argv[2]
     from keras_ecg import distribute
 
-    # Short timeouts: a killed process must fail the job quickly.
-    settings = distribute.initialize_multi_process(timeout_seconds=5)
+    # `resume`: short timeouts, a killed process must fail the job quickly.
+    # `equality`: process 1 waits while process 0 trains the reference.
+    timeout = 5 if mode == "resume" else 120
+    settings = distribute.initialize_multi_process(timeout_seconds=timeout)
     print(
         f"process {settings.process_id} of {settings.num_processes} joined", flush=True
     )
