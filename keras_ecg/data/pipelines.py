@@ -26,10 +26,9 @@ mapped to `(x - mean) / std` inside the pipeline, in float64 as
 `LeadStandardizer.transform` does, so the result is the same as transforming
 the records first, without a standardised copy of the dataset.
 
-Sharding: with `shard=(index, count)` a pipeline reads only the records
-`index, index + count, index + 2 * count, ...` (the first `count * (n // count)`
-records, so every process of a multi-process run gets the same number and runs
-the same number of steps), e.g. `shard=(process_index, num_processes)`.
+Sharding over the processes of a multi-process job is not the pipeline's
+business: give it the process's records (`keras_ecg.distribute.shard_indices`
+and `ECGDataset.subset`, which keeps memory-mapped records as views).
 
 Randomness: the record order comes from `Dataset.shuffle(seed)` and the crop
 positions from a stateless RNG keyed by `Dataset.random(seed)` per batch, both
@@ -70,15 +69,9 @@ class _PackedRecords:
         max_in_memory_bytes=MAX_IN_MEMORY_BYTES,
         labels=None,
         standardizer=None,
-        shard=None,
     ):
         signals, record_ids, dataset_labels = _unpack_input(data)
         labels = _resolve_labels(labels, dataset_labels, len(record_ids))
-        if shard is not None:
-            keep = shard_indices(len(record_ids), shard)
-            signals = [signals[i] for i in keep]
-            record_ids = [record_ids[i] for i in keep]
-            labels = None if labels is None else labels[keep]
         self.record_ids = list(record_ids)
         self.labels = labels
         self.mean, self.std = _statistics(standardizer, signals)
@@ -198,28 +191,6 @@ class _CropReader:
                     "(was the cache file truncated or replaced?)"
                 )
         return out
-
-
-def shard_indices(num_records, shard):
-    """Positions of the records of `shard=(index, count)` among `num_records`.
-
-    Every shard gets `num_records // count` records, `index, index + count,
-    ...`: the last `num_records % count` records are left out so that all
-    shards (processes) run the same number of steps.
-    """
-    try:
-        index, count = (int(v) for v in shard)
-    except (TypeError, ValueError):
-        raise ValueError(f"`shard` must be (index, count); got {shard!r}.") from None
-    if count < 1 or not 0 <= index < count:
-        raise ValueError(f"`shard` must be (index, count) with 0 <= index < count; "
-                         f"got {shard!r}.")  # fmt: skip
-    per_shard = num_records // count
-    if per_shard == 0:
-        raise ValueError(
-            f"{num_records} record(s) cannot be split into {count} shards."
-        )
-    return np.arange(index, per_shard * count, count, dtype=np.int64)
 
 
 def _statistics(standardizer, signals):
@@ -474,7 +445,7 @@ def _map(ds, fn, parallel=True):
     return ds.map(fn)
 
 
-def _as_packed(data, labels, max_in_memory_bytes, standardizer=None, shard=None):
+def _as_packed(data, labels, max_in_memory_bytes, standardizer=None):
     if isinstance(data, _PackedRecords):
         return data
     return _PackedRecords(
@@ -482,7 +453,6 @@ def _as_packed(data, labels, max_in_memory_bytes, standardizer=None, shard=None)
         max_in_memory_bytes=max_in_memory_bytes,
         labels=labels,
         standardizer=standardizer,
-        shard=shard,
     )
 
 
@@ -504,7 +474,6 @@ def make_pretraining_dataset(
     repeat=False,
     max_in_memory_bytes=MAX_IN_MEMORY_BYTES,
     standardizer=None,
-    shard=None,
 ):
     """Builds a self-supervised pretraining pipeline of augmented views.
 
@@ -542,8 +511,6 @@ def make_pretraining_dataset(
         standardizer: optional fitted `LeadStandardizer` (or object with
             per-lead `mean` / `std`) applied to every crop before the
             augmentation, instead of standardising a copy of the records.
-        shard: optional `(index, count)`: read only this process's records
-            (see the module docstring), e.g. `(process_index, num_processes)`.
 
     Returns:
         A `tf.data.Dataset`.
@@ -569,7 +536,7 @@ def make_pretraining_dataset(
         crop_lengths = [int(crop_length)] * num_views
     if min(crop_lengths) < 1:
         raise ValueError(f"Crop lengths must be >= 1; got {crop_lengths}.")
-    packed = _as_packed(data, None, max_in_memory_bytes, standardizer, shard)
+    packed = _as_packed(data, None, max_in_memory_bytes, standardizer)
     window = max(crop_lengths)
     packed.check_min_length(window, "crop length")
     augmentations = _per_view(augmentation, num_views)
@@ -634,7 +601,6 @@ def make_supervised_dataset(
     repeat=False,
     max_in_memory_bytes=MAX_IN_MEMORY_BYTES,
     standardizer=None,
-    shard=None,
 ):
     """Builds a downstream pipeline of `(x, y)` random crops.
 
@@ -656,8 +622,6 @@ def make_supervised_dataset(
         standardizer: optional fitted `LeadStandardizer` (or object with
             per-lead `mean` / `std`) applied to every crop before the
             augmentation.
-        shard: optional `(index, count)`: read only this process's records
-            (see the module docstring).
 
     Returns:
         A `tf.data.Dataset` of `(x, y)` (or `x`), `x` of shape
@@ -671,7 +635,7 @@ def make_supervised_dataset(
     ```
     """
     crop_length = int(crop_length)
-    packed = _as_packed(data, labels, max_in_memory_bytes, standardizer, shard)
+    packed = _as_packed(data, labels, max_in_memory_bytes, standardizer)
     packed.check_min_length(crop_length, "crop length")
     aug = _wrap_augmentation(augmentation)
     lengths = tf.constant(packed.lengths)

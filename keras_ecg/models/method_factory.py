@@ -201,7 +201,6 @@ def make_method_dataset(
     crop_seconds=None,
     seed=0,
     standardizer=None,
-    shard=None,
 ):
     """The tf.data pretraining input each method expects.
 
@@ -220,8 +219,6 @@ def make_method_dataset(
         seed: seeds the order, the crops and the augmentation draws.
         standardizer: optional fitted `LeadStandardizer` applied to every
             crop in the pipeline (no standardised copy of `data`).
-        shard: optional `(process_index, num_processes)`: this process reads
-            only its share of the records (see `make_pretraining_dataset`).
     """
     from keras_ecg.data.durations import drop_short_records
     from keras_ecg.data.durations import seconds_to_samples
@@ -241,7 +238,6 @@ def make_method_dataset(
         seed=seed,
         drop_remainder=True,
         standardizer=standardizer,
-        shard=shard,
     )
 
 

@@ -409,40 +409,7 @@ def test_memmap_records_are_read_in_place(tmp_path):
     assert _PackedRecords(records).in_memory  # plain arrays: packed in memory
 
 
-def test_shards_split_the_records_evenly_and_disjointly():
-    from keras_ecg.data.pipelines import shard_indices
-
-    records = _records(lengths=(260,) * 7)
-    seen = []
-    for index in range(3):
-        ds = make_pretraining_dataset(
-            records,
-            num_views=1,
-            batch_size=1,
-            shuffle=False,
-            shard=(index, 3),
-        )
-        got = [_locate(x[0])[0] for x in _epoch(ds)]
-        # 7 // 3 = 2 records each: every process runs the same number of steps.
-        assert got == list(shard_indices(7, (index, 3)))
-        assert got == [index, index + 3]
-        seen += got
-    assert sorted(seen) == [0, 1, 2, 3, 4, 5]
-    labels = np.arange(7, dtype=np.float32)[:, None]
-    ds = make_supervised_dataset(
-        records, labels, shuffle=False, batch_size=4, shard=(1, 2)
-    )
-    ((x, y),) = _epoch(ds)
-    assert [_locate(c)[0] for c in x] == [1, 3, 5]
-    np.testing.assert_array_equal(y[:, 0], [1, 3, 5])
-    for bad in [(2, 2), (0, 0), 3]:
-        with pytest.raises(ValueError, match="shard"):
-            make_pretraining_dataset(records, shard=bad)
-    with pytest.raises(ValueError, match="cannot be split"):
-        make_pretraining_dataset(records, shard=(0, 8))
-
-
-def test_method_dataset_passes_standardizer_and_shard_on():
+def test_method_dataset_passes_the_standardizer_on():
     from keras_ecg.data.lead_standardizer import LeadStandardizer
     from keras_ecg.models.method_factory import make_method_dataset
 
@@ -453,10 +420,10 @@ def test_method_dataset_passes_standardizer_and_shard_on():
     standardizer = LeadStandardizer().fit(dataset)
     (x,) = _epoch(
         make_method_dataset(
-            "cpc", dataset, batch_size=3, standardizer=standardizer, shard=(1, 2)
+            "cpc", dataset.subset([1, 3, 5]), batch_size=3, standardizer=standardizer
         )
     )
-    # CPC: plain 10 s crops of records 1, 3, 5 (the shard), standardised.
+    # CPC: plain 10 s crops of records 1, 3, 5, standardised.
     expected = standardizer.transform([records[i] for i in (1, 3, 5)])
     order = [int(round(c[0, 0] * standardizer.std[0] + standardizer.mean[0])) // 1000
              for c in x]  # fmt: skip
