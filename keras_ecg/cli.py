@@ -121,7 +121,10 @@ def _add_model_size(parser):
         "--size",
         default="small",
         choices=("paper", "small", "tiny"),
-        help="encoder size: the paper's architectures, CPU-sized, or tiny (tests)",
+        help=(
+            "encoder size: paper (the reference code's configurations, see "
+            "README), small (CPU-sized) or tiny (tests)"
+        ),
     )
 
 
