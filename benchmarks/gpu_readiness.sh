@@ -11,9 +11,11 @@
 #   VENV        venv folder (default .venv-gpu in the repository root)
 #   WHEELS      folder of wheels for an offline machine: pip installs from it
 #               only (--no-index --find-links)
-#   TF_PACKAGE  the TensorFlow requirement (default "tensorflow[and-cuda]";
-#               "tensorflow-cpu" when only JAX and torch are to run on the GPU:
-#               keras-ecg imports TensorFlow for its tf.data input pipeline)
+#   TF_PACKAGE  the TensorFlow requirement (default "tensorflow[and-cuda]"),
+#               installed only when the tensorflow backend is to run:
+#               `--backends jax torch` needs neither TensorFlow nor wfdb
+#               (keras-ecg imports them on first use of its tf.data
+#               pipelines and WFDB readers, which this script does not use)
 #   JAX_PACKAGE installed only if the image has no JAX (default "jax[cuda12]")
 set -euo pipefail
 
@@ -35,10 +37,12 @@ if [ -n "${WHEELS:-}" ]; then
 fi
 
 # module:requirement pairs, installed only where the import fails.
+pairs=("keras:keras>=3.5" "pandas:pandas" "jax:$JAX_PACKAGE")
+if [[ " $* " != *" --backends "* || " $* " == *" tensorflow"* ]]; then
+  pairs+=("tensorflow:$TF_PACKAGE")
+fi
 missing=()
-for pair in "keras:keras>=3.5" "keras_tuner:keras-tuner" "wfdb:wfdb" \
-  "pandas:pandas" "sklearn:scikit-learn" "tensorflow:$TF_PACKAGE" \
-  "jax:$JAX_PACKAGE"; do
+for pair in "${pairs[@]}"; do
   module=${pair%%:*}
   requirement=${pair#*:}
   "$PY" -c "import $module" 2>/dev/null || missing+=("$requirement")

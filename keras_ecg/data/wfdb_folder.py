@@ -13,7 +13,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import wfdb
 from scipy import signal as scipy_signal
 
 from keras_ecg.data.ecg_dataset import SNOMED
@@ -314,6 +313,9 @@ def _read_fast(header, directory, record, header_path):
 
 
 def _read_with_wfdb(header, header_path, text, renamed, record):
+    # Imported here: the fast path above reads the common formats without it.
+    import wfdb
+
     directory = header_path.parent
     try:
         if not renamed:
