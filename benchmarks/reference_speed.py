@@ -16,7 +16,10 @@ Every contender runs in its own process (so its peak RSS is its own), built
 and warmed up first; then the driver runs `--repeats` rounds, each timing
 `--steps` steps of every contender in turn (one at a time, the order
 reversed every round), and reports per contender the median samples/s and the
-median over rounds of its ratio to the PyTorch eager run of the same round.
+median over rounds of its ratio to the PyTorch eager run of the same round,
+by wall time and by the CPU time of the contender's process (the CPU-time
+ratio is the one to trust on a loaded machine: it leaves out the time other
+processes held the CPU).
 keras-ecg runs as users reach it: `model.fit` / `model.predict` on NumPy arrays
 (`--keras-path train_on_batch` for `train_on_batch` / `predict_on_batch`).
 
@@ -267,9 +270,14 @@ def worker_main(spec):
     for line in sys.stdin:
         command = line.strip()
         if command == "run":
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             run(spec["steps"])
-            _send({"seconds": time.perf_counter() - start})
+            _send(
+                {
+                    "seconds": time.perf_counter() - start,
+                    "cpu_seconds": time.process_time() - cpu_start,
+                }
+            )
         elif command == "quit":
             _send({"peak_rss_bytes": _peak_rss_bytes()})
             return 0
@@ -307,6 +315,7 @@ class Contender:
         self.process.stdin.write(json.dumps(self.spec) + "\n")
         self.process.stdin.flush()
         self.seconds = []
+        self.cpu_seconds = []
 
     def receive(self):
         for line in self.process.stdout:
@@ -419,7 +428,9 @@ def measure_work(work, args, backends):
         for r in range(args.repeats):
             order = contenders if r % 2 == 0 else contenders[::-1]
             for contender in order:
-                contender.seconds.append(contender.command("run")["seconds"])
+                timing = contender.command("run")
+                contender.seconds.append(timing["seconds"])
+                contender.cpu_seconds.append(timing["cpu_seconds"])
         for contender in contenders:
             contender.peak_rss = contender.close()
     finally:
@@ -430,11 +441,17 @@ def measure_work(work, args, backends):
     rows = []
     print(
         f"  {'contender':<21} {'params':>10}  {'samples/s: median (min-max)':<30}"
-        f"{'ratio to torch eager':<24}{'peak RSS':>9}  setup"
+        f"{'ratio to torch eager':<24}{'CPU-time ratio':<24}{'peak RSS':>9}  setup"
     )
     for contender in contenders:
         rates = [steps * batch / s for s in contender.seconds]
         ratios = [a / b for a, b in zip(rates, _rates(reference, steps, batch))]
+        # CPU seconds of the whole process (all its threads) per timing: what
+        # the contender computed, without the time other processes took its
+        # CPU away (the wall-clock ratios scatter on a loaded machine).
+        cpu_ratios = [
+            r / c for r, c in zip(reference.cpu_seconds, contender.cpu_seconds)
+        ]
         row = {
             "work": work,
             "description": describe_work(work, args.size, batch),
@@ -446,14 +463,20 @@ def measure_work(work, args, backends):
             "median_samples_per_s": statistics.median(rates),
             "ratios_vs_torch_eager": ratios,
             "median_ratio": statistics.median(ratios),
+            "cpu_seconds": contender.cpu_seconds,
+            "cpu_time_ratios_vs_torch_eager": cpu_ratios,
+            "median_cpu_time_ratio": statistics.median(cpu_ratios),
             "peak_rss_bytes": contender.peak_rss,
             "setup_s": contender.setup_s,
         }
         rows.append(row)
         rate = f"{row['median_samples_per_s']:.2f} ({min(rates):.2f}-{max(rates):.2f})"
         ratio = f"{row['median_ratio']:.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+        cpu = row["median_cpu_time_ratio"]
+        cpu = f"{cpu:.2f}x ({min(cpu_ratios):.2f}-{max(cpu_ratios):.2f})"
         print(
             f"  {contender.name:<21} {contender.params:>10,d}  {rate:<30}{ratio:<24}"
+            f"{cpu:<24}"
             f"{_gb(contender.peak_rss):>9}  {contender.setup_s:.0f} s"
         )
     print(f"  load average after: {_loadavg()}", flush=True)

@@ -234,6 +234,11 @@ def test_reference_speed_tiny_run_reports_ratios(tmp_path):
     eager, keras_row = rows["torch eager"], rows[f"keras-ecg {backend}"]
     assert eager["ratios_vs_torch_eager"] == [1.0, 1.0]
     assert len(keras_row["ratios_vs_torch_eager"]) == 2
+    assert eager["cpu_time_ratios_vs_torch_eager"] == [1.0, 1.0]
+    cpu = keras_row["cpu_seconds"]
+    assert len(cpu) == 2 and min(cpu) > 0
+    expected = [a / b for a, b in zip(eager["cpu_seconds"], cpu, strict=True)]
+    assert keras_row["cpu_time_ratios_vs_torch_eager"] == expected
     assert keras_row["median_ratio"] > 0 and keras_row["peak_rss_bytes"] > 0
     # predict_all_steps=no: one 16 -> 16 predictor, as the reference; only
     # torch's second LSTM bias (4 x 16) differs.
