@@ -136,7 +136,11 @@ def test_a_killed_process_fails_the_job_and_a_restart_resumes(tmp_path):
     assert codes[1] == -signal.SIGKILL, codes
     # The survivor stops (instead of waiting forever) and says why.
     assert codes[0] != 0, logs[0][-3000:]
-    assert "heartbeat" in logs[0], logs[0][-3000:]
+    # Which error reaches the survivor first depends on timing: the missed
+    # heartbeats, or (TF) the collective's closed connection; the CLI turns
+    # either into one message (`workflows.lost_process_error`).
+    lost = ("heartbeat", "UnavailableError")
+    assert any(text in logs[0] for text in lost), logs[0][-3000:]
     with open(tmp_path / "backup" / "training_metadata.json") as f:
         saved_step = json.load(f)["global_step"]
     assert 1 <= saved_step <= 3, saved_step
