@@ -67,8 +67,10 @@ splits = load_splits(
     num_synthetic_records=args.num_records,
     seed=args.seed,
     test_falls_back_to_val=True,
+    # In mV: the pipelines standardise every crop and window on the fly.
+    standardize=False,
 )
-train, val, test = splits.train, splits.val, splits.test
+train, val, test, standardizer = splits[:4]
 print(f"{len(train)} train / {len(val)} val / {len(test)} test records")
 
 # ## Self-supervised pretraining
@@ -82,6 +84,7 @@ pretrained.fit(
         batch_size=min(args.batch_size, len(train)),
         augmentation=paper_augmentations("rrc_to", sampling_rate=train.sampling_rate),
         seed=args.seed,
+        standardizer=standardizer,
     ),
     epochs=args.epochs,
     verbose=2,
@@ -107,8 +110,11 @@ def downstream(backbone, mode, discriminative_lr=None):
         discriminative_lr=discriminative_lr,
         seed=args.seed,
         verbose=0,
+        standardizer=standardizer,
     )
-    test_auc = evaluate_records(result["model"], test)["macro_auc"]
+    test_auc = evaluate_records(result["model"], test, standardizer=standardizer)[
+        "macro_auc"
+    ]
     return result["best_val_auc"], test_auc, result["best_epoch"]
 
 

@@ -64,8 +64,10 @@ splits = load_splits(
     num_synthetic_records=args.num_records,
     seed=args.seed,
     test_falls_back_to_val=True,
+    # In mV: the pipelines standardise every crop and window on the fly.
+    standardize=False,
 )
-train, val, test = splits.train, splits.val, splits.test
+train, val, test, standardizer = splits[:4]
 print(f"{len(train)} train / {len(val)} val / {len(test)} test records")
 
 # ## Self-supervised pretraining on all training records (labels unused)
@@ -79,6 +81,7 @@ pretrained.fit(
         batch_size=min(args.batch_size, len(train)),
         augmentation=paper_augmentations("rrc_to", sampling_rate=train.sampling_rate),
         seed=args.seed,
+        standardizer=standardizer,
     ),
     epochs=args.epochs,
     verbose=2,
@@ -120,8 +123,10 @@ for fraction in args.fractions:
             batch_size=min(128, len(subset)),
             seed=args.seed,
             verbose=0,
+            standardizer=standardizer,
         )
-        row[name] = evaluate_records(result["model"], test)["macro_auc"]
+        scored = evaluate_records(result["model"], test, standardizer=standardizer)
+        row[name] = scored["macro_auc"]
     rows.append(row)
     print(row, flush=True)
 

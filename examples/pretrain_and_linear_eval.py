@@ -59,8 +59,10 @@ splits = load_splits(
     num_synthetic_records=args.num_records,
     seed=args.seed,
     test_falls_back_to_val=True,
+    # In mV: the pipelines standardise every crop and window on the fly.
+    standardize=False,
 )
-train, val, test = splits.train, splits.val, splits.test
+train, val, test, standardizer = splits[:4]
 print(f"{len(train)} train / {len(val)} val / {len(test)} test records")
 
 # ## Self-supervised pretraining
@@ -76,6 +78,7 @@ dataset = make_method_dataset(
     batch_size=min(args.batch_size, len(train)),
     augmentation=paper_augmentations("rrc_to", sampling_rate=train.sampling_rate),
     seed=args.seed,
+    standardizer=standardizer,
 )
 model.fit(dataset, epochs=args.epochs, verbose=2, shuffle=False)  # tf.data shuffles
 
@@ -95,8 +98,10 @@ def linear_eval(backbone):
         batch_size=min(128, len(train)),
         seed=args.seed,
         verbose=0,
+        standardizer=standardizer,
     )
-    return result["best_val_auc"], evaluate_records(result["model"], test)["macro_auc"]
+    scored = evaluate_records(result["model"], test, standardizer=standardizer)
+    return result["best_val_auc"], scored["macro_auc"]
 
 
 rows = [(f"{args.method} pretrained", *linear_eval(model.backbone))]

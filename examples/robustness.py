@@ -62,6 +62,8 @@ splits = load_splits(
     num_synthetic_records=args.num_records,
     seed=args.seed,
     test_falls_back_to_val=True,
+    # In mV: the pipelines standardise every crop and window on the fly.
+    standardize=False,
 )
 train, val, raw_test, standardizer = (
     splits.train,
@@ -82,6 +84,7 @@ pretrained.fit(
         batch_size=min(args.batch_size, len(train)),
         augmentation=paper_augmentations("rrc_to", sampling_rate=train.sampling_rate),
         seed=args.seed,
+        standardizer=standardizer,
     ),
     epochs=args.epochs,
     verbose=2,
@@ -99,6 +102,7 @@ def classifier(backbone, mode):
         batch_size=min(128, len(train)),
         seed=args.seed,
         verbose=0,
+        standardizer=standardizer,
     )["model"]
 
 

@@ -59,8 +59,10 @@ splits = load_splits(
     num_synthetic_records=args.num_records,
     seed=args.seed,
     test_falls_back_to_val=True,
+    # In mV: the pipelines standardise every crop and window on the fly.
+    standardize=False,
 )
-train, val, test = splits.train, splits.val, splits.test
+train, val, test, standardizer = splits[:4]
 print(f"{len(train)} train / {len(val)} val / {len(test)} test records")
 
 # ## Search
@@ -78,6 +80,7 @@ result = run_search(
     seed=args.seed,
     size=args.size,
     batch_size=args.batch_size,
+    standardizer=standardizer,
 )
 print(
     f"\nbest val probe AUC {result['best_score']:.4f} ({result['num_trials']} trials)"
@@ -96,7 +99,7 @@ for name, value in result["best_hyperparameters"].items():
 
 model = keras.saving.load_model(result["best_model_path"])
 crop = result["best_hyperparameters"]["crop_seconds"]
-embed = dict(window_seconds=crop, stride_seconds=crop / 2)
+embed = dict(window_seconds=crop, stride_seconds=crop / 2, standardizer=standardizer)
 test_auc = logistic_probe(
     extract_embeddings(model.backbone, train, **embed),
     train.labels,

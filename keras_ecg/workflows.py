@@ -230,6 +230,11 @@ def _standardizer_of(preprocessor):
     )
 
 
+def _statistics_of(preprocessor):
+    """The preprocessor as a pipeline `standardizer`, or None without statistics."""
+    return preprocessor if preprocessor.standardizes else None
+
+
 def _model_rate(args, preprocessor, what):
     """The sampling rate to load data at: the model's (checked against
     `--sampling-rate`)."""
@@ -569,15 +574,28 @@ def downstream_options(args, mode):
 
 
 def train_and_score(
-    backbone, train, val, test, args, mode, preprocessor=None, verbose=None
+    backbone,
+    train,
+    val,
+    test,
+    args,
+    mode,
+    preprocessor=None,
+    verbose=None,
+    standardizer=None,
 ):
-    """Trains a classifier with the `mode` protocol; scores val and test."""
+    """Trains a classifier with the `mode` protocol; scores val and test.
+
+    With `standardizer` the splits are in mV and standardised window by
+    window in the input pipelines (no standardised copies).
+    """
     result = train_downstream(
         backbone,
         train,
         val,
         mode=mode,
         preprocessor=preprocessor,
+        standardizer=standardizer,
         batch_size=min(args.eval_batch_size, len(train)),
         seed=args.seed,
         verbose=fit_verbosity() if verbose is None else verbose,
@@ -595,6 +613,7 @@ def train_and_score(
             trained_classes=trained_class_mask(train),
             window_seconds=result["options"]["window_seconds"],
             stride_seconds=result["options"]["stride_seconds"],
+            standardizer=standardizer,
         )
         row["test_macro_auc"] = scored["macro_auc"]
         row["test_per_class_auc"] = scored["per_class_auc"]
@@ -644,7 +663,8 @@ def run_downstream(args):
             f"--data {args.data} has leads {list(data.lead_names)}, the model "
             f"expects {list(preprocessor.lead_names)}."
         )
-    train, val, test = (standardizer.transform(d) for d in (train, val, test))
+    # The splits stay in mV (possibly views of a memory-mapped cache): the
+    # pipelines standardise every crop and window on the fly.
     window = seconds_to_samples(args.window_seconds, rate)
     train, val = (
         drop_short_records(d, window, f"{args.window_seconds:g} s window")
@@ -659,7 +679,14 @@ def run_downstream(args):
         ).backbone
     folder.create()
     result, row = train_and_score(
-        backbone, train, val, test, args, mode, preprocessor=preprocessor
+        backbone,
+        train,
+        val,
+        test,
+        args,
+        mode,
+        preprocessor=preprocessor,
+        standardizer=standardizer,
     )
     model = result["model"]
     model.label_set = args.label_set
@@ -762,7 +789,9 @@ def run_evaluate(args):
     data = drop_short_records(
         data, preprocessor.window_length, f"{preprocessor.window_seconds:g} s window"
     )
-    data = preprocessor.prepare(data)
+    # Checked and in the model's lead order, still in mV: the window
+    # pipeline applies the statistics (no standardised copy).
+    data = preprocessor.prepare(data, standardize=False)
     folder.create()
     result = evaluate_records(
         model,
@@ -772,6 +801,7 @@ def run_evaluate(args):
         batch_size=args.batch_size,
         aggregation=preprocessor.aggregation,
         output_indices=outputs,
+        standardizer=_statistics_of(preprocessor),
     )
     print(
         f"{args.split} macro AUC over {len(result['included'])} classes with "
@@ -809,13 +839,14 @@ def run_embed(args):
         seconds_to_samples(args.window_seconds, rate), preprocessor.window_length
     )
     data = drop_short_records(data, window, f"{window / rate:g} s window")
-    data = preprocessor.prepare(data)
+    data = preprocessor.prepare(data, standardize=False)
     folder.create()
     embeddings = extract_embeddings(
         pretrained.backbone,
         data,
         window_seconds=args.window_seconds,
         stride_seconds=args.stride_seconds,
+        standardizer=_statistics_of(preprocessor),
     )
     paths = export_embeddings(
         embeddings,
@@ -880,13 +911,14 @@ def run_tune(args):
     train, val, _ = split_data(args, data)
     folder = run_folder(args, "tune", data)
     folder.check()
+    # Fitted streaming; every trial's pipelines apply it (no copies).
     standardizer = LeadStandardizer().fit(train)
-    train, val = standardizer.transform(train), standardizer.transform(val)
     folder.create()
     result = run_search(
         args.method,
         train,
         val,
+        standardizer=standardizer,
         tuner=args.tuner,
         max_trials=args.max_trials,
         epochs=args.epochs,
@@ -941,7 +973,11 @@ def run_demo(args):
     folder = run_folder(args, "demo", data)
     folder.check()
     preprocessor = ECGPreprocessor.from_data(train, window_seconds=args.window_seconds)
-    train, val, test = (preprocessor.prepare(d) for d in (train, val, test))
+    # Checked, still in mV: pretraining and the classifiers' pipelines apply
+    # the statistics to every crop and window (no standardised copies).
+    train, val, test = (
+        preprocessor.prepare(d, standardize=False) for d in (train, val, test)
+    )
     folder.create()
 
     print(f"\n[1/3] self-supervised pretraining ({args.method}), no labels", flush=True)
@@ -951,6 +987,7 @@ def run_demo(args):
         args.output,
         augmentation=args.augmentation,
         preprocessor=preprocessor,
+        standardizer=preprocessor,
     )
     pretrained_path = os.path.join(args.output, "pretrained.keras")
 
@@ -981,7 +1018,14 @@ def run_demo(args):
         for name, kind, mode in protocols:
             t0 = time.time()
             result, scored = train_and_score(
-                backbone(kind), subset, val, test, args, mode, verbose=0
+                backbone(kind),
+                subset,
+                val,
+                test,
+                args,
+                mode,
+                verbose=0,
+                standardizer=preprocessor,
             )
             row[name] = scored["test_macro_auc"]
             print(

@@ -391,6 +391,54 @@ def test_finetune_flags_change_the_protocol(trained, tmp_path, capsys, flags, ch
     assert check(_read(tmp_path / "finetune_results.json"))
 
 
+def _forbid_standardised_copies(monkeypatch):
+    """Standardising a whole dataset (a copy) raises; the pipelines may not."""
+    from keras_ecg.data.lead_standardizer import LeadStandardizer
+    from keras_ecg.models.ecg_preprocessor import ECGPreprocessor
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a standardised copy of the records was made")
+
+    monkeypatch.setattr(LeadStandardizer, "transform", refuse)
+    monkeypatch.setattr(ECGPreprocessor, "standardize", refuse)
+
+
+@pytest.mark.parametrize("command", ["linear-eval", "finetune"])
+def test_downstream_makes_no_standardised_copy(
+    trained, tmp_path, capsys, monkeypatch, command
+):
+    _forbid_standardised_copies(monkeypatch)
+    args = [command, "--checkpoint", trained["checkpoint"], "--num-records", "120"]
+    args += ["--eval-epochs", "1", "--patience", "0"]
+    if command == "finetune":
+        args += ["--linear-probe-epochs", "1"]
+    code, captured = _run([*args, "--output", tmp_path], capsys)
+    assert code == 0, captured.err
+    results = _read(tmp_path / f"{command}_results.json")
+    assert 0.0 <= results["test_macro_auc"] <= 1.0
+
+
+def test_evaluate_and_embed_make_no_standardised_copy(
+    trained, tmp_path, capsys, monkeypatch
+):
+    _forbid_standardised_copies(monkeypatch)
+    args = ["evaluate", "--model", trained["classifier"], "--num-records", "120"]
+    code, captured = _run(
+        [*args, "--split", "test", "--output", tmp_path / "e"], capsys
+    )
+    assert code == 0, captured.err
+    evaluated = _read(tmp_path / "e" / "evaluate_results.json")
+    np.testing.assert_allclose(
+        evaluated["macro_auc"], trained["results"]["test_macro_auc"], atol=1e-6
+    )
+    args = ["embed", "--checkpoint", trained["checkpoint"], "--num-records", "120"]
+    code, captured = _run(
+        [*args, "--split", "test", "--output", tmp_path / "m"], capsys
+    )
+    assert code == 0, captured.err
+    assert np.isfinite(np.load(tmp_path / "m" / "embeddings.npz")["embeddings"]).all()
+
+
 @ONE_PASS
 def test_random_init_finetune_is_supervised_from_scratch(tmp_path, capsys):
     args = ["finetune", "--random-init", "--method", "cpc", "--size", "tiny"]
@@ -472,7 +520,10 @@ def test_embed_plot_draws_a_png(trained, tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_predict_writes_one_row_per_record(trained, ptbxl_dir, tmp_path, capsys):
+def test_predict_writes_one_row_per_record(
+    trained, ptbxl_dir, tmp_path, capsys, monkeypatch
+):
+    _forbid_standardised_copies(monkeypatch)
     folder = tmp_path / "records"
     folder.mkdir()
     for ecg_id in ("00001", "00002", "00003"):
@@ -510,7 +561,8 @@ def test_predict_writes_one_row_per_record(trained, ptbxl_dir, tmp_path, capsys)
 # ----------------------------------------------------------------------------
 
 
-def test_demo_prints_the_label_efficiency_table(tmp_path, capsys):
+def test_demo_prints_the_label_efficiency_table(tmp_path, capsys, monkeypatch):
+    _forbid_standardised_copies(monkeypatch)
     args = ["demo", *TINY, "--epochs", "1", "--eval-epochs", "1"]
     args += ["--label-fractions", "0.2", "--output", tmp_path]
     code, captured = _run(args, capsys)
@@ -526,7 +578,8 @@ def test_demo_prints_the_label_efficiency_table(tmp_path, capsys):
 
 
 @ONE_PASS
-def test_tune_runs_a_search_and_records_it(tmp_path, capsys):
+def test_tune_runs_a_search_and_records_it(tmp_path, capsys, monkeypatch):
+    _forbid_standardised_copies(monkeypatch)
     args = ["tune", "--method", "simclr", "--max-trials", "1", "--epochs", "1"]
     args += ["--tuner", "bayesian"]
     code, _ = _run([*args, *TINY, "--output", tmp_path], capsys)

@@ -123,8 +123,10 @@ class Splits(
         "Splits", ["train", "val", "test", "standardizer", "raw_test"]
     )
 ):
-    """Standardised train/val/test splits, the standardiser and the raw test set.
+    """Train/val/test splits, the standardiser and the raw test set.
 
+    The splits are standardised copies, or (`load_splits(standardize=False)`)
+    the records in mV, for pipelines that apply `standardizer` on the fly.
     `raw_test` keeps the test records in mV, for experiments (noise robustness)
     whose corruption is defined in physical units before standardisation.
     """
@@ -140,6 +142,7 @@ def load_splits(
     seed=0,
     standardizer=None,
     test_falls_back_to_val=False,
+    standardize=True,
 ):
     """Loads `path`, splits it and standardises every lead on the train split.
 
@@ -151,6 +154,11 @@ def load_splits(
         test_falls_back_to_val: when the data has no test records (the PTB-XL
             subset without fold 10), use the validation records as test and
             say so.
+        standardize: return standardised copies of the splits. `False`
+            returns them in mV with the fitted `standardizer`, to pass as
+            `standardizer=` to the pipelines and `train_downstream` /
+            `evaluate_records` / `extract_embeddings`: no standardised copy
+            of the data is made (it may be a memory-mapped cache).
 
     Returns:
         A `Splits` named tuple.
@@ -172,6 +180,8 @@ def load_splits(
         test = val
     if standardizer is None:
         standardizer = LeadStandardizer().fit(train)
+    if not standardize:
+        return Splits(train, val, test, standardizer, test)
     return Splits(
         *(standardizer.transform(d) for d in (train, val, test)), standardizer, test
     )

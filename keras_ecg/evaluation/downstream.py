@@ -101,26 +101,32 @@ def predict_records(
     stride_seconds=None,
     batch_size=256,
     aggregation="mean",
+    standardizer=None,
 ):
     """Per-record probabilities from sliding-window predictions.
 
     Args:
         model: a classifier returning logits for `(batch, window, leads)`.
-        data: an `ECGDataset`, already preprocessed (rate, leads,
-            standardisation) as the model expects.
+        data: an `ECGDataset` at the model's rate and lead order, already
+            standardised, or in mV with `standardizer`.
         window_seconds: window duration; default 2.5 s.
         stride_seconds: stride between windows; default half a window.
         batch_size: windows per prediction batch.
         aggregation: `"mean"` (the paper's) or `"max"` over a record's windows.
+        standardizer: optional fitted `LeadStandardizer` (or
+            `ECGPreprocessor`) applied to every window in the input pipeline,
+            so that no standardised copy of `data` is made.
 
     Returns:
         A `(num_records, num_classes)` float32 array of sigmoid probabilities.
     """
-    windows = _window_batches(data, window_seconds, stride_seconds, batch_size)
+    windows = _window_batches(
+        data, window_seconds, stride_seconds, batch_size, standardizer
+    )
     return _predict_windows(model, windows, aggregation)
 
 
-def _window_batches(data, window_seconds, stride_seconds, batch_size):
+def _window_batches(data, window_seconds, stride_seconds, batch_size, standardizer):
     """`(dataset, record_index)` of the sliding windows of `data`."""
     window_length, stride = _window(data, window_seconds, stride_seconds)
     return make_window_dataset(
@@ -129,6 +135,7 @@ def _window_batches(data, window_seconds, stride_seconds, batch_size):
         window_length=window_length,
         stride=stride,
         batch_size=batch_size,
+        standardizer=standardizer,
     )
 
 
@@ -154,7 +161,8 @@ def evaluate_records(model, data, trained_classes=None, output_indices=None, **k
         output_indices: optional model outputs that `data`'s label columns
             belong to, in order (e.g. `LabelAlignment.model_indices` when the
             data label only some of the model's classes); default: all.
-        **kwargs: forwarded to `predict_records` (window, stride, ...).
+        **kwargs: forwarded to `predict_records` (window, stride,
+            `standardizer`, ...).
 
     Returns:
         A dict with `macro_auc`, the per-record `scores`, `per_class_auc`
@@ -216,6 +224,8 @@ class RecordAUCCheckpoint(keras.callbacks.Callback):
             half a window).
         batch_size: windows per prediction batch.
         aggregation: `"mean"` or `"max"` over a record's windows.
+        standardizer: optional fitted `LeadStandardizer` applied to every
+            window in the pipeline (`val_data` then in mV).
     """
 
     def __init__(
@@ -226,6 +236,7 @@ class RecordAUCCheckpoint(keras.callbacks.Callback):
         stride_seconds=None,
         batch_size=256,
         aggregation="mean",
+        standardizer=None,
     ):
         super().__init__()
         if val_data.labels is None:
@@ -234,7 +245,7 @@ class RecordAUCCheckpoint(keras.callbacks.Callback):
         self.restore_best_weights = restore_best_weights
         self.aggregation = aggregation
         self._windows = _window_batches(
-            val_data, window_seconds, stride_seconds, batch_size
+            val_data, window_seconds, stride_seconds, batch_size, standardizer
         )
         self.best_auc = -math.inf
         self.best_epoch = None
@@ -337,6 +348,7 @@ def train_downstream(
     window_seconds=None,
     stride_seconds=None,
     preprocessor=None,
+    standardizer=None,
     pooling="concat",
     head_hidden_dims=(),
     dropout=0.0,
@@ -406,6 +418,12 @@ def train_downstream(
             saved model predicts on raw records (`predict_records`). The class
             names, descriptions and label vocabulary of `train_data` are
             attached in any case.
+        standardizer: optional fitted `LeadStandardizer` (or
+            `ECGPreprocessor`): `train_data` and `val_data` are then in mV
+            and every training crop and validation window is standardised in
+            the input pipeline, with no standardised copy of the records
+            (they may be a memory-mapped cache). Pass it once: data already
+            standardised must not get it again.
         pooling, head_hidden_dims, dropout: `ECGClassifier` head settings.
         head_batch_norm: whether the head batch-normalises its input features
             (`ECGClassifier(use_batch_norm=...)`). Frozen features carry a
@@ -507,6 +525,7 @@ def train_downstream(
         batch_size=batch_size,
         shuffle=True,
         seed=seed,
+        standardizer=standardizer,
     )
     steps_per_epoch = math.ceil(len(train_data) / batch_size)
     loss = keras.losses.BinaryCrossentropy(from_logits=True)
@@ -519,6 +538,7 @@ def train_downstream(
             window_seconds=window_length / val_data.sampling_rate,
             stride_seconds=stride / val_data.sampling_rate,
             batch_size=256,
+            standardizer=standardizer,
         )
         stage_callbacks = [selector]
         if options["patience"]:

@@ -17,7 +17,12 @@ from keras_ecg.evaluation.window_aggregation import aggregate_windows
 
 
 def extract_embeddings(
-    backbone, data, window_seconds=2.5, stride_seconds=None, batch_size=256
+    backbone,
+    data,
+    window_seconds=2.5,
+    stride_seconds=None,
+    batch_size=256,
+    standardizer=None,
 ):
     """Per-record embeddings: sliding-window backbone outputs averaged per record.
 
@@ -30,6 +35,9 @@ def extract_embeddings(
         window_seconds: window duration (default 2.5 s, the paper's).
         stride_seconds: window stride; defaults to half a window.
         batch_size: windows per `predict` batch.
+        standardizer: optional fitted `LeadStandardizer` (or
+            `ECGPreprocessor`) applied to every window in the input pipeline
+            (`data` then in mV), instead of a standardised copy of `data`.
 
     Returns:
         A float32 numpy array `(num_records, features)`.
@@ -53,6 +61,7 @@ def extract_embeddings(
         window_length=window_length,
         stride=stride,
         batch_size=batch_size,
+        standardizer=standardizer,
     )
     outputs = np.asarray(backbone.predict(dataset, verbose=0), dtype=np.float32)
     if outputs.ndim == 3:

@@ -304,7 +304,11 @@ class ECGClassifier(PreprocessorAttribute, keras.Model):
             )
         thresholds = self._thresholds(threshold)
         preprocessor = self.preprocessor
-        data = preprocessor.prepare(records, on_error=on_error, recursive=recursive)
+        # Rate and leads here; the statistics are applied to each window in
+        # the input pipeline, so the records are not copied to standardise.
+        data = preprocessor.prepare(
+            records, on_error=on_error, recursive=recursive, standardize=False
+        )
         probabilities = predict_records(
             self,
             data,
@@ -312,6 +316,7 @@ class ECGClassifier(PreprocessorAttribute, keras.Model):
             stride_seconds=preprocessor.stride_seconds,
             batch_size=batch_size,
             aggregation=preprocessor.aggregation,
+            standardizer=preprocessor if preprocessor.standardizes else None,
         )
         names = self.column_names()
         frame = pd.DataFrame(probabilities, columns=names)

@@ -157,7 +157,7 @@ class ECGPreprocessor(keras.layers.Layer):
             signal = (signal - np.asarray(self.mean)) / np.asarray(self.std)
         return signal.astype(np.float32)
 
-    def prepare(self, records, on_error="raise", recursive=True):
+    def prepare(self, records, on_error="raise", recursive=True, standardize=True):
         """Reads and converts records to the model's rate, leads and scale.
 
         Every record is brought to `sampling_rate` (anti-aliased polyphase
@@ -180,10 +180,17 @@ class ECGPreprocessor(keras.layers.Layer):
                 drops bad records and emits one `ECGDataWarning` with their
                 count and first messages.
             recursive: also read the `.hea` files of sub-folders of a folder.
+            standardize: apply `mean` / `std` here. `False` leaves the
+                records in mV, for a pipeline that standardises on the fly
+                (`standardizer=preprocessor`); records of an `ECGDataset`
+                already at `sampling_rate`, in `lead_names` order and
+                float32 are then returned as they are (no copy, e.g. views
+                of a memory-mapped cache).
 
         Returns:
             An `ECGDataset` at `sampling_rate` with `lead_names`, float32
-            signals, standardised when statistics are set. Labels, folds and
+            signals, standardised when statistics are set and
+            `standardize`. Labels, folds and
             metadata of an input `ECGDataset` are kept for the kept records;
             records read from files get `metadata` with their `path`,
             `original_sampling_rate` and `original_length`.
@@ -197,17 +204,17 @@ class ECGPreprocessor(keras.layers.Layer):
         check_on_error(on_error)
         log = FailureLog(on_error)
         if isinstance(records, ECGDataset):
-            prepared = self._prepare_dataset(records, log)
+            prepared = self._prepare_dataset(records, log, standardize)
             source = "ECGDataset"
         else:
             sources, source = self._list_records(records, recursive)
-            prepared = self._prepare_files(sources, log)
+            prepared = self._prepare_files(sources, log, standardize)
         log.warn(source, stacklevel=3)
         if not len(prepared):
             raise ECGDataError(source, "no readable records")
         return prepared
 
-    def _prepare_dataset(self, data, log):
+    def _prepare_dataset(self, data, log, standardize=True):
         kept, signals = [], []
         for i, (record_id, signal) in enumerate(
             zip(data.record_ids, data.signals, strict=True)
@@ -221,7 +228,9 @@ class ECGPreprocessor(keras.layers.Layer):
                         f"{data.num_leads} leads {list(data.lead_names)}",
                     )
                 indices = resolve_leads(self.lead_names, data.lead_names, record_id)
-                signal = signal[:, indices]
+                if list(indices) != list(range(signal.shape[1])):
+                    # Indexing copies; records already in order stay views.
+                    signal = signal[:, indices]
                 bad = ~np.isfinite(signal)
                 if bad.any():
                     raise ECGDataError(
@@ -231,7 +240,7 @@ class ECGPreprocessor(keras.layers.Layer):
                 signal = resample_signal(
                     signal, data.sampling_rate, self.sampling_rate, record_id
                 )
-                signals.append(self._finish(signal, record_id))
+                signals.append(self._finish(signal, record_id, None, standardize))
             except ECGDataError as error:
                 log.record(error)
                 continue
@@ -245,7 +254,7 @@ class ECGPreprocessor(keras.layers.Layer):
             lead_names=self.lead_names,
         )
 
-    def _prepare_files(self, sources, log):
+    def _prepare_files(self, sources, log, standardize=True):
         signals, record_ids, rows = [], [], []
         for record_id, header_path in sources:
             try:
@@ -255,7 +264,9 @@ class ECGPreprocessor(keras.layers.Layer):
                     leads=self.lead_names,
                     sampling_rate=self.sampling_rate,
                 )
-                signal = self._finish(record.signal, record_id, header_path)
+                signal = self._finish(
+                    record.signal, record_id, header_path, standardize
+                )
             except ECGDataError as error:
                 log.record(error)
                 continue
@@ -279,7 +290,7 @@ class ECGPreprocessor(keras.layers.Layer):
             metadata=pd.DataFrame(rows).set_index("record_id"),
         )
 
-    def _finish(self, signal, record_id, path=None):
+    def _finish(self, signal, record_id, path=None, standardize=True):
         """Length check and standardisation of a resampled, reordered record."""
         length = len(signal)
         if length < self.window_length:
@@ -290,6 +301,8 @@ class ECGPreprocessor(keras.layers.Layer):
                 f"{self.window_seconds:g} s window ({self.window_length} samples)",
                 path,
             )
+        if not standardize:
+            return np.asarray(signal, dtype=np.float32)
         return self.standardize(signal)
 
     def _list_records(self, records, recursive):

@@ -147,6 +147,9 @@ class SSLHyperModel(kt.HyperModel):
         probe_stride_seconds: embedding window stride in seconds; defaults to
             half the crop.
         seed: seeds the augmentations and the pretraining pipeline.
+        standardizer: optional fitted `LeadStandardizer`: the data are then
+            in mV and every pretraining crop and probe window is standardised
+            in the input pipeline (no standardised copies of the data).
         name, tunable: `keras_tuner.HyperModel` arguments.
 
     Example:
@@ -171,6 +174,7 @@ class SSLHyperModel(kt.HyperModel):
         probe_k=5,
         probe_stride_seconds=None,
         seed=0,
+        standardizer=None,
         name=None,
         tunable=True,
     ):
@@ -197,6 +201,7 @@ class SSLHyperModel(kt.HyperModel):
         self.probe_k = int(probe_k)
         self.probe_stride_seconds = probe_stride_seconds
         self.seed = seed
+        self.standardizer = standardizer
         if train_data.sampling_rate != val_data.sampling_rate:
             raise ValueError(
                 f"SSLHyperModel: train is at {train_data.sampling_rate} Hz, val at "
@@ -239,6 +244,7 @@ class SSLHyperModel(kt.HyperModel):
             augmentation=augmentation,
             crop_seconds=float(space["crop_seconds"]),
             seed=self.seed,
+            standardizer=self.standardizer,
         )
         history = model.fit(
             dataset,
@@ -268,7 +274,11 @@ class SSLHyperModel(kt.HyperModel):
         if not isinstance(backbone, keras.Model):
             backbone = keras.Sequential([backbone])
         stride = self.probe_stride_seconds or window_seconds / 2
-        embed = dict(window_seconds=window_seconds, stride_seconds=stride)
+        embed = dict(
+            window_seconds=window_seconds,
+            stride_seconds=stride,
+            standardizer=self.standardizer,
+        )
         train_emb = extract_embeddings(backbone, self.train_data, **embed)
         val_emb = extract_embeddings(backbone, self.val_data, **embed)
         args = (train_emb, self.train_data.labels, val_emb, self.val_data.labels)

@@ -90,6 +90,7 @@ def run_search(
     probe="logistic",
     overwrite=True,
     verbose=0,
+    standardizer=None,
 ):
     """Searches `method`'s hyperparameters for the best downstream probe score.
 
@@ -115,6 +116,8 @@ def run_search(
         probe: `"logistic"` or `"knn"`.
         overwrite: start afresh instead of resuming a project.
         verbose: `fit`/search verbosity.
+        standardizer: optional fitted `LeadStandardizer` applied in every
+            trial's input pipelines (`train` and `val` then in mV).
 
     Returns:
         A dict with `best_hyperparameters` (dict), `best_score` (the best
@@ -134,7 +137,14 @@ def run_search(
     project_name = project_name or f"{method}_{tuner}"
     keras.utils.set_random_seed(seed)
     hypermodel = SSLHyperModel(
-        method, train, val, size=size, batch_size=batch_size, probe=probe, seed=seed
+        method,
+        train,
+        val,
+        size=size,
+        batch_size=batch_size,
+        probe=probe,
+        seed=seed,
+        standardizer=standardizer,
     )
     search = make_tuner(
         hypermodel,

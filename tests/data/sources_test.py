@@ -31,6 +31,30 @@ def test_fold_split_and_standardisation_fitted_on_train_only():
     assert set(splits.test.folds) == {10}
 
 
+def test_splits_in_mv_with_the_standardizer_make_no_copy(monkeypatch):
+    from keras_ecg.data.lead_standardizer import LeadStandardizer
+
+    standardised = load_splits("synthetic", num_synthetic_records=100, seed=1)
+
+    def refuse(self, data):
+        raise AssertionError("LeadStandardizer.transform copied the data")
+
+    monkeypatch.setattr(LeadStandardizer, "transform", refuse)
+    raw = load_splits("synthetic", num_synthetic_records=100, seed=1, standardize=False)
+    data = make_synthetic_ecg(num_records=100, seed=1)
+    for ours, theirs in zip(raw[:3], split_dataset(data), strict=True):
+        assert ours.record_ids == theirs.record_ids
+        for a, b in zip(ours.signals, theirs.signals, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert raw.raw_test is raw.test
+    np.testing.assert_array_equal(raw.standardizer.mean, standardised.standardizer.mean)
+    np.testing.assert_array_equal(raw.standardizer.std, standardised.standardizer.std)
+    # Applied later (as the pipelines do), the statistics give the copies.
+    np.testing.assert_array_equal(
+        raw.standardizer._apply(raw.val.signals[0]), standardised.val.signals[0]
+    )
+
+
 def test_missing_test_fold_falls_back_to_val_when_asked(ptbxl_dir):
     splits = load_splits(str(ptbxl_dir), test_falls_back_to_val=True)
     assert set(splits.test.folds) == {9}

@@ -349,3 +349,108 @@ def test_linear_default_head_normalises_offset_dominated_features():
     # Each class is carried by one feature (corr > 0.99) under an offset of
     # 10: a normalised head ranks the validation records correctly at once.
     assert min(result["val_auc"]) > 0.95, result["val_auc"]
+
+
+def _raw_dataset(num_records, seed):
+    """`_dataset` in "mV" far from unit scale, so standardisation matters."""
+    data = _dataset(num_records=num_records, seed=seed)
+    scale = np.array([40.0, 0.02, 3.0], "float32")
+    shift = np.array([200.0, -1.0, 7.0], "float32")
+    data.signals = [(s * scale + shift).astype("float32") for s in data.signals]
+    return data
+
+
+def _fresh_backbone():
+    keras.utils.set_random_seed(7)
+    backbone = _backbone()
+    backbone.build((None, 40, LEADS))
+    return backbone
+
+
+def _no_transform(monkeypatch):
+    """Makes a standardised copy of a dataset an error."""
+    from keras_ecg.data.lead_standardizer import LeadStandardizer
+
+    def refuse(self, data):
+        raise AssertionError("LeadStandardizer.transform copied the data")
+
+    monkeypatch.setattr(LeadStandardizer, "transform", refuse)
+
+
+def test_train_downstream_standardizer_matches_a_standardised_copy(monkeypatch):
+    from keras_ecg.data.lead_standardizer import LeadStandardizer
+
+    train, val = _raw_dataset(16, seed=1), _raw_dataset(8, seed=2)
+    standardizer = LeadStandardizer().fit(train)
+    copies = standardizer.transform(train), standardizer.transform(val)
+    options = dict(
+        mode="finetune",
+        epochs=2,
+        patience=0,
+        linear_probe_epochs=1,
+        batch_size=8,
+        window_seconds=0.4,
+        verbose=0,
+    )
+    expected = train_downstream(_fresh_backbone(), *copies, **options)
+    _no_transform(monkeypatch)
+    actual = train_downstream(
+        _fresh_backbone(), train, val, standardizer=standardizer, **options
+    )
+    unstandardised = train_downstream(_fresh_backbone(), train, val, **options)
+    np.testing.assert_allclose(actual["val_auc"], expected["val_auc"], atol=1e-6)
+    window = dict(window_seconds=0.4, stride_seconds=0.2)
+    scores = predict_records(actual["model"], val, standardizer=standardizer, **window)
+    reference = predict_records(expected["model"], copies[1], **window)
+    np.testing.assert_allclose(scores, reference, rtol=1e-4, atol=1e-5)
+    # The standardisation is applied once: the model trained on raw records
+    # without it differs.
+    raw_scores = predict_records(unstandardised["model"], val, **window)
+    assert not np.allclose(raw_scores, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_evaluate_records_standardizer_matches_a_standardised_copy(monkeypatch):
+    from keras_ecg.data.lead_standardizer import LeadStandardizer
+    from keras_ecg.models.ecg_preprocessor import ECGPreprocessor
+
+    data = _raw_dataset(6, seed=3)
+    standardizer = LeadStandardizer().fit(_raw_dataset(10, seed=4))
+    model = ECGClassifier(_fresh_backbone(), num_classes=2)
+    window = dict(window_seconds=0.4, stride_seconds=0.25, batch_size=5)
+    expected = evaluate_records(model, standardizer.transform(data), **window)
+    preprocessor = ECGPreprocessor.from_standardizer(
+        standardizer, sampling_rate=100, lead_names=data.lead_names
+    )
+    _no_transform(monkeypatch)
+    # A `LeadStandardizer` or an `ECGPreprocessor` carrying its statistics.
+    for given in (standardizer, preprocessor):
+        actual = evaluate_records(model, data, standardizer=given, **window)
+        np.testing.assert_allclose(
+            actual["scores"], expected["scores"], rtol=1e-5, atol=1e-6
+        )
+        assert actual["macro_auc"] == pytest.approx(expected["macro_auc"], abs=1e-6)
+    raw = evaluate_records(model, data, **window)
+    assert not np.allclose(raw["scores"], expected["scores"], rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_standardizer_scores_raw_validation_records():
+    from keras_ecg.data.lead_standardizer import LeadStandardizer
+
+    val = _raw_dataset(8, seed=5)
+    standardizer = LeadStandardizer().fit(val)
+    model = ECGClassifier(_fresh_backbone(), num_classes=2)
+    model.build((None, 40, LEADS))
+    window = dict(window_seconds=0.4, stride_seconds=0.2)
+    on_the_fly = RecordAUCCheckpoint(val, standardizer=standardizer, **window)
+    copied = RecordAUCCheckpoint(standardizer.transform(val), **window)
+    for callback in (on_the_fly, copied):
+        callback.set_model(model)
+        callback.on_epoch_end(0, {})
+    assert on_the_fly.history == pytest.approx(copied.history, abs=1e-6)
+    # The windows it scores are the standardised ones.
+    windows = [
+        np.concatenate([np.asarray(x) for x, _ in callback._windows[0]])
+        for callback in (on_the_fly, copied)
+    ]
+    np.testing.assert_allclose(windows[0], windows[1], rtol=1e-6, atol=1e-6)
+    assert abs(windows[0].mean()) < 1.0 < np.abs(np.concatenate(val.signals)).max()

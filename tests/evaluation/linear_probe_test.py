@@ -108,3 +108,30 @@ def test_extract_embeddings_mean_pools_sequence_outputs():
         backbone, _records(signals), window_seconds=1.2, stride_seconds=1.2
     )
     np.testing.assert_allclose(emb, [signals[0].mean(0)], atol=1e-6)
+
+
+def test_extract_embeddings_standardizer_matches_a_standardised_copy(monkeypatch):
+    from keras_ecg.data.lead_standardizer import LeadStandardizer
+
+    rng = np.random.default_rng(3)
+    signals = [
+        (rng.normal(size=(n, 2)) * [30.0, 0.1] + [100.0, -2.0]).astype("float32")
+        for n in (40, 55, 47)
+    ]
+    data = _records(signals)
+    standardizer = LeadStandardizer().fit(data)
+    keras.utils.set_random_seed(0)
+    backbone = keras.Sequential(
+        [keras.Input((None, 2)), keras.layers.Conv1D(3, 3, activation="tanh")]
+    )
+    window = dict(window_seconds=2.0, stride_seconds=1.0)
+    expected = extract_embeddings(backbone, standardizer.transform(data), **window)
+
+    def refuse(self, data):
+        raise AssertionError("LeadStandardizer.transform copied the data")
+
+    monkeypatch.setattr(LeadStandardizer, "transform", refuse)
+    actual = extract_embeddings(backbone, data, standardizer=standardizer, **window)
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+    raw = extract_embeddings(backbone, data, **window)
+    assert not np.allclose(raw, expected, rtol=1e-5, atol=1e-6)

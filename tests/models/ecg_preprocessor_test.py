@@ -248,6 +248,42 @@ def test_prepare_standardises_like_numpy(ptbxl_dir):
         np.testing.assert_allclose(ours, (raw - mean) / std, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.backend_agnostic
+def test_prepare_without_standardising_keeps_records_in_place(ptbxl_dir):
+    rng = np.random.default_rng(4)
+    mean = rng.normal(0.0, 0.1, size=12)
+    std = rng.uniform(0.1, 0.5, size=12)
+    preprocessor = ECGPreprocessor(100, mean=mean, std=std)
+    raw = ptbxl_dataset(ptbxl_dir, 100)
+    # float32 records packed in one array, as a reader's cache hands them out.
+    packed = np.concatenate(raw.signals).astype(np.float32)
+    bounds = np.cumsum([0] + [len(s) for s in raw.signals])
+    data = ECGDataset(
+        signals=[packed[a:b] for a, b in zip(bounds[:-1], bounds[1:])],
+        record_ids=raw.record_ids,
+        sampling_rate=100,
+        lead_names=STANDARD_LEADS,
+    )
+    kept = preprocessor.prepare(data, standardize=False)
+    for ours, given in zip(kept.signals, data.signals, strict=True):
+        assert ours is given or np.shares_memory(ours, given)
+    # Leads in another order: reordered (a copy), still in mV.
+    perm = np.random.default_rng(5).permutation(12)
+    permuted = ECGDataset(
+        signals=[s[:, perm] for s in data.signals],
+        record_ids=raw.record_ids,
+        sampling_rate=100,
+        lead_names=tuple(STANDARD_LEADS[p] for p in perm),
+    )
+    reordered = preprocessor.prepare(permuted, standardize=False)
+    for ours, given in zip(reordered.signals, data.signals, strict=True):
+        np.testing.assert_array_equal(ours, given)
+    # Standardising later (as the pipelines do) gives what prepare() gives.
+    standardised = preprocessor.prepare(data)
+    for ours, later in zip(standardised.signals, reordered.signals, strict=True):
+        np.testing.assert_array_equal(ours, preprocessor.standardize(later))
+
+
 def _bad_dataset(good):
     """Two good records and one of each failure, with labels to follow."""
     signal = good.signals[0]

@@ -106,3 +106,43 @@ def test_bayesian_and_hyperband_searches(splits, tmp_path, tuner):
     assert hypermodel.probe_score(model, crop) == pytest.approx(
         result["best_score"], abs=1e-6
     )
+
+
+def test_standardizer_is_applied_in_the_pipelines_not_as_copies(splits, monkeypatch):
+    from keras_ecg.data.lead_standardizer import LeadStandardizer
+
+    train, val = splits
+    # Far from unit scale, so that the standardisation matters.
+    scale = np.linspace(0.05, 40.0, 12).astype("float32")
+    shift = np.linspace(-5.0, 30.0, 12).astype("float32")
+    raw_train, raw_val = (
+        d.subset(list(range(len(d)))) for d in (train, val)
+    )  # fresh datasets sharing nothing mutable with the fixture
+    for d in (raw_train, raw_val):
+        d.signals = [np.asarray(s) * scale + shift for s in d.signals]
+    standardizer = LeadStandardizer().fit(raw_train)
+    copies = standardizer.transform(raw_train), standardizer.transform(raw_val)
+    hp = kt.HyperParameters()
+    copied = SSLHyperModel("simclr", *copies, size="tiny", probe="knn")
+    model = copied.build(hp)
+    crop = 2.5
+    expected = copied.probe_score(model, crop)
+    monkeypatch.setattr(
+        LeadStandardizer, "transform", lambda *a: pytest.fail("standardised copy")
+    )
+    on_the_fly = SSLHyperModel(
+        "simclr",
+        raw_train,
+        raw_val,
+        size="tiny",
+        probe="knn",
+        standardizer=standardizer,
+    )
+    assert on_the_fly.probe_score(model, crop) == pytest.approx(expected, abs=1e-6)
+    unstandardised = SSLHyperModel(
+        "simclr", raw_train, raw_val, size="tiny", probe="knn"
+    )
+    assert unstandardised.probe_score(model, crop) != pytest.approx(expected, abs=1e-6)
+    # Pretraining through `fit` reads the raw records with the standardizer.
+    result = on_the_fly.fit(hp, model, epochs=1)
+    assert np.isfinite(result["loss"])
