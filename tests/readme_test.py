@@ -42,8 +42,8 @@ def test_readme_api_tour_runs(ptbxl_dir, tmp_path, monkeypatch, capsys):
     code = _substitute(code, "range(1, 9), [9], [10]", "range(1, 8), [8], [9]")
     code = _substitute(
         code,
-        'mode="finetune", preprocessor=preprocessor',
-        'mode="finetune", preprocessor=preprocessor, epochs=1, verbose=0',
+        "    preprocessor=preprocessor,\n",
+        "    preprocessor=preprocessor, epochs=1, verbose=0,\n",
     )
     code = _substitute(
         code,
