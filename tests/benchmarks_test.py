@@ -401,7 +401,8 @@ def test_reference_speed_tiny_run_reports_ratios(tmp_path):
     backend = keras.backend.backend()
     out = tmp_path / "speed.json"
     command = [sys.executable, os.path.join(BENCHMARKS, "reference_speed.py")]
-    command += ["--size", "tiny", "--works", "cpc", "--cpc-batch", "2"]
+    command += ["--size", "tiny", "--works", "cpc", "byol", "--cpc-batch", "2"]
+    command += ["--byol-batch", "3"]
     command += ["--steps", "1", "--warmup", "0", "--repeats", "2", "--threads", "1"]
     command += ["--keras-path", "train_on_batch", "--cpc-scoring", "matrix"]
     command += ["--cpc-predict-all-steps", "no", "--json", str(out)]
@@ -415,7 +416,14 @@ def test_reference_speed_tiny_run_reports_ratios(tmp_path):
     assert "keras-ecg via train_on_batch; PyTorch CPC scoring matrix" in text
     assert "predict_all_steps no" in text
     result = json.loads(out.read_text())
-    rows = {row["contender"]: row for row in result["rows"]}
+    assert [row["work"] for row in result["rows"]] == ["cpc"] * 2 + ["byol"] * 2
+    byol = result["rows"][2:]
+    assert "BYOL training step, tiny xresnet1d online + EMA target, 2 views" in text
+    assert [row["batch"] for row in byol] == [3, 3]
+    assert byol[1]["contender"] == f"keras-ecg {backend}"
+    assert byol[1]["params"] == byol[0]["params"] - 8  # the stem conv bias
+    assert byol[0]["ratios_vs_torch_eager"] == [1.0, 1.0]
+    rows = {row["contender"]: row for row in result["rows"][:2]}
     assert set(rows) == {"torch eager", f"keras-ecg {backend}"}
     eager, keras_row = rows["torch eager"], rows[f"keras-ecg {backend}"]
     assert eager["ratios_vs_torch_eager"] == [1.0, 1.0]
@@ -432,37 +440,35 @@ def test_reference_speed_tiny_run_reports_ratios(tmp_path):
     assert f"keras-ecg {backend}" in text
 
 
-def test_reference_speed_tiny_byol_swav_run(tmp_path):
-    backend = keras.backend.backend()
-    out = tmp_path / "speed.json"
-    command = [sys.executable, os.path.join(BENCHMARKS, "reference_speed.py")]
-    command += ["--size", "tiny", "--works", "byol", "swav"]
-    command += ["--byol-batch", "2", "--swav-batch", "3", "--steps", "1"]
-    # --warmup 0 through model.fit (the default path): no zero-sample fit.
-    command += ["--warmup", "0", "--repeats", "1", "--threads", "1"]
-    command += ["--json", str(out)]
-    process = subprocess.run(
-        command, env=subprocess_env(), capture_output=True, text=True, timeout=600
-    )
-    assert process.returncode == 0, process.stderr[-3000:]
-    text = process.stdout
-    assert "BYOL training step, tiny xresnet1d online + EMA target, 2 views" in text
-    assert "SwAV training step, tiny xresnet1d, 10 prototypes, 2 views" in text
-    rows = json.loads(out.read_text())["rows"]
-    assert [(r["work"], r["contender"]) for r in rows] == [
-        ("byol", "torch eager"),
-        ("byol", f"keras-ecg {backend}"),
-        ("swav", "torch eager"),
-        ("swav", f"keras-ecg {backend}"),
-    ]
-    assert [r["batch"] for r in rows] == [2, 2, 3, 3]
-    for eager, keras_row in (rows[:2], rows[2:]):
-        assert eager["ratios_vs_torch_eager"] == [1.0]
-        assert keras_row["median_ratio"] > 0
-        assert min(keras_row["cpu_seconds"]) > 0
-        # Same trainable parameters but the reference's stem conv bias (8
-        # filters in the tiny stem).
-        assert keras_row["params"] == eager["params"] - 8
+@pytest.mark.parametrize("work", ["byol", "swav"])
+def test_reference_speed_tiny_byol_swav_workers(work):
+    # The workers' setup and step in this process (starting four worker
+    # processes would take a minute); the CLI run below covers the driver.
+    speed = _benchmark_module("reference_speed")
+    spec = {
+        "work": work,
+        "size": "tiny",
+        "batch": 3,
+        "steps": 1,
+        "threads": None,
+        "keras_path": "fit",
+        "contender": "torch eager",
+    }
+    torch_run, torch_params = speed._torch_work(spec)
+    keras_run, keras_params = speed._keras_work(dict(spec, contender="keras-ecg"))
+    torch_run(1)
+    keras_run(1)
+    # Same trainable parameters but the reference's stem conv bias (8 filters
+    # in the tiny stem); BYOL counts the online network only on both sides.
+    assert keras_params == torch_params - 8
+    assert "2 views of 64 x 12, batch 3" in speed.describe_work(work, "tiny", 3)
+    # The CLI run below times `byol` with --byol-batch; --swav-batch parses
+    # the same way.
+    flag = f"--{work}-batch"
+    assert getattr(speed.parse_args([flag, "5"]), f"{work}_batch") == 5
+    assert getattr(speed.parse_args([]), f"{work}_batch") == 64
+    with pytest.raises(SystemExit):
+        speed.parse_args([flag, "0"])
 
 
 def test_gpu_readiness_tiny_run_reports_fields(tmp_path):
