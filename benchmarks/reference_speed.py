@@ -1,12 +1,16 @@
 """keras-ecg vs. plain PyTorch: samples/s on the paper's shapes, interleaved.
 
-Three pieces of work, each timed for keras-ecg (one process per Keras backend)
+Five pieces of work, each timed for keras-ecg (one process per Keras backend)
 and for a plain-PyTorch eager implementation written for this benchmark
 (`torch_reference.py`, the reference code's configuration), optionally also
 `torch.compile` of it:
 
 - `simclr`: a SimCLR training step, xresnet1d50, two views of 2.5 s (250 x 12
   at 100 Hz), batch 64;
+- `byol`: a BYOL training step (online xresnet1d50 + projector + predictor,
+  EMA target encoder + projector), same views and batch;
+- `swav`: a SwAV training step (xresnet1d50, 512 -> 2048 -> 128 projector,
+  3000 prototypes, Sinkhorn-Knopp codes), same views and batch;
 - `inference`: xresnet1d50 forward pass, 2.5 s crops, batch 256;
 - `cpc`: a CPC training step on 10 s crops (1000 x 12), batch 4 by default.
   Activation memory grows linearly with the batch (the paper's batch 32 is
@@ -26,6 +30,8 @@ keras-ecg runs as users reach it: `model.fit` / `model.predict` on NumPy arrays
 Usage:
     KERAS_BACKEND=jax python benchmarks/reference_speed.py --threads 1 --repeats 5
     python benchmarks/reference_speed.py --backends tensorflow jax torch --size tiny
+    python benchmarks/reference_speed.py --backends tensorflow jax torch \
+        --works byol swav --threads 1
 """
 
 import argparse
@@ -48,11 +54,19 @@ from machine import cpu_name  # noqa: E402
 from machine import usable_cores  # noqa: E402
 
 SAMPLING_RATE = 100  # Hz, the paper's
-WORKS = ("simclr", "inference", "cpc")
+WORKS = ("simclr", "byol", "swav", "inference", "cpc")
+# Two-view training works: SimCLR, BYOL, SwAV.
+TWO_VIEW_WORKS = ("simclr", "byol", "swav")
 # Crop durations: the paper's 2.5 s (SimCLR) and 10 s (CPC); `tiny` is for tests.
 CROP_SECONDS = {
-    "paper": {"simclr": 2.5, "inference": 2.5, "cpc": 10.0},
-    "tiny": {"simclr": 0.64, "inference": 0.64, "cpc": 0.64},
+    "paper": {"simclr": 2.5, "byol": 2.5, "swav": 2.5, "inference": 2.5, "cpc": 10.0},
+    "tiny": {
+        "simclr": 0.64,
+        "byol": 0.64,
+        "swav": 0.64,
+        "inference": 0.64,
+        "cpc": 0.64,
+    },
 }
 TINY_XRESNET = dict(
     block_depths=(1, 1),
@@ -63,6 +77,10 @@ TINY_XRESNET = dict(
     stem_kernel_size=5,
 )
 TINY_HEAD = dict(hidden_dim=16, output_dim=8, batch_norm=False)
+# BYOL projector / predictor (no hidden bias) and SwAV projector, with BN.
+TINY_BYOL_HEAD = dict(hidden_dim=16, output_dim=8, batch_norm=True, hidden_bias=False)
+TINY_SWAV_HEAD = dict(hidden_dim=16, output_dim=8, batch_norm=True)
+TINY_PROTOTYPES = 10
 TINY_CPC = dict(
     filters=(16, 16, 16, 16),
     kernel_sizes=(1, 1, 1, 1),
@@ -82,10 +100,14 @@ def crop_length(size, work):
 def describe_work(work, size, batch):
     length = crop_length(size, work)
     encoder = "xresnet1d50" if size == "paper" else "tiny xresnet1d"
+    views = f"2 views of {length} x 12, batch {batch}"
     if work == "simclr":
-        return (
-            f"SimCLR training step, {encoder}, 2 views of {length} x 12, batch {batch}"
-        )
+        return f"SimCLR training step, {encoder}, {views}"
+    if work == "byol":
+        return f"BYOL training step, {encoder} online + EMA target, {views}"
+    if work == "swav":
+        prototypes = 3000 if size == "paper" else TINY_PROTOTYPES
+        return f"SwAV training step, {encoder}, {prototypes} prototypes, {views}"
     if work == "inference":
         return f"{encoder} inference, {length} x 12, batch {batch}"
     model = "CPC (4 x 512 encoder, 2 x 512 LSTM)" if size == "paper" else "tiny CPC"
@@ -127,12 +149,31 @@ def _torch_work(spec):
         inputs = (torch.from_numpy(_random((batch, 12, length), 0)),)
     else:
         encoder = ref.XResNet1d(**xcfg, stem_bias=True)
+        paper = size == "paper"
         if work == "simclr":
             head = ref.ProjectionHead(
-                encoder.output_dim,
-                **(ref.PAPER_HEAD if size == "paper" else TINY_HEAD),
+                encoder.output_dim, **(ref.PAPER_HEAD if paper else TINY_HEAD)
             )
             model = ref.SimCLRReference(encoder, head)
+        elif work == "byol":
+            head = ref.PAPER_BYOL_HEAD if paper else TINY_BYOL_HEAD
+            model = ref.BYOLReference(
+                encoder,
+                ref.ProjectionHead(encoder.output_dim, **head),
+                ref.ProjectionHead(head["output_dim"], **head),
+                # keras-ecg's fit sets K to the steps of its call; any K > 0
+                # costs the same per step.
+                total_steps=1000,
+            )
+        elif work == "swav":
+            head = ref.PAPER_SWAV_HEAD if paper else TINY_SWAV_HEAD
+            swav = dict(ref.PAPER_SWAV)
+            if not paper:
+                swav["num_prototypes"] = TINY_PROTOTYPES
+            model = ref.SwAVReference(
+                encoder, ref.ProjectionHead(encoder.output_dim, **head), **swav
+            )
+        if work in TWO_VIEW_WORKS:
             inputs = tuple(
                 torch.from_numpy(_random((batch, 12, length), s)) for s in (0, 1)
             )
@@ -172,11 +213,13 @@ def _keras_model(spec):
             return build_encoder("paper")
         return build_method(work, size="paper", **kwargs)
     from keras_ecg.layers.projection_head import ProjectionHead
+    from keras_ecg.models.byol import BYOL
     from keras_ecg.models.cpc import CPC
     from keras_ecg.models.encoders.cpc_encoder import CPCContext
     from keras_ecg.models.encoders.cpc_encoder import CPCEncoder
     from keras_ecg.models.encoders.xresnet1d import XResNet1D
     from keras_ecg.models.simclr import SimCLR
+    from keras_ecg.models.swav import SwAV
 
     if work == "cpc":
         return CPC(
@@ -190,6 +233,22 @@ def _keras_model(spec):
     encoder = XResNet1D(pooling="concat", **TINY_XRESNET)
     if work == "inference":
         return encoder
+    if work == "byol":
+
+        def byol_head():
+            return ProjectionHead(
+                hidden_dims=(TINY_BYOL_HEAD["hidden_dim"],),
+                output_dim=TINY_BYOL_HEAD["output_dim"],
+                use_bias_hidden=False,
+            )
+
+        return BYOL(encoder, projection_head=byol_head(), prediction_head=byol_head())
+    if work == "swav":
+        head = ProjectionHead(
+            hidden_dims=(TINY_SWAV_HEAD["hidden_dim"],),
+            output_dim=TINY_SWAV_HEAD["output_dim"],
+        )
+        return SwAV(encoder, projection_head=head, num_prototypes=TINY_PROTOTYPES)
     head = ProjectionHead(
         hidden_dims=(TINY_HEAD["hidden_dim"],),
         output_dim=TINY_HEAD["output_dim"],
@@ -231,7 +290,7 @@ def _keras_work(spec):
 
     else:
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
-        if work == "simclr":
+        if work in TWO_VIEW_WORKS:
             y = _random((batch * steps_max, length, 12), 1)
             data = lambda n: (x[: batch * n], y[: batch * n])  # noqa: E731
         else:
@@ -263,7 +322,9 @@ def worker_main(spec):
         run, params = _keras_work(spec)
     else:
         run, params = _torch_work(spec)
-    run(spec["warmup"])
+    if spec["warmup"]:
+        # `fit` / `predict` on zero samples fail; `--warmup 0` skips the call.
+        run(spec["warmup"])
     # Imports, building, compiling (XLA, tf.function, torch.compile), warm-up.
     setup_s = time.perf_counter() - start
     _send({"ready": True, "params": params, "setup_s": setup_s, "cpus": cpus})
@@ -394,6 +455,8 @@ def _gb(n):
 def measure_work(work, args, backends):
     batch = {
         "simclr": args.simclr_batch,
+        "byol": args.byol_batch,
+        "swav": args.swav_batch,
         "inference": args.inference_batch,
         "cpc": args.cpc_batch,
     }[work]
@@ -499,6 +562,8 @@ def parse_args(argv=None):
     parser.add_argument("--works", nargs="+", choices=WORKS, default=list(WORKS))
     parser.add_argument("--size", choices=("paper", "tiny"), default="paper")
     parser.add_argument("--simclr-batch", type=int, default=64)
+    parser.add_argument("--byol-batch", type=int, default=64)
+    parser.add_argument("--swav-batch", type=int, default=64)
     parser.add_argument("--inference-batch", type=int, default=256)
     parser.add_argument(
         "--cpc-batch",
@@ -540,7 +605,15 @@ def parse_args(argv=None):
     )
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args(argv)
-    for name in ("simclr_batch", "inference_batch", "cpc_batch", "steps", "repeats"):
+    for name in (
+        "simclr_batch",
+        "byol_batch",
+        "swav_batch",
+        "inference_batch",
+        "cpc_batch",
+        "steps",
+        "repeats",
+    ):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.warmup < 0 or (args.threads is not None and args.threads < 1):

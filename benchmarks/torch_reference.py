@@ -1,9 +1,10 @@
-"""Plain-PyTorch xresnet1d50 + SimCLR and CPC, the contenders of `reference_speed.py`.
+"""Plain-PyTorch xresnet1d50 + SimCLR, BYOL, SwAV and CPC for `reference_speed.py`.
 
 Written for the benchmark from the paper's description and the configuration of
 the reference code (hhi-aml/ecg-selfsupervised: `clinical_ts/xresnet1d.py`,
-`custom_simclr_bolts.py`, `clinical_ts/cpc.py`, `main_cpc_lightning.py`), not
-copied from it. Shapes follow that configuration:
+`custom_simclr_bolts.py`, `custom_byol_bolts.py`, `custom_swav_bolts.py`,
+`clinical_ts/cpc.py`, `main_cpc_lightning.py`), not copied from it. Shapes
+follow that configuration:
 
 - xresnet1d50: stem of three conv-BN-ReLU (32, 32, 64 filters, kernel 5, the
   first with stride 2), max pool 3/2, four stages of (3, 4, 6, 3) bottleneck
@@ -12,8 +13,31 @@ copied from it. Shapes follow that configuration:
   0.9) and eps 1e-5, concat pooling (max, avg) to 512 features. The
   reference's SimCLR swaps the first conv for `nn.Conv1d(12, 32, 5, 2, 2)`,
   which has a bias (32 parameters keras-ecg has not): `stem_bias=True`.
+  BYOL and SwAV build their encoder through the same class, so they carry
+  the same bias.
 - SimCLR projection: Linear(512, 512) -> ReLU -> Linear(512, 16), no BN;
   NT-Xent at temperature 0.5 over the 2N projections, self-similarity masked.
+- BYOL: online encoder -> projector -> predictor, each MLP Linear (no bias)
+  -> BN -> ReLU -> Linear, 512 -> 512 -> 16 (the predictor from 16); the
+  target (encoder + projector) is a `deepcopy` without gradients, in training
+  mode (batch statistics), moved after every optimizer step by
+  `target = tau_k target + (1 - tau_k) online` over the parameters (not the
+  BN buffers), `tau_k` on keras-ecg's cosine schedule from `tau = 0.996`.
+  Loss: `mean(2 - 2 cos(p_1, z_2)) + mean(2 - 2 cos(p_2, z_1))`, each view
+  through each network on its own (BN statistics per view). keras-ecg moves
+  the target with the pre-update online weights (a one-step lag; the same
+  arithmetic per step). The reference averages only parameters named
+  `weight`; here, as in keras-ecg, every parameter.
+- SwAV: both views through the encoder in one batch (as keras-ecg and the
+  reference group crops of equal length), projector Linear -> BN -> ReLU ->
+  Linear 512 -> 2048 -> 128, L2 normalisation, scores against 3000
+  prototypes L2-normalised in the forward pass (as keras-ecg; the reference
+  normalises them after each optimizer step instead), codes by Sinkhorn-Knopp
+  (3 iterations, epsilon 0.05, no gradient), swapped prediction at
+  temperature 0.1, averaged over the two assigned views. Two views and no
+  queue or prototype freeze, as `build_method("swav", size="paper")`
+  (the reference adds small crops, a queue from epoch 15 and a first-epoch
+  freeze).
 - CPC: per-timestep 4 x 512 encoder (kernel 1 conv without bias -> BN -> ReLU),
   2-layer 512-unit `torch.nn.LSTM`, one bias-free 512 -> 512 map predicting
   the encoding `k = 12` steps ahead, InfoNCE against 128 negatives drawn
@@ -26,6 +50,9 @@ gathers the `(B, T - k, N, D)` negatives as the reference does;
 `scoring="matrix"` scores every pair of positions of a sequence first and
 gathers logits, keras-ecg's default for same-sequence negatives.
 """
+
+import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +67,15 @@ PAPER_XRESNET = dict(
     stem_kernel_size=5,
 )
 PAPER_HEAD = dict(hidden_dim=512, output_dim=16, batch_norm=False)
+# BYOL's projector and predictor (predictor input 16), SwAV's projector.
+PAPER_BYOL_HEAD = dict(
+    hidden_dim=512, output_dim=16, batch_norm=True, hidden_bias=False
+)
+PAPER_SWAV_HEAD = dict(hidden_dim=2048, output_dim=128, batch_norm=True)
+PAPER_BYOL = dict(tau=0.996)
+PAPER_SWAV = dict(
+    num_prototypes=3000, temperature=0.1, epsilon=0.05, sinkhorn_iterations=3
+)
 PAPER_CPC = dict(
     filters=(512, 512, 512, 512),
     kernel_sizes=(1, 1, 1, 1),
@@ -161,10 +197,20 @@ class XResNet1d(nn.Module):
 
 
 class ProjectionHead(nn.Sequential):
-    """Linear -> [BN] -> ReLU -> Linear (the reference: no BN, 512 -> 16)."""
+    """Linear -> [BN] -> ReLU -> Linear (the reference SimCLR: no BN, 512 -> 16).
 
-    def __init__(self, input_dim, hidden_dim=512, output_dim=16, batch_norm=False):
-        layers = [nn.Linear(input_dim, hidden_dim)]
+    `hidden_bias=False` drops the first Linear's bias (BYOL's MLP).
+    """
+
+    def __init__(
+        self,
+        input_dim,
+        hidden_dim=512,
+        output_dim=16,
+        batch_norm=False,
+        hidden_bias=True,
+    ):
+        layers = [nn.Linear(input_dim, hidden_dim, bias=hidden_bias)]
         if batch_norm:
             layers.append(nn.BatchNorm1d(hidden_dim, momentum=0.1, eps=1e-5))
         layers += [nn.ReLU(), nn.Linear(hidden_dim, output_dim)]
@@ -200,6 +246,161 @@ class SimCLRReference(nn.Module):
         z1 = self.head(self.encoder(view_1))
         z2 = self.head(self.encoder(view_2))
         return nt_xent(z1, z2, self.temperature)
+
+
+def byol_loss(p1, p2, z1, z2):
+    """Symmetric BYOL loss: `mean(2 - 2 cos(p1, z2)) + mean(2 - 2 cos(p2, z1))`."""
+
+    def regression(p, z):
+        return (2 - 2 * (F.normalize(p, dim=1) * F.normalize(z, dim=1)).sum(1)).mean()
+
+    return regression(p1, z2.detach()) + regression(p2, z1.detach())
+
+
+class BYOLReference(nn.Module):
+    """Online encoder/projector/predictor and an EMA target.
+
+    `forward(view_1, view_2)` returns the loss; call `update_target()` after
+    every optimizer step (`train_step` does).
+
+    Args:
+        encoder, projector, predictor: the online network (defaults: the
+            paper's xresnet1d50 and BYOL MLPs).
+        tau: base EMA decay.
+        total_steps: steps `K` of the cosine schedule of `tau_k`; None keeps
+            `tau` constant.
+    """
+
+    def __init__(
+        self,
+        encoder=None,
+        projector=None,
+        predictor=None,
+        tau=PAPER_BYOL["tau"],
+        total_steps=None,
+    ):
+        super().__init__()
+        self.encoder = encoder if encoder is not None else XResNet1d()
+        if projector is None:
+            projector = ProjectionHead(self.encoder.output_dim, **PAPER_BYOL_HEAD)
+        if predictor is None:
+            predictor = ProjectionHead(PAPER_BYOL_HEAD["output_dim"], **PAPER_BYOL_HEAD)
+        self.projector, self.predictor = projector, predictor
+        # The target starts as an exact copy and never gets gradients; it
+        # stays in training mode (BN batch statistics), as in BYOL.
+        self.target_encoder = copy.deepcopy(self.encoder)
+        self.target_projector = copy.deepcopy(self.projector)
+        for p in self._target_parameters():
+            p.requires_grad_(False)
+        self.tau = tau
+        self.total_steps = total_steps
+        self.step = 0
+
+    def _online_parameters(self):
+        return list(self.encoder.parameters()) + list(self.projector.parameters())
+
+    def _target_parameters(self):
+        return list(self.target_encoder.parameters()) + list(
+            self.target_projector.parameters()
+        )
+
+    def tau_at(self, step):
+        if not self.total_steps:
+            return self.tau
+        progress = min(step / self.total_steps, 1.0)
+        return 1 - (1 - self.tau) * (math.cos(math.pi * progress) + 1) / 2
+
+    def forward(self, view_1, view_2):
+        p1 = self.predictor(self.projector(self.encoder(view_1)))
+        p2 = self.predictor(self.projector(self.encoder(view_2)))
+        with torch.no_grad():
+            z1 = self.target_projector(self.target_encoder(view_1))
+            z2 = self.target_projector(self.target_encoder(view_2))
+        return byol_loss(p1, p2, z1, z2)
+
+    @torch.no_grad()
+    def update_target(self):
+        """`target = tau_k target + (1 - tau_k) online` over all parameters."""
+        tau = self.tau_at(self.step)
+        # lerp: target + (1 - tau) (online - target), one multi-tensor op.
+        torch._foreach_lerp_(
+            self._target_parameters(), self._online_parameters(), 1.0 - tau
+        )
+        self.step += 1
+
+
+@torch.no_grad()
+def sinkhorn_knopp(scores, epsilon=0.05, num_iterations=3):
+    """SwAV's equipartition codes of `(B, K)` scores; rows sum to 1.
+
+    The SwAV paper's exponential form: the scores are cosines, so
+    `exp(scores / epsilon)` stays below `e^20` at epsilon 0.05 (keras-ecg
+    computes the same normalisations in the log domain).
+    """
+    q = torch.exp(scores.float() / epsilon).t()  # (K, B)
+    num_prototypes, batch = q.shape
+    q = q / q.sum()
+    for _ in range(num_iterations):
+        q = q / q.sum(dim=1, keepdim=True) / num_prototypes
+        q = q / q.sum(dim=0, keepdim=True) / batch
+    return (q * batch).t()
+
+
+def swav_loss(
+    view_scores, crops_for_assign=(0, 1), temperature=0.1, epsilon=0.05, iterations=3
+):
+    """Swapped prediction: every other view predicts an assigned view's codes."""
+    total = 0.0
+    for crop_id in crops_for_assign:
+        codes = sinkhorn_knopp(view_scores[crop_id].detach(), epsilon, iterations)
+        subloss = 0.0
+        for v, scores in enumerate(view_scores):
+            if v != crop_id:
+                log_probs = F.log_softmax(scores / temperature, dim=1)
+                subloss = subloss - (codes * log_probs).sum(1).mean()
+        total = total + subloss / (len(view_scores) - 1)
+    return total / len(crops_for_assign)
+
+
+class SwAVReference(nn.Module):
+    """Encoder -> projector -> L2 norm -> prototypes; `forward(*views)` -> loss.
+
+    Args:
+        encoder, projector: defaults: the paper's xresnet1d50 and SwAV MLP.
+        num_prototypes, temperature, epsilon, sinkhorn_iterations: SwAV's.
+    """
+
+    def __init__(
+        self,
+        encoder=None,
+        projector=None,
+        num_prototypes=PAPER_SWAV["num_prototypes"],
+        temperature=PAPER_SWAV["temperature"],
+        epsilon=PAPER_SWAV["epsilon"],
+        sinkhorn_iterations=PAPER_SWAV["sinkhorn_iterations"],
+    ):
+        super().__init__()
+        self.encoder = encoder if encoder is not None else XResNet1d()
+        if projector is None:
+            projector = ProjectionHead(self.encoder.output_dim, **PAPER_SWAV_HEAD)
+        self.projector = projector
+        dim = [m for m in projector.modules() if isinstance(m, nn.Linear)][-1]
+        self.prototypes = nn.Parameter(torch.empty(num_prototypes, dim.out_features))
+        nn.init.xavier_uniform_(self.prototypes)
+        self.temperature = temperature
+        self.epsilon = epsilon
+        self.sinkhorn_iterations = sinkhorn_iterations
+
+    def forward(self, *views):
+        # Views of equal length share one encoder pass (and BN statistics).
+        z = F.normalize(self.projector(self.encoder(torch.cat(views))), dim=1)
+        scores = z @ F.normalize(self.prototypes, dim=1).t()
+        return swav_loss(
+            scores.chunk(len(views)),
+            temperature=self.temperature,
+            epsilon=self.epsilon,
+            iterations=self.sinkhorn_iterations,
+        )
 
 
 class CPCEncoder(nn.Module):
@@ -324,9 +525,15 @@ def lstm_second_bias_count(lstm):
 
 
 def train_step(model, optimizer, *inputs):
-    """One plain eager step: forward (the loss), backward, optimizer update."""
+    """One plain eager step: forward (the loss), backward, optimizer update.
+
+    Then BYOL's target update (`update_target`), where the model has one.
+    """
     optimizer.zero_grad(set_to_none=True)
     loss = model(*inputs)
     loss.backward()
     optimizer.step()
+    update = getattr(model, "update_target", None)
+    if update is not None:
+        update()
     return loss

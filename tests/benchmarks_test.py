@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
 
 from keras_ecg.testing.test_case import subprocess_env
@@ -185,6 +186,191 @@ def test_torch_reference_cpc_loss_matches_numpy_loop():
     np.testing.assert_allclose(losses["matrix"], np.mean(terms), rtol=1e-5)
 
 
+def _byol_online_and_target(model):
+    """keras-ecg BYOL's online (with predictor) and target network weights."""
+    online = model.online_weights + model.prediction_head.weights
+    return online, model.target_weights
+
+
+def test_torch_reference_byol_has_keras_paper_byol_shapes():
+    ref = _benchmark_module("torch_reference")
+    from keras_ecg.models.method_factory import build_method
+
+    model = build_method("byol", size="paper")
+    model.build((None, 250, 12))
+    torch_model = ref.BYOLReference(ref.XResNet1d(stem_bias=False))
+    # Trainable: the online encoder, projector and predictor only.
+    trainable = _keras_count(model.trainable_weights)
+    assert ref.count_parameters(torch_model) == trainable
+    # The projector / predictor: 512 -> 512 (no bias) -> BN -> ReLU -> 16.
+    head = ref.count_parameters(torch_model.projector)
+    assert head == 512 * 512 + 2 * 512 + 512 * 16 + 16
+    assert ref.count_parameters(torch_model.predictor) == head - 496 * 512
+    # Online + target, with BN statistics, against keras-ecg's variables of
+    # both networks (not its three scalar schedule / sync variables).
+    online, target = _byol_online_and_target(model)
+    everything = sum(p.numel() for p in torch_model.parameters()) + sum(
+        b.numel()
+        for name, b in torch_model.named_buffers()
+        if name.endswith(("running_mean", "running_var"))
+    )
+    assert everything == _keras_count(online) + _keras_count(target)
+    # The target: encoder + projector, all parameters frozen.
+    frozen = sum(p.numel() for p in torch_model.parameters() if not p.requires_grad)
+    assert frozen == _keras_count([w for w in target if "moving" not in w.path])
+    # The reference's encoder (ResNetSimCLR's stem conv with a bias): 32 more
+    # per network.
+    with_bias = ref.BYOLReference(ref.XResNet1d(stem_bias=True))
+    assert ref.count_parameters(with_bias) == trainable + 32
+
+
+def test_torch_reference_swav_has_keras_paper_swav_shapes():
+    ref = _benchmark_module("torch_reference")
+    from keras_ecg.models.method_factory import build_method
+
+    model = build_method("swav", size="paper")
+    model.build((None, 250, 12))
+    torch_model = ref.SwAVReference(ref.XResNet1d(stem_bias=False))
+    assert tuple(torch_model.prototypes.shape) == (3000, 128)
+    assert ref.count_parameters(torch_model.projector) == (
+        512 * 2048 + 2048 + 2 * 2048 + 2048 * 128 + 128
+    )
+    trainable = _keras_count(model.trainable_weights)
+    assert ref.count_parameters(torch_model) == trainable
+    # Plus BN statistics: every keras-ecg variable but the step counter.
+    assert ref.count_parameters(torch_model, running_stats=True) == (
+        _keras_count(
+            w for w in model.weights if w.path != model.train_step_counter.path
+        )
+    )
+    with_bias = ref.SwAVReference(ref.XResNet1d(stem_bias=True))
+    assert ref.count_parameters(with_bias) == trainable + 32
+
+
+def test_torch_reference_byol_loss_and_target_update_match_numpy():
+    import numpy as np
+    import torch
+
+    ref = _benchmark_module("torch_reference")
+    rng = np.random.default_rng(0)
+    p1, p2, z1, z2 = rng.normal(size=(4, 3, 5))
+
+    def regression(p, z):
+        p = p / np.linalg.norm(p, axis=1, keepdims=True)
+        z = z / np.linalg.norm(z, axis=1, keepdims=True)
+        return np.mean([2 - 2 * p[i] @ z[i] for i in range(3)])
+
+    expected = regression(p1, z2) + regression(p2, z1)
+    tensors = [torch.tensor(a) for a in (p1, p2, z1, z2)]
+    loss = ref.byol_loss(*tensors)
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-6)
+    from keras_ecg.losses.byol_loss import byol_loss
+
+    keras_loss = byol_loss(*(a.astype("float32") for a in (p1, p2, z1, z2)))
+    np.testing.assert_allclose(
+        float(keras.ops.convert_to_numpy(keras_loss)), expected, rtol=1e-5
+    )
+
+    # The EMA on keras-ecg's cosine schedule, over parameters, not buffers.
+    torch.manual_seed(0)
+    encoder = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6))
+    projector = ref.ProjectionHead(6, 8, 3, batch_norm=True, hidden_bias=False)
+    predictor = ref.ProjectionHead(3, 8, 3, batch_norm=True, hidden_bias=False)
+    model = ref.BYOLReference(encoder, projector, predictor, tau=0.9, total_steps=4)
+    model.step = 1
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.add_(torch.randn_like(p))
+        model.target_encoder[1].running_mean.fill_(0.25)
+    online = [p.detach().numpy().copy() for p in model._online_parameters()]
+    target = [p.detach().numpy().copy() for p in model._target_parameters()]
+    model.update_target()
+    tau = 1 - (1 - 0.9) * (np.cos(np.pi * 1 / 4) + 1) / 2
+    for o, t, new in zip(online, target, model._target_parameters(), strict=True):
+        np.testing.assert_allclose(
+            new.detach().numpy(), tau * t + (1 - tau) * o, rtol=1e-6, atol=1e-7
+        )
+    assert model.step == 2
+    assert float(model.target_encoder[1].running_mean[0]) == 0.25
+    assert not any(p.requires_grad for p in model._target_parameters())
+
+
+def _numpy_sinkhorn(scores, epsilon, iterations):
+    q = np.exp(scores / epsilon).T  # (K, B)
+    q /= q.sum()
+    k, b = q.shape
+    for _ in range(iterations):
+        for row in range(k):
+            q[row] /= q[row].sum() * k
+        for col in range(b):
+            q[:, col] /= q[:, col].sum() * b
+    return (q * b).T
+
+
+def test_torch_reference_sinkhorn_and_swav_loss_match_numpy():
+    import torch
+
+    ref = _benchmark_module("torch_reference")
+    rng = np.random.default_rng(1)
+    s1, s2 = np.tanh(rng.normal(size=(2, 6, 4)))  # cosine-like scores
+    codes = ref.sinkhorn_knopp(torch.tensor(s1), epsilon=0.5, num_iterations=3)
+    expected_codes = _numpy_sinkhorn(s1, 0.5, 3)
+    np.testing.assert_allclose(codes.numpy(), expected_codes, rtol=1e-5)
+    np.testing.assert_allclose(codes.numpy().sum(1), 1.0, rtol=1e-5)
+
+    def log_softmax(x):
+        return x - np.log(np.sum(np.exp(x), axis=1, keepdims=True))
+
+    q1, q2 = (_numpy_sinkhorn(s, 0.5, 3) for s in (s1, s2))
+    cross_1 = -np.mean(np.sum(q1 * log_softmax(s2 / 0.2), axis=1))
+    cross_2 = -np.mean(np.sum(q2 * log_softmax(s1 / 0.2), axis=1))
+    scores = [torch.tensor(s, requires_grad=True) for s in (s1, s2)]
+    loss = ref.swav_loss(scores, temperature=0.2, epsilon=0.5, iterations=3)
+    np.testing.assert_allclose(float(loss.detach()), (cross_1 + cross_2) / 2, rtol=1e-5)
+    # keras-ecg's log-domain Sinkhorn gives the same codes.
+    from keras_ecg.losses.swav_loss import sinkhorn_knopp
+
+    keras_codes = sinkhorn_knopp(s1.astype("float32"), 0.5, 3)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(keras_codes), expected_codes, rtol=1e-4
+    )
+    # The codes are targets: the gradient reaches the scores only through
+    # the softmax, sum_k grad = 0 per sample.
+    loss.backward()
+    np.testing.assert_allclose(scores[0].grad.numpy().sum(1), 0.0, atol=1e-6)
+
+
+def test_torch_reference_swav_scores_use_normalised_prototypes():
+    import torch
+
+    ref = _benchmark_module("torch_reference")
+    torch.manual_seed(0)
+    encoder = torch.nn.Linear(4, 6)
+    projector = ref.ProjectionHead(6, 8, 5, batch_norm=True)
+    model = ref.SwAVReference(
+        encoder, projector, num_prototypes=7, temperature=0.3, epsilon=0.4
+    )
+    with torch.no_grad():
+        model.prototypes.mul_(3.0)  # not unit-norm any more
+    views = [torch.randn(3, 4), torch.randn(3, 4)]
+    loss = model(*views)
+    with torch.no_grad():
+        # One pass over both views (batch statistics over 6 rows).
+        z = projector(encoder(torch.cat(views))).numpy()
+        prototypes = model.prototypes.numpy()
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    prototypes = prototypes / np.linalg.norm(prototypes, axis=1, keepdims=True)
+    s1, s2 = np.split(z @ prototypes.T, 2)
+
+    def log_softmax(x):
+        return x - np.log(np.sum(np.exp(x), axis=1, keepdims=True))
+
+    q1, q2 = (_numpy_sinkhorn(s, 0.4, 3) for s in (s1, s2))
+    expected = -np.mean(np.sum(q1 * log_softmax(s2 / 0.3), axis=1)) / 2
+    expected -= np.mean(np.sum(q2 * log_softmax(s1 / 0.3), axis=1)) / 2
+    np.testing.assert_allclose(float(loss.detach()), expected, rtol=1e-5)
+
+
 @pytest.mark.parametrize("length", [250, 251])
 def test_xresnet_flop_count_matches_torch_flop_counter(length):
     import torch
@@ -215,7 +401,8 @@ def test_reference_speed_tiny_run_reports_ratios(tmp_path):
     backend = keras.backend.backend()
     out = tmp_path / "speed.json"
     command = [sys.executable, os.path.join(BENCHMARKS, "reference_speed.py")]
-    command += ["--size", "tiny", "--works", "cpc", "--cpc-batch", "2"]
+    command += ["--size", "tiny", "--works", "cpc", "byol", "--cpc-batch", "2"]
+    command += ["--byol-batch", "3"]
     command += ["--steps", "1", "--warmup", "0", "--repeats", "2", "--threads", "1"]
     command += ["--keras-path", "train_on_batch", "--cpc-scoring", "matrix"]
     command += ["--cpc-predict-all-steps", "no", "--json", str(out)]
@@ -229,7 +416,14 @@ def test_reference_speed_tiny_run_reports_ratios(tmp_path):
     assert "keras-ecg via train_on_batch; PyTorch CPC scoring matrix" in text
     assert "predict_all_steps no" in text
     result = json.loads(out.read_text())
-    rows = {row["contender"]: row for row in result["rows"]}
+    assert [row["work"] for row in result["rows"]] == ["cpc"] * 2 + ["byol"] * 2
+    byol = result["rows"][2:]
+    assert "BYOL training step, tiny xresnet1d online + EMA target, 2 views" in text
+    assert [row["batch"] for row in byol] == [3, 3]
+    assert byol[1]["contender"] == f"keras-ecg {backend}"
+    assert byol[1]["params"] == byol[0]["params"] - 8  # the stem conv bias
+    assert byol[0]["ratios_vs_torch_eager"] == [1.0, 1.0]
+    rows = {row["contender"]: row for row in result["rows"][:2]}
     assert set(rows) == {"torch eager", f"keras-ecg {backend}"}
     eager, keras_row = rows["torch eager"], rows[f"keras-ecg {backend}"]
     assert eager["ratios_vs_torch_eager"] == [1.0, 1.0]
@@ -244,6 +438,37 @@ def test_reference_speed_tiny_run_reports_ratios(tmp_path):
     # torch's second LSTM bias (4 x 16) differs.
     assert keras_row["params"] == eager["params"] - 4 * 16
     assert f"keras-ecg {backend}" in text
+
+
+@pytest.mark.parametrize("work", ["byol", "swav"])
+def test_reference_speed_tiny_byol_swav_workers(work):
+    # The workers' setup and step in this process (starting four worker
+    # processes would take a minute); the CLI run below covers the driver.
+    speed = _benchmark_module("reference_speed")
+    spec = {
+        "work": work,
+        "size": "tiny",
+        "batch": 3,
+        "steps": 1,
+        "threads": None,
+        "keras_path": "fit",
+        "contender": "torch eager",
+    }
+    torch_run, torch_params = speed._torch_work(spec)
+    keras_run, keras_params = speed._keras_work(dict(spec, contender="keras-ecg"))
+    torch_run(1)
+    keras_run(1)
+    # Same trainable parameters but the reference's stem conv bias (8 filters
+    # in the tiny stem); BYOL counts the online network only on both sides.
+    assert keras_params == torch_params - 8
+    assert "2 views of 64 x 12, batch 3" in speed.describe_work(work, "tiny", 3)
+    # The CLI run below times `byol` with --byol-batch; --swav-batch parses
+    # the same way.
+    flag = f"--{work}-batch"
+    assert getattr(speed.parse_args([flag, "5"]), f"{work}_batch") == 5
+    assert getattr(speed.parse_args([]), f"{work}_batch") == 64
+    with pytest.raises(SystemExit):
+        speed.parse_args([flag, "0"])
 
 
 def test_gpu_readiness_tiny_run_reports_fields(tmp_path):
