@@ -475,7 +475,11 @@ def _lstm_recurrence():
         h, residuals = _lstm_recurrence_forward(projected, recurrent_kernel)
         return h, lambda grad_h: _lstm_recurrence_backward(residuals, grad_h)
 
-    return recurrence
+    # Keras hands TensorFlow variables over as `tf.Variable`s, which
+    # `tf.custom_gradient` would see read inside: read them outside.
+    return lambda projected, recurrent_kernel: recurrence(
+        projected, tf.convert_to_tensor(recurrent_kernel)
+    )
 
 
 def _scan(step, initial_state, sequences, reverse=False):
