@@ -206,45 +206,167 @@ def test_batch_norm_settings_round_trip_and_old_configs_keep_keras_defaults():
     assert (old.norm_layers[0].momentum, old.norm_layers[0].epsilon) == (0.99, 1e-3)
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "torch",
-    reason="the fused torch LSTM path exists only under the torch backend",
-)
-def test_torch_fused_context_matches_keras_lstms_with_gradients():
-    import torch
+def _value_and_grads(run, x, variables, cotangent):
+    """`[run(x), d/dx, d/dvariables]` of `sum(run(x) * cotangent)`."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
 
-    rng = np.random.default_rng(6)
-    x = rng.normal(size=(3, 11, 5)).astype("float32")
-    cotangent = torch.tensor(rng.normal(size=(3, 11, 4)).astype("float32"))
-    context = CPCContext(units=4, num_layers=2)
-    context.build((None, None, 5))
-    for w in context.weights:
-        w.assign(rng.uniform(-0.6, 0.6, tuple(w.shape)).astype("float32"))
-    variables = [w.value for w in context.trainable_weights]
+        def loss(values, inputs):
+            mapping = list(zip(variables, values))
+            with keras.StatelessScope(state_mapping=mapping):
+                outputs = run(inputs)
+            return (outputs * cotangent).sum(), outputs
 
-    def value_and_grads(run):
+        (_, outputs), (grad_values, grad_x) = jax.value_and_grad(
+            loss, argnums=(0, 1), has_aux=True
+        )([v.value for v in variables], x)
+        grads = [grad_x] + list(grad_values)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        inputs = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = run(inputs)
+            loss = tf.reduce_sum(outputs * cotangent)
+        grads = tape.gradient(loss, [inputs] + list(variables))
+    else:
+        import torch
+
         inputs = torch.tensor(x, requires_grad=True)
         outputs = run(inputs)
-        grads = torch.autograd.grad((outputs * cotangent).sum(), [inputs] + variables)
-        return [outputs.detach().numpy()] + [g.numpy() for g in grads]
+        loss = (outputs * torch.tensor(cotangent)).sum()
+        grads = torch.autograd.grad(loss, [inputs] + [v.value for v in variables])
+    return [_np(outputs)] + [_np(g) for g in grads]
 
-    def keras_path(inputs):
-        # Calling the LSTM layers themselves: Keras' generic torch LSTM.
+
+def _random_context(rng, units=4, num_layers=2, input_dim=5):
+    context = CPCContext(units=units, num_layers=num_layers)
+    context.build((None, None, input_dim))
+    # Weights large enough that no gate saturates or idles.
+    for w in context.weights:
+        w.assign(rng.uniform(-0.6, 0.6, tuple(w.shape)).astype("float32"))
+    return context
+
+
+def _keras_lstm_path(context):
+    def run(inputs):
+        # Calling the LSTM layers themselves: Keras' generic LSTM.
         for lstm in context.lstm_layers:
             inputs = lstm(inputs)
         return inputs
 
-    fused = value_and_grads(context)
-    reference = value_and_grads(keras_path)
-    assert len(fused) == 2 + 3 * 2
-    for got, expected in zip(fused, reference):
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-    # Dropout in training is not expressible by the fused call: Keras path.
-    from keras_ecg.models.encoders.cpc_encoder import _can_fuse_torch_lstm
+    return run
 
-    assert _can_fuse_torch_lstm(context.lstm_layers, torch.tensor(x), True)
-    context.lstm_layers[0].cell.dropout = 0.5
-    assert not _can_fuse_torch_lstm(context.lstm_layers, torch.tensor(x), True)
-    assert not _can_fuse_torch_lstm(
-        context.lstm_layers, torch.tensor(x, dtype=torch.float64), False
+
+def test_fast_context_matches_keras_lstms_with_gradients():
+    # torch: the fused torch._VF.lstm call; JAX and TensorFlow: the hoisted
+    # input projection and hand-written backward scan.
+    from keras_ecg.models.encoders.cpc_encoder import _is_plain_lstm_stack
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(3, 11, 5)).astype("float32")
+    cotangent = rng.normal(size=(3, 11, 4)).astype("float32")
+    context = _random_context(rng)
+    assert _is_plain_lstm_stack(
+        context.lstm_layers, keras.ops.convert_to_tensor(x), True
     )
+    variables = context.trainable_weights
+    fast = _value_and_grads(context, x, variables, cotangent)
+    reference = _value_and_grads(_keras_lstm_path(context), x, variables, cotangent)
+    assert len(fast) == 2 + 3 * 2
+    for got, expected in zip(fast, reference):
+        assert np.abs(got).max() > 1e-3
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    # Against the float64 NumPy LSTM too.
+    expected = x.astype("float64")
+    for lstm in context.lstm_layers:
+        expected = _numpy_lstm(expected, *(_np(w) for w in lstm.weights))
+    np.testing.assert_allclose(fast[0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_fast_context_inside_a_compiled_function_matches_keras_lstms():
+    # What fit() runs: a jitted JAX function / a TensorFlow graph.
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(2, 13, 5)).astype("float32")
+    context = _random_context(rng, units=3, num_layers=1)
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        compiled = jax.jit(lambda inputs: context(inputs))
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        compiled = tf.function(lambda inputs: context(inputs))
+    else:
+        compiled = context
+    np.testing.assert_allclose(
+        _np(compiled(x)), _np(_keras_lstm_path(context)(x)), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_layers_the_fast_paths_cannot_express_take_the_keras_path():
+    from keras_ecg.models.encoders.cpc_encoder import _is_plain_lstm_stack
+
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(2, 6, 5)).astype("float32")
+    context = _random_context(rng)
+    inputs = keras.ops.convert_to_tensor(x)
+    assert _is_plain_lstm_stack(context.lstm_layers, inputs, True)
+    assert not _is_plain_lstm_stack(
+        context.lstm_layers, keras.ops.cast(inputs, "float16"), False
+    )
+    # Dropout: only in training is it something the fast paths lack.
+    context.lstm_layers[0].cell.dropout = 0.5
+    assert not _is_plain_lstm_stack(context.lstm_layers, inputs, True)
+    assert _is_plain_lstm_stack(context.lstm_layers, inputs, False)
+    context.lstm_layers[0].cell.dropout = 0.0
+    context.lstm_layers[1].cell.activation = keras.activations.relu
+    assert not _is_plain_lstm_stack(context.lstm_layers, inputs, False)
+    # Which then computes the relu LSTM, not the tanh one.
+    np.testing.assert_allclose(
+        _np(context(x)), _np(_keras_lstm_path(context)(x)), rtol=1e-5, atol=1e-6
+    )
+
+
+_CROSS_BACKEND_LOADER = r"""
+import sys
+import numpy as np
+import keras
+import keras_ecg  # registers the serializable classes
+
+path, inputs_path, out = sys.argv[1:]
+model = keras.saving.load_model(path)
+np.save(out, keras.ops.convert_to_numpy(model(np.load(inputs_path))))
+"""
+
+
+def test_context_saved_here_loads_and_matches_under_the_next_backend(tmp_path):
+    # Each backend's pass checks one direction: tf -> jax -> torch -> tf.
+    import subprocess
+    import sys
+
+    from keras_ecg.testing.test_case import subprocess_env
+
+    rng = np.random.default_rng(9)
+    context = _random_context(rng, units=6, num_layers=2, input_dim=4)
+    model = keras.Sequential([keras.Input((None, 4)), context])
+    x = rng.normal(size=(2, 15, 4)).astype("float32")
+    path, inputs_path = str(tmp_path / "context.keras"), str(tmp_path / "x.npy")
+    out = str(tmp_path / "loaded.npy")
+    model.save(path)
+    np.save(inputs_path, x)
+    backends = ("tensorflow", "jax", "torch")
+    here = keras.backend.backend()
+    other = backends[(backends.index(here) + 1) % 3]
+    process = subprocess.run(
+        [sys.executable, "-c", _CROSS_BACKEND_LOADER, path, inputs_path, out],
+        env=subprocess_env(other),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    np.testing.assert_allclose(np.load(out), _np(model(x)), rtol=1e-5, atol=1e-6)
