@@ -401,8 +401,9 @@ def test_reference_speed_tiny_run_reports_ratios(tmp_path):
     backend = keras.backend.backend()
     out = tmp_path / "speed.json"
     command = [sys.executable, os.path.join(BENCHMARKS, "reference_speed.py")]
-    command += ["--size", "tiny", "--works", "cpc", "byol", "--cpc-batch", "2"]
-    command += ["--byol-batch", "3"]
+    # One work through the driver (the BYOL/SwAV workers are checked
+    # in-process below, which is faster than another pair of processes).
+    command += ["--size", "tiny", "--works", "cpc", "--cpc-batch", "2"]
     command += ["--steps", "1", "--warmup", "0", "--repeats", "2", "--threads", "1"]
     command += ["--keras-path", "train_on_batch", "--cpc-scoring", "matrix"]
     command += ["--cpc-predict-all-steps", "no", "--json", str(out)]
@@ -416,14 +417,8 @@ def test_reference_speed_tiny_run_reports_ratios(tmp_path):
     assert "keras-ecg via train_on_batch; PyTorch CPC scoring matrix" in text
     assert "predict_all_steps no" in text
     result = json.loads(out.read_text())
-    assert [row["work"] for row in result["rows"]] == ["cpc"] * 2 + ["byol"] * 2
-    byol = result["rows"][2:]
-    assert "BYOL training step, tiny xresnet1d online + EMA target, 2 views" in text
-    assert [row["batch"] for row in byol] == [3, 3]
-    assert byol[1]["contender"] == f"keras-ecg {backend}"
-    assert byol[1]["params"] == byol[0]["params"] - 8  # the stem conv bias
-    assert byol[0]["ratios_vs_torch_eager"] == [1.0, 1.0]
-    rows = {row["contender"]: row for row in result["rows"][:2]}
+    assert [row["work"] for row in result["rows"]] == ["cpc"] * 2
+    rows = {row["contender"]: row for row in result["rows"]}
     assert set(rows) == {"torch eager", f"keras-ecg {backend}"}
     eager, keras_row = rows["torch eager"], rows[f"keras-ecg {backend}"]
     assert eager["ratios_vs_torch_eager"] == [1.0, 1.0]
