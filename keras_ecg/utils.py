@@ -84,3 +84,25 @@ def enable_determinism(seed):
         flags = os.environ.get("XLA_FLAGS", "")
         if flag not in flags:
             os.environ["XLA_FLAGS"] = (flags + " " + flag).strip()
+
+
+def is_eager_torch_tensor(x):
+    """Whether `x` is a real torch tensor computed eagerly (torch backend).
+
+    The torch fast paths (`XResNet1D`, BYOL's target update) run plain torch
+    ops on the layers' variables; they must not run on symbolic "meta"
+    tensors (shape inference) or inside a Keras stateless scope, where
+    variables are swapped for given values.
+    """
+    if keras.backend.backend() != "torch":
+        return False
+    import torch
+
+    # Private Keras API, imported in this one place only.
+    from keras.src.backend.common.stateless_scope import in_stateless_scope
+
+    return (
+        isinstance(x, torch.Tensor)
+        and x.device.type != "meta"
+        and not in_stateless_scope()
+    )

@@ -15,6 +15,7 @@ from keras_ecg.models.simclr import _is_shape
 from keras_ecg.models.simclr import _regularization_loss
 from keras_ecg.models.simclr import _split_views
 from keras_ecg.models.simclr import _view_shape
+from keras_ecg.utils import is_eager_torch_tensor
 
 
 def _clone_from_config(layer, name):
@@ -47,20 +48,6 @@ def _steps_per_epoch(x, batch_size, steps_per_epoch, validation_split):
         return int(len(x))
     except TypeError:
         return None
-
-
-def _is_eager_torch(tensor):
-    """Whether this step runs eagerly on real torch tensors (torch backend)."""
-    if keras.backend.backend() != "torch":
-        return False
-    import torch
-    from keras.src.backend.common.stateless_scope import in_stateless_scope
-
-    return (
-        isinstance(tensor, torch.Tensor)
-        and tensor.device.type != "meta"
-        and not in_stateless_scope()
-    )
 
 
 # The torch backend runs every `keras.ops` call and `assign` eagerly through
@@ -344,7 +331,7 @@ class BYOL(SelfSupervisedModel):
         # each replica's value on its own device copy, and the values are
         # equal because they come from mirrored weights, so the target stays
         # mirrored without any cross-replica communication.
-        eager_torch = _is_eager_torch(predictions[0])
+        eager_torch = is_eager_torch_tensor(predictions[0])
         if eager_torch:
             _torch_sync_target(online, target, self.target_synced)
         else:

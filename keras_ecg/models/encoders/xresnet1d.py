@@ -3,6 +3,7 @@
 import keras
 
 from keras_ecg.layers.global_pooling import GlobalPooling1D
+from keras_ecg.utils import is_eager_torch_tensor
 
 ENCODER_POOLING_MODES = ("concat", "avg", "max", None)
 
@@ -131,17 +132,12 @@ class _TorchPlan:
         self.enabled = True
 
     def applies(self, model, inputs, mask):
-        if not self.enabled or keras.backend.backend() != "torch" or mask is not None:
+        if not self.enabled or mask is not None:
             return False
-        import torch
-        from keras.src.backend.common.stateless_scope import in_stateless_scope
-
         return (
-            isinstance(inputs, torch.Tensor)
-            and inputs.device.type != "meta"
+            is_eager_torch_tensor(inputs)
             and inputs.ndim == 3
             and model.dtype_policy.name == "float32"
-            and not in_stateless_scope()
         )
 
     def __call__(self, model, inputs, training):
