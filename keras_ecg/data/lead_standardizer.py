@@ -4,7 +4,6 @@ import dataclasses
 import json
 import mmap
 
-import keras
 import numpy as np
 
 from keras_ecg.data.ecg_dataset import ECGDataset
@@ -245,6 +244,10 @@ class LeadStandardizer:
 
     def as_keras_layer(self, name="lead_standardizer"):
         """The same mapping as a `keras.layers.Normalization(axis=-1)` layer."""
+        # Imported here: `keras_ecg.data` (e.g. `keras-ecg cache`/`download`)
+        # must not import Keras, which would load a framework.
+        import keras
+
         self._check(len(self.mean) if self.fitted else 0)
         return keras.layers.Normalization(
             axis=-1,
