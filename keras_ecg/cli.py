@@ -387,6 +387,7 @@ def build_parser():
     tune.add_argument("--epochs", type=int, default=10, help="pretraining epochs")
     tune.add_argument("--batch-size", type=int, default=64)
     _add_cache_command(sub)
+    _add_download_command(sub)
     return parser
 
 
@@ -433,6 +434,55 @@ def run_cache(args):
           f"{freed / 1e6:.1f} MB freed")  # fmt: skip
 
 
+def _add_download_command(sub):
+    download = sub.add_parser(
+        "download",
+        help="download PTB-XL or CinC 2021 from PhysioNet (resumable, verified "
+        "against its SHA256SUMS.txt)",
+    )
+    download.add_argument(
+        "dataset",
+        metavar="DATASET",
+        help="ptbxl (PTB-XL 1.0.3) or cinc2021 (PhysioNet/CinC Challenge 2021 1.0.3)",
+    )
+    download.add_argument(
+        "--output",
+        required=True,
+        help="dataset folder (new, empty, or an earlier download to resume); "
+        "then use it as --data",
+    )
+    download.add_argument(
+        "--sampling-rate",
+        type=int,
+        default=None,
+        help="ptbxl: 100 or 500 fetches only records100/ or records500/ (plus "
+        "the metadata); default both. cinc2021 has one set of files",
+    )
+    download.add_argument(
+        "--base-url",
+        default=None,
+        help="server index standing for https://physionet.org/files/ (a "
+        "mirror; default: $KERAS_ECG_PHYSIONET_URL, else wfdb's PhysioNet "
+        "address)",
+    )
+
+
+def run_download(args):
+    """`keras-ecg download`: trains nothing, so no --backend and no Keras."""
+    from keras_ecg.data.download import DownloadError
+    from keras_ecg.data.download import download_dataset
+
+    try:
+        download_dataset(
+            args.dataset,
+            args.output,
+            sampling_rate=args.sampling_rate,
+            base_url=args.base_url,
+        )
+    except DownloadError as error:
+        raise CLIError(str(error)) from None
+
+
 def select_backend(requested):
     """Sets `KERAS_BACKEND` before Keras is imported; returns the backend.
 
@@ -476,6 +526,13 @@ def main(argv=None):
             run_cache(args)
         except CLIError as error:
             print(f"keras-ecg cache: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        return 0
+    if args.command == "download":
+        try:
+            run_download(args)
+        except CLIError as error:
+            print(f"keras-ecg download: error: {error}", file=sys.stderr)
             return EXIT_USAGE
         return 0
     try:

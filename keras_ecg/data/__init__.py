@@ -26,6 +26,7 @@ _LAZY = {
     "make_supervised_dataset": ("pipelines", "make_supervised_dataset"),
     "make_window_dataset": ("pipelines", "make_window_dataset"),
     "window_starts": ("pipelines", "window_starts"),
+    "download_dataset": ("download", "download_dataset"),
     "LABEL_SETS": ("ptbxl", "LABEL_SETS"),
     "TEST_FOLDS": ("ptbxl", "TEST_FOLDS"),
     "TRAIN_FOLDS": ("ptbxl", "TRAIN_FOLDS"),
