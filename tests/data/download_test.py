@@ -528,7 +528,8 @@ def test_unsafe_or_malformed_checksum_lists_are_refused():
             parse_checksums(text, "x")
 
 
-def test_download_command_imports_no_framework(ptbxl_server, tmp_path):
+def test_download_and_cache_commands_import_no_framework(ptbxl_server, tmp_path):
+    output = str(tmp_path / "o")
     script = textwrap.dedent(
         f"""
         import sys
@@ -536,9 +537,10 @@ def test_download_command_imports_no_framework(ptbxl_server, tmp_path):
         sys.argv = ["keras-ecg"]  # as the console script
         from keras_ecg import cli
 
-        code = cli.main(["download", "ptbxl", "--output", {str(tmp_path / "o")!r},
+        code = cli.main(["download", "ptbxl", "--output", {output!r},
                          "--sampling-rate", "100", "--base-url",
                          {ptbxl_server.url!r}])
+        code += cli.main(["cache", "list", "--cache-dir", {output!r}])
         loaded = [m for m in ("keras", "tensorflow", "jax", "torch")
                   if m in sys.modules]
         print("exit", code, "loaded", loaded)
