@@ -177,13 +177,10 @@ def _stored_signal(parsed, name, needed, record, path):
             )
     rates = {lead.label: _exact_rate(parsed, lead) for lead in used}
     if len(set(rates.values())) > 1:
-        by_rate = {}
-        for label, rate in rates.items():
-            by_rate.setdefault(rate, []).append(label)
         raise ECGDataError(
             record,
             f"leads sampled at different rates in one {name} file: "
-            + "; ".join(f"{' '.join(v)} at {k:g} Hz" for k, v in by_rate.items()),
+            + _grouped(rates, "{:g} Hz"),
             path,
         )
     lengths = {lead.label: len(lead.samples) for lead in used}
@@ -191,12 +188,19 @@ def _stored_signal(parsed, name, needed, record, path):
         raise ECGDataError(
             record,
             f"leads of different lengths in one {name} file: "
-            + ", ".join(f"{k} {v}" for k, v in lengths.items())
-            + " samples",
+            + _grouped(lengths, "{} samples"),
             path,
         )
     signal = np.stack([np.asarray(lead.samples, np.float64) for lead in used], 1)
     return signal, [lead.label for lead in used], next(iter(rates.values()))
+
+
+def _grouped(values, unit):
+    """`"I II V2 at 500 Hz; V1 at 250 Hz"`: leads grouped by their value."""
+    groups = {}
+    for label, value in values.items():
+        groups.setdefault(value, []).append(label)
+    return "; ".join(f"{' '.join(v)} at {unit.format(k)}" for k, v in groups.items())
 
 
 def read_ecg_file(path, record_id=None, leads=STANDARD_LEADS, sampling_rate=None):
@@ -326,10 +330,7 @@ def list_record_files(root, recursive=True):
     listed (they fail when read, with the install hint) and others skipped.
     """
     root = pathlib.Path(root)
-    try:
-        import ecgdatakit
-    except ImportError:
-        ecgdatakit = None
+    sniffer = _Sniffer()
     found, ignored = [], 0
     # os.walk and plain strings: a folder may hold 100k files, and a stat or
     # a pathlib object per file would dominate listing them.
@@ -346,11 +347,7 @@ def list_record_files(root, recursive=True):
             if stem in stems:
                 continue
             path = os.path.join(directory, name)
-            if ecgdatakit is None:
-                is_ecg = suffix.lower() in _CLINICAL_SUFFIXES
-            else:
-                is_ecg = ecgdatakit.FileParser.detect_format(path) is not None
-            if is_ecg:
+            if sniffer.is_ecg(path, suffix):
                 found.append((path, True))
             else:
                 ignored += 1
@@ -364,3 +361,24 @@ def list_record_files(root, recursive=True):
             relative = relative[: -len(_WFDB_SUFFIX)]
         records.append((relative.replace(os.sep, "/"), pathlib.Path(path)))
     return records
+
+
+class _Sniffer:
+    """Whether a file is an ECG, importing ecgdatakit only when first asked
+    (a folder of WFDB records alone never needs it)."""
+
+    def __init__(self):
+        self.parser = None
+        self.available = None
+
+    def is_ecg(self, path, suffix):
+        if self.available is None:
+            try:
+                from ecgdatakit import FileParser
+            except ImportError:
+                self.available = False
+            else:
+                self.parser, self.available = FileParser, True
+        if not self.available:
+            return suffix.lower() in _CLINICAL_SUFFIXES
+        return self.parser.detect_format(path) is not None

@@ -210,6 +210,13 @@ def bad_exports(tmp_path_factory, exports, original):
         "<LeadAmplitudeUnits>MICROVOLTS</LeadAmplitudeUnits>", ""
     )
     (folder / "uncalibrated.xml").write_text(uncalibrated, encoding="iso-8859-1")
+    # An aECG whose V1 sequence stops 1000 samples early.
+    aecg = exports["HL7 aECG"][0].read_text()
+    v1 = aecg.index('code="MDC_ECG_LEAD_V1"')
+    start = aecg.index("<digits>", v1) + len("<digits>")
+    end = aecg.index("</digits>", start)
+    kept = " ".join(aecg[start:end].split()[:4000])
+    (folder / "lengths.xml").write_text(aecg[:start] + kept + aecg[end:])
     kardia = {"recordedAt": "2021-03-04T10:11:12Z", "patientID": "1", "data": {}}
     (folder / "kardia.json").write_text(json.dumps(kardia))
     return {
@@ -226,6 +233,8 @@ def bad_exports(tmp_path_factory, exports, original):
         "rates.edf": r"different rates in one EDF/EDF\+ file: I II III aVR aVL aVF"
         r" V2 V3 V4 V5 V6 at 500 Hz; V1 at 250 Hz",
         "uncalibrated.xml": r"lead I has no amplitude calibration",
+        "lengths.xml": r"leads of different lengths in one HL7 aECG file: I II III"
+        r" aVR aVL aVF V2 V3 V4 V5 V6 at 5000 samples; V1 at 4000 samples",
         "kardia.json": r"AliveCor Kardia JSON files are not supported",
     }, folder
 
