@@ -22,6 +22,7 @@ from keras_ecg.data import wfdb_folder
 from keras_ecg.data.ecg_dataset import STANDARD_LEADS
 from keras_ecg.data.errors import ECGDataError
 from keras_ecg.data.errors import FormatsExtraMissingError
+from keras_ecg.data.leads import LIMB_LEAD_COEFFICIENTS
 from keras_ecg.data.leads import assemble_leads
 from keras_ecg.data.leads import lead_key
 from keras_ecg.data.wfdb_folder import WFDBRecord
@@ -29,7 +30,6 @@ from keras_ecg.data.wfdb_folder import resample_signal
 
 logger = logging.getLogger(__name__)
 
-WFDB = "WFDB"
 # ecgdatakit's names of the formats keras-ecg reads and tests. It knows
 # others (ISHNE and EDAN Holter, MFER, Mortara, XLE, AliveCor): those are
 # refused with a clear error rather than read untested.
@@ -247,15 +247,7 @@ def read_ecg_file(path, record_id=None, leads=STANDARD_LEADS, sampling_rate=None
         needed = {lead_key(lead.label) for lead in parsed.leads}
     else:
         # The requested leads and every limb lead, which derivation may use.
-        needed = {lead_key(n) for n in leads} | {
-            "i",
-            "ii",
-            "iii",
-            "avr",
-            "avl",
-            "avf",
-            "-avr",
-        }
+        needed = {lead_key(n) for n in leads} | set(LIMB_LEAD_COEFFICIENTS)
     stored, names, rate = _stored_signal(parsed, name, needed, record, path)
     requested = tuple(names) if leads is None else tuple(str(n) for n in leads)
     physical, derived, basis = assemble_leads(stored, names, requested, record, path)
