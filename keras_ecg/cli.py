@@ -61,7 +61,9 @@ def _add_data(parser, sampling_rate_help):
         "--data",
         default="synthetic",
         help="'synthetic' (embedded generator, no download), a PTB-XL folder "
-        "(with ptbxl_database.csv) or a folder of WFDB records (CinC layout)",
+        "(with ptbxl_database.csv), a folder of WFDB records (CinC layout) "
+        "and/or clinical exports (GE MUSE / Philips Sierra XML, HL7 aECG, "
+        "DICOM, EDF, SCP-ECG; pip install 'keras-ecg[formats]'), or one file",
     )
     group.add_argument(
         "--sampling-rate", type=int, default=None, help=sampling_rate_help
@@ -328,6 +330,14 @@ def build_parser():
     _add_output(evaluate, "runs/evaluate")
     evaluate.add_argument("--model", required=True, help="classifier (.keras)")
     evaluate.add_argument("--split", default="test", choices=SPLITS)
+    evaluate.add_argument(
+        "--labels",
+        default=None,
+        help="CSV of labels for records whose files carry none (clinical "
+        "exports): a record_id column (as `predict` writes it) and either a "
+        "'labels' column of codes (';'-separated) or one 0/1 column per class; "
+        "SCP statements or SNOMED CT codes (all digits), mapped to the model's",
+    )
     evaluate.add_argument("--batch-size", type=int, default=256)
 
     embed = sub.add_parser("embed", help="export embeddings of a pretrained encoder")
@@ -351,7 +361,10 @@ def build_parser():
         "--data",
         required=True,
         nargs="+",
-        help="a folder of WFDB records (PTB-XL or CinC layout) or .hea files",
+        help="a folder of WFDB records (PTB-XL or CinC layout) and/or clinical "
+        "exports, or record files: .hea, GE MUSE / Philips Sierra XML, HL7 "
+        "aECG, DICOM, EDF/EDF+, SCP-ECG (recognised from their content; pip "
+        "install 'keras-ecg[formats]')",
     )
     predict.add_argument(
         "--output", default="predictions.csv", help="CSV file to write"
@@ -509,7 +522,13 @@ def select_backend(requested):
 def _hint(error):
     """A one-line suggestion for a data error, or ''."""
     from keras_ecg.data.errors import ECGDataError
+    from keras_ecg.data.errors import FormatsExtraMissingError
 
+    if isinstance(error, FormatsExtraMissingError):
+        return (
+            "hint: pip install 'keras-ecg[formats]', or pass --skip-bad-records "
+            "to skip such files."
+        )
     if isinstance(error, ECGDataError):
         return (
             "hint: fix or remove the record, or pass --skip-bad-records to skip "

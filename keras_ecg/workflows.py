@@ -154,7 +154,38 @@ def load_data(args, sampling_rate, progress=True):
             f"({time.time() - start:.1f} s)",
             flush=True,
         )
+        report_derived_leads(data)
     return data
+
+
+def report_derived_leads(data):
+    """Prints which records had limb leads derived (clinical exports)."""
+    metadata = getattr(data, "metadata", None)
+    if metadata is None or "derived_leads" not in getattr(metadata, "columns", ()):
+        return
+    derived = {}
+    for record_id, leads in zip(data.record_ids, metadata["derived_leads"]):
+        if isinstance(leads, (list, tuple)) and leads:
+            derived.setdefault(", ".join(leads), []).append(str(record_id))
+    for leads, records in derived.items():
+        shown = ", ".join(records[:10]) + (" ..." if len(records) > 10 else "")
+        print(
+            f"{leads} derived from two stored limb leads (Einthoven/Goldberger; "
+            f"the file does not store them) in {len(records)} record(s): {shown}",
+            flush=True,
+        )
+
+
+def clinical_records(data):
+    """Ids of the records read from clinical exports (not WFDB)."""
+    metadata = getattr(data, "metadata", None)
+    if metadata is None or "format" not in getattr(metadata, "columns", ()):
+        return []
+    return [
+        str(r)
+        for r, fmt in zip(data.record_ids, metadata["format"])
+        if isinstance(fmt, str) and fmt != "WFDB"
+    ]
 
 
 def split_data(args, data):
@@ -770,12 +801,56 @@ def align_to_model(data, model):
     return aligned, list(alignment.model_indices), unmatched
 
 
+def _labelled(args, data, model):
+    """`data` with the labels of `--labels`, or its own (WFDB `#Dx`, PTB-XL).
+
+    Clinical exports carry no PTB-XL or SNOMED CT labels: without
+    `--labels`, evaluating on them (even mixed with labelled WFDB records,
+    which would score them as all-negative) is refused.
+    """
+    if args.labels is None:
+        clinical = clinical_records(data)
+        if clinical:
+            raise InputError(
+                f"--data {args.data}: {len(clinical)} record(s) are clinical ECG "
+                f"exports (first: {clinical[:3]}), which carry no PTB-XL or "
+                "SNOMED CT labels; pass --labels CSV with a record_id column and "
+                "either a labels column of codes or one 0/1 column per class."
+            )
+        return data
+    from keras_ecg.data.label_table import apply_label_table
+
+    if not os.path.isfile(args.labels):
+        raise InputError(f"--labels {args.labels}: file not found.")
+    from keras_ecg.data.errors import ECGDataError
+
+    try:
+        data, unused = apply_label_table(
+            data, args.labels, getattr(model, "label_vocabulary", None)
+        )
+    except ECGDataError as error:
+        # The table, not a record, is wrong: no --skip-bad-records hint.
+        raise InputError(f"--labels {error}") from error
+    print(
+        f"labels from {args.labels}: {data.num_classes} classes "
+        f"({data.label_vocabulary}) for {len(data)} records",
+        flush=True,
+    )
+    if unused:
+        print(
+            f"{len(unused)} row(s) of --labels name no record read (first: "
+            f"{unused[:5]})",
+            flush=True,
+        )
+    return data
+
+
 def run_evaluate(args):
     _print_header(args, "evaluate")
     model = _load_keras(args.model, "--model")
     preprocessor = _require_preprocessor(model, args.model, "--model")
     rate = _model_rate(args, preprocessor, "model")
-    data = load_data(args, rate)
+    data = _labelled(args, load_data(args, rate), model)
     if data.labels is None:
         raise InputError(f"--data {args.data} has no labels to evaluate against.")
     data = select_split(args, data, args.split)
@@ -887,11 +962,16 @@ def run_predict(args):
         if not os.path.exists(path):
             raise InputError(f"--data {path}: not found.")
     records = args.data[0] if len(args.data) == 1 else list(args.data)
-    frame = model.predict_records(
+    # Read here rather than inside predict_records, to report what was
+    # derived; the prepared records pass through predict_records unchanged.
+    data = model.preprocessor.prepare(
         records,
-        batch_size=args.batch_size,
-        threshold=args.threshold,
         on_error="skip" if args.skip_bad_records else "raise",
+        standardize=False,
+    )
+    report_derived_leads(data)
+    frame = model.predict_records(
+        data, batch_size=args.batch_size, threshold=args.threshold
     )
     parent = os.path.dirname(os.path.abspath(output))
     os.makedirs(parent, exist_ok=True)

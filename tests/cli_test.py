@@ -18,7 +18,13 @@ import pandas as pd
 import pytest
 
 from keras_ecg import cli
+from keras_ecg.data.ecg_dataset import STANDARD_LEADS
+from keras_ecg.data.errors import ECGDataWarning
 from keras_ecg.testing.test_case import subprocess_env
+from tests.data.format_writers import EXPORTS
+from tests.data.format_writers import write_export
+from tests.models.record_helpers import link_record
+from tests.models.record_helpers import ptbxl_header
 from tests.models.record_helpers import write_record
 
 TINY = ["--size", "tiny", "--num-records", "120", "--batch-size", "16"]
@@ -554,6 +560,215 @@ def test_predict_writes_one_row_per_record(
     code, _ = _run([*args, "--output", out, "--overwrite"], capsys)
     assert code == 0
     assert list(pd.read_csv(out).columns) == ["record_id", *names]
+
+
+# ----------------------------------------------------------------------------
+# Clinical exports (GE MUSE / Philips Sierra XML, HL7 aECG, DICOM, EDF, SCP)
+# ----------------------------------------------------------------------------
+
+SUPERCLASSES = ["NORM", "MI", "STTC"]
+
+
+def _standard_order(signal, names):
+    index = {name.lower(): j for j, name in enumerate(names)}
+    return signal[:, [index[name.lower()] for name in STANDARD_LEADS]]
+
+
+@pytest.fixture(scope="module")
+def clinical(tmp_path_factory, ptbxl_dir):
+    """PTB-XL records 1-4 at 500 Hz as WFDB and as clinical exports, and a
+    tiny 100 Hz classifier whose output is computable in numpy."""
+    import wfdb
+
+    from keras_ecg.models.ecg_classifier import ECGClassifier
+    from keras_ecg.models.ecg_preprocessor import ECGPreprocessor
+
+    root = tmp_path_factory.mktemp("clinical")
+    every_format = root / "every_format"  # record 1, WFDB + each format
+    every_format.mkdir()
+    four = root / "four"  # records 1-4, one format each
+    four.mkdir()
+    signals = []
+    for k, ecg_id in enumerate(("00001", "00002", "00003", "00004")):
+        header = ptbxl_header(ptbxl_dir, ecg_id, 500)
+        raw, fields = wfdb.rdsamp(str(header.with_suffix("")))
+        signals.append(_standard_order(raw, fields["sig_name"]))
+        fmt = ("GE MUSE XML", "SCP-ECG", "DICOM Waveform", "HL7 aECG")[k]
+        write_export(fmt, four / f"{ecg_id}{EXPORTS[fmt][0][-4:]}", signals[-1], 500)
+        if k == 0:
+            link_record(header, every_format)
+            for fmt, (name, _, _) in EXPORTS.items():
+                write_export(fmt, every_format / name, signals[0], 500)
+    stacked = np.concatenate(signals)
+    preprocessor = ECGPreprocessor(100, mean=stacked.mean(0), std=stacked.std(0))
+    inputs = keras.Input((None, 12))
+    backbone = keras.Model(inputs, keras.layers.Dense(4, name="proj")(inputs))
+    model = ECGClassifier(
+        backbone,
+        num_classes=3,
+        preprocessor=preprocessor,
+        class_names=SUPERCLASSES,
+        label_set="superdiagnostic",
+        label_vocabulary="scp_superdiagnostic",
+    )
+    model(np.zeros((1, 250, 12), "float32"))
+    model.save(root / "classifier.keras")
+    return {
+        "every_format": every_format,
+        "four": four,
+        "classifier": root / "classifier.keras",
+        "model": model,
+    }
+
+
+def _probability_bound(model, x, reference):
+    """Largest change of the probabilities `x` can cause vs `reference`.
+
+    Both are standardised records at the model's rate. The classifier is
+    Dense(4) per time step, concat (max, mean) pooling, a dense head and a
+    sigmoid (slope <= 1/4), and windows are averaged: a class moves by at most
+    1/4 * sum_j (|W_max,j| + |W_mean,j|) * max_t |(x - reference)(t) @ K_j|.
+    """
+    kernel = model.backbone.get_layer("proj").get_weights()[0]
+    head = model.head_denses[0].get_weights()[0]
+    change = np.abs((x - reference) @ kernel).max(axis=0)
+    weights = np.abs(head[:4]) + np.abs(head[4:])
+    return 0.25 * change @ weights
+
+
+def test_predict_on_clinical_exports_equals_predict_on_the_wfdb_original(
+    clinical, tmp_path, capsys
+):
+    folder = clinical["every_format"]
+    out = tmp_path / "preds.csv"
+    args = ["predict", "--model", clinical["classifier"], "--data", folder]
+    code, captured = _run([*args, "--output", out], capsys)
+    assert code == 0, captured.err
+    # MUSE and SCP-ECG store 8 leads: the output says which were derived.
+    assert (
+        "III, aVR, aVL, aVF derived from two stored limb leads (Einthoven/"
+        "Goldberger; the file does not store them) in 2 record(s): ecg.scp, "
+        "muse.xml" in captured.out
+    )
+    frame = pd.read_csv(out).set_index("record_id")
+    names = sorted(name for name, _, _ in EXPORTS.values())
+    assert list(frame.index) == sorted(["00001_hr", *names])
+    model = clinical["model"]
+    preprocessor = model.preprocessor
+    reference = preprocessor.prepare(folder / "00001_hr.hea").signals[0]
+    expected = frame.loc["00001_hr", SUPERCLASSES].to_numpy(float)
+    for name in names:
+        x = preprocessor.prepare(folder / name).signals[0]
+        # The inputs differ by the quantisation only: at most a few quanta
+        # (<= 5 uV each, tests/data/ecg_formats_test.py bounds it per lead)
+        # after resampling; a misread unit or lead would differ by mV.
+        assert (np.abs(x - reference).max(0) * preprocessor.std <= 0.01).all()
+        bound = _probability_bound(model, x, reference)
+        difference = np.abs(frame.loc[name, SUPERCLASSES].to_numpy(float) - expected)
+        # float32 inference adds ~1e-7.
+        assert (difference <= bound + 1e-6).all(), (name, difference, bound)
+    # One export on its own (the new user's `--data export.xml`).
+    single = tmp_path / "single.csv"
+    args = ["predict", "--model", clinical["classifier"], "--data"]
+    code, captured = _run([*args, folder / "muse.xml", "--output", single], capsys)
+    assert code == 0, captured.err
+    alone = pd.read_csv(single)
+    assert list(alone["record_id"]) == ["muse.xml"]
+    np.testing.assert_allclose(
+        alone[SUPERCLASSES].to_numpy(float)[0],
+        frame.loc["muse.xml", SUPERCLASSES].to_numpy(float),
+        atol=1e-6,
+    )
+
+
+@ONE_PASS
+def test_predict_reports_bad_clinical_files_or_skips_them(clinical, tmp_path, capsys):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    good = clinical["every_format"] / "muse.xml"
+    shutil.copy(good, folder / "good.xml")
+    data = good.read_bytes()
+    (folder / "truncated.xml").write_bytes(data[: len(data) // 2])
+    sierra = (clinical["every_format"] / "sierra.xml").read_text()
+    # Without lead labels, a Sierra file's leads are the first
+    # numberchannelsallocated of its STD-12 acquisition: I..aVF here, whose
+    # precordial leads cannot be derived.
+    six = sierra.replace('leadlabels="I II III aVR aVL aVF V1 V2 V3 V4 V5 V6"', "")
+    six = six.replace("<numberchannelsallocated>12<", "<numberchannelsallocated>6<")
+    (folder / "six_leads.xml").write_text(six)
+    out = tmp_path / "preds.csv"
+    args = ["predict", "--model", clinical["classifier"], "--data", folder]
+    code, captured = _run([*args, "--output", out], capsys)
+    assert code == 2 and not out.exists()
+    error, hint = captured.err.strip().splitlines()
+    assert "six_leads.xml" in error and "missing lead(s) ['V1'," in error
+    assert "--skip-bad-records" in hint
+    skipped = r"skipped 2 unreadable record\(s\).*six_leads\.xml.*truncated\.xml"
+    with pytest.warns(ECGDataWarning, match=skipped):
+        code, captured = _run([*args, "--output", out, "--skip-bad-records"], capsys)
+    assert code == 0, captured.err
+    assert list(pd.read_csv(out)["record_id"]) == ["good.xml"]
+    # A file given by name that is no ECG at all.
+    (tmp_path / "notes.txt").write_text("no ECG in here\n")
+    args = ["predict", "--model", clinical["classifier"], "--data"]
+    out = tmp_path / "notes.csv"
+    code, captured = _run([*args, tmp_path / "notes.txt", "--output", out], capsys)
+    assert code == 2 and not out.exists()
+    assert "record notes.txt" in captured.err
+    assert "not a recognised ECG file" in captured.err
+
+
+def test_evaluate_clinical_exports_with_labels_from_a_csv(clinical, tmp_path, capsys):
+    from sklearn.metrics import roc_auc_score
+
+    folder = clinical["four"]
+    ids = sorted(p.name for p in folder.iterdir())
+    assert ids == ["00001.xml", "00002.scp", "00003.dcm", "00004.xml"]
+    labels = tmp_path / "labels.csv"
+    rows = ["NORM", "MI", "NORM;STTC", "STTC"]
+    labels.write_text(
+        "record_id,labels\n" + "".join(f"{i},{r}\n" for i, r in zip(ids, rows))
+    )
+    base = ["evaluate", "--model", clinical["classifier"], "--data", folder]
+    base += ["--split", "all"]
+    # Without labels: refused, saying why and what to pass.
+    code, captured = _run([*base, "--output", tmp_path / "none"], capsys)
+    assert code == 2
+    assert "carry no PTB-XL or SNOMED CT labels; pass --labels" in captured.err
+    args = [*base, "--labels", labels, "--output", tmp_path / "run"]
+    code, captured = _run(args, capsys)
+    assert code == 0, captured.err
+    assert "derived from two stored limb leads" in captured.out
+    results = _read(tmp_path / "run" / "evaluate_results.json")
+    assert results["records"] == 4 and results["settings"]["labels"] == str(labels)
+    # The same probabilities through predict, scored with scikit-learn.
+    out = tmp_path / "preds.csv"
+    predict = ["predict", "--model", clinical["classifier"], "--data", folder]
+    assert _run([*predict, "--output", out], capsys)[0] == 0
+    probabilities = pd.read_csv(out)[SUPERCLASSES].to_numpy()
+    truth = np.array([[c in r.split(";") for c in SUPERCLASSES] for r in rows])
+    per_class = {
+        c: roc_auc_score(truth[:, j], probabilities[:, j])
+        for j, c in enumerate(SUPERCLASSES)
+    }
+    assert results["per_class_auc"] == pytest.approx(per_class, abs=1e-6)
+    assert results["macro_auc"] == pytest.approx(np.mean(list(per_class.values())))
+    # A table without a row for every record is an input error.
+    labels.write_text("record_id,labels\n00001.xml,NORM\n")
+    code, captured = _run([*base, "--labels", labels, "--output", tmp_path / "x"])
+    assert code == 2
+
+
+@ONE_PASS
+def test_embed_clinical_exports(trained, clinical, tmp_path, capsys):
+    folder = clinical["every_format"]
+    args = ["embed", "--checkpoint", trained["checkpoint"], "--data", folder]
+    code, captured = _run([*args, "--split", "all", "--output", tmp_path], capsys)
+    assert code == 0, captured.err
+    archive = np.load(tmp_path / "embeddings.npz")
+    names = sorted(name for name, _, _ in EXPORTS.values())
+    assert list(archive["record_ids"]) == sorted(["00001_hr", *names])
+    assert np.isfinite(archive["embeddings"]).all()
 
 
 # ----------------------------------------------------------------------------

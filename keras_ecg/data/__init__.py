@@ -10,6 +10,7 @@ from keras_ecg.data.ecg_dataset import STANDARD_LEADS
 from keras_ecg.data.ecg_dataset import ECGDataset
 from keras_ecg.data.errors import ECGDataError
 from keras_ecg.data.errors import ECGDataWarning
+from keras_ecg.data.errors import FormatsExtraMissingError
 from keras_ecg.data.label_mapping import LabelAlignment
 from keras_ecg.data.label_mapping import align_labels
 from keras_ecg.data.label_mapping import scp_snomed_table
@@ -36,6 +37,10 @@ _LAZY = {
     "WFDB_LABEL_SETS": ("wfdb_folder", "WFDB_LABEL_SETS"),
     "load_wfdb_folder": ("wfdb_folder", "load_wfdb_folder"),
     "read_wfdb_record": ("wfdb_folder", "read_wfdb_record"),
+    "CLINICAL_FORMATS": ("ecg_formats", "CLINICAL_FORMATS"),
+    "read_ecg_file": ("ecg_formats", "read_ecg_file"),
+    "read_record": ("ecg_formats", "read_record"),
+    "apply_label_table": ("label_table", "apply_label_table"),
 }
 
 

@@ -48,6 +48,14 @@ class ECGDataError(ValueError):
         return (type(self), (self.record, self.problem, self.path))
 
 
+class FormatsExtraMissingError(ECGDataError):
+    """A clinical ECG export needs the optional `formats` extra (ecgdatakit).
+
+    An `ECGDataError`, so a folder read with `on_error="skip"` skips such
+    files and reports them like other unreadable records.
+    """
+
+
 class ECGDataWarning(UserWarning):
     """Records were skipped (missing on disk, or unreadable with `on_error="skip"`)."""
 

@@ -1,4 +1,5 @@
-"""One entry point for "the data at this path": PTB-XL, a WFDB folder, or synthetic."""
+"""One entry point for "the data at this path": PTB-XL, a folder of records (WFDB
+and clinical exports), one record file, or synthetic."""
 
 import collections
 import os
@@ -13,12 +14,19 @@ SYNTHETIC = "synthetic"
 
 
 def detect_source(path):
-    """Returns `"synthetic"`, `"ptbxl"` or `"wfdb"` for a `--data` argument."""
+    """`"synthetic"`, `"ptbxl"`, `"wfdb"` (a folder) or `"file"` for `--data`.
+
+    A `"wfdb"` folder may also hold clinical exports, and a `"file"` is one
+    record: a WFDB `.hea` or a clinical export (see
+    `keras_ecg.data.ecg_formats`); their formats are recognised when read.
+    """
     if path == SYNTHETIC:
         return SYNTHETIC
+    if os.path.isfile(path):
+        return "file"
     if not os.path.isdir(path):
         raise FileNotFoundError(
-            f"--data {path!r} is neither 'synthetic' nor an existing folder."
+            f"--data {path!r} is neither 'synthetic' nor an existing folder or file."
         )
     if os.path.exists(os.path.join(path, "ptbxl_database.csv")):
         return "ptbxl"
@@ -38,8 +46,9 @@ def load_source(
     """Loads `path` as an `ECGDataset` (see `detect_source`).
 
     Args:
-        path: `"synthetic"`, a PTB-XL folder (with `ptbxl_database.csv`) or a
-            folder of WFDB records (PhysioNet/CinC layout).
+        path: `"synthetic"`, a PTB-XL folder (with `ptbxl_database.csv`), a
+            folder of WFDB records (PhysioNet/CinC layout) and clinical ECG
+            exports, or one record file (see `detect_source`).
         sampling_rate: target sampling rate in Hz.
         label_set: for PTB-XL one of `keras_ecg.data.LABEL_SETS` (`"all"`,
             `"diagnostic"`, ...); for a WFDB folder one of `WFDB_LABEL_SETS`

@@ -22,6 +22,7 @@ from keras_ecg.data.errors import ECGDataError
 from keras_ecg.data.errors import ECGDataWarning
 from keras_ecg.data.errors import check_on_error
 from keras_ecg.data.errors import warn_skipped
+from keras_ecg.data.leads import lead_key
 from keras_ecg.data.record_stream import read_records
 from keras_ecg.data.signal_cache import SignalCache
 from keras_ecg.data.snomed import class_codes
@@ -54,6 +55,11 @@ class WFDBRecord:
         comments: header comment lines, without the leading `#`.
         original_sampling_rate: the header's sampling frequency.
         original_length: the header's number of samples.
+        source_format: the file format (`"WFDB"`, or a clinical format of
+            `keras_ecg.data.ecg_formats.CLINICAL_FORMATS`).
+        derived_leads: returned leads the file does not store, computed
+            from the two leads `derived_from` (clinical exports only).
+        derived_from: see `derived_leads`; `()` when nothing was derived.
     """
 
     signal: np.ndarray
@@ -62,27 +68,33 @@ class WFDBRecord:
     comments: list
     original_sampling_rate: float
     original_length: int
+    source_format: str = "WFDB"
+    derived_leads: tuple = ()
+    derived_from: tuple = ()
 
 
 def resolve_leads(requested, available, record, path=None):
-    """Indices of the `requested` lead names in `available` (case-insensitive).
+    """Indices of the `requested` lead names in `available`.
+
+    Names match by `keras_ecg.data.leads.lead_key`: case, blanks and the
+    prefixes "ECG" / "Lead" are ignored (`aVR` matches `AVR` and `Lead aVR`).
 
     Raises:
         ECGDataError: a requested lead is absent or `available` has duplicates.
     """
-    lowered = [str(name).strip().lower() for name in available]
+    keys = [lead_key(name) for name in available]
     indices = []
     missing = []
     for name in requested:
-        key = str(name).strip().lower()
-        if lowered.count(key) > 1:
+        key = lead_key(name)
+        if keys.count(key) > 1:
             raise ECGDataError(
                 record, f"lead {name!r} appears more than once in the header", path
             )
-        if key not in lowered:
+        if key not in keys:
             missing.append(str(name))
         else:
-            indices.append(lowered.index(key))
+            indices.append(keys.index(key))
     if missing:
         raise ECGDataError(
             record,
@@ -464,26 +476,34 @@ def _canonical_leads(leads):
     leads = tuple(str(name) for name in leads)
     if not leads:
         raise ValueError("leads must name at least one lead.")
-    lowered = [name.lower() for name in leads]
+    lowered = [lead_key(name) for name in leads]
     if len(set(lowered)) != len(lowered):
         raise ValueError(f"leads contains duplicates: {leads}.")
     return leads
 
 
-def _list_headers(root, recursive):
-    pattern = "**/*.hea" if recursive else "*.hea"
-    return sorted(root.glob(pattern))
+def _list_sources(root, recursive):
+    """`[(record_id, file)]` of a folder's records, or of one record file."""
+    # Imported here: ecg_formats builds on this module.
+    from keras_ecg.data import ecg_formats
+
+    if root.is_file():
+        return [ecg_formats.record_source(root)]
+    return ecg_formats.list_record_files(root, recursive)
 
 
-def _cache_files(root, headers):
-    files = []
-    for header in headers:
-        files.append(header)
+def _cache_files(root, files):
+    """The files a folder read depends on: records and WFDB signal files."""
+    out = []
+    for header in files:
+        out.append(header)
+        if header.suffix != ".hea":
+            continue
         for suffix in _DATA_SUFFIXES[1:]:
             candidate = header.with_suffix(suffix)
             if candidate.exists():
-                files.append(candidate)
-    return files
+                out.append(candidate)
+    return out
 
 
 def load_wfdb_folder(
@@ -506,12 +526,20 @@ def load_wfdb_folder(
     resampled to `sampling_rate` with `scipy.signal.resample_poly` and its leads
     selected/reordered by name. Records may differ in length.
 
+    The folder may also hold clinical ECG exports (GE MUSE XML, Philips Sierra
+    XML, HL7 aECG, DICOM waveform, EDF/EDF+, SCP-ECG), recognised from their
+    content and read with `keras_ecg.data.ecg_formats.read_ecg_file` (the
+    `formats` extra, ecgdatakit): limb leads they do not store are derived.
+    They carry no `#Dx` labels (their `dx` is empty: attach labels with
+    `keras_ecg.data.label_table.apply_label_table`).
+
     The steps: list the headers, then read and resample the records chunk by
     chunk in `workers` processes (`keras_ecg.data.record_stream`), straight
     into the cache when there is one, then assemble labels and metadata.
 
     Args:
-        path: folder holding the records.
+        path: folder holding the records, or one record file (a `.hea` or a
+            clinical export).
         sampling_rate: target samples per second (int).
         leads: lead names to keep, in order (case-insensitive: `aVR` matches
             `AVR`); `None` keeps the header order, which must then be the same
@@ -546,9 +574,12 @@ def load_wfdb_folder(
         An `ECGDataset` with `label_vocabulary="snomed"` and
         `class_descriptions` from the Challenge's SNOMED tables (`None` for a
         code they lack). `record_ids` are record names (the header path
-        relative to `path`, without suffix); `metadata` is a DataFrame indexed
-        by record id with columns `path`, `age`, `sex`, `dx` (all codes),
-        `original_sampling_rate` and `original_length`.
+        relative to `path`, without suffix; a clinical export's path relative
+        to `path`, with its suffix); `metadata` is a DataFrame indexed by
+        record id with columns `path`, `age`, `sex`, `dx` (all codes),
+        `original_sampling_rate`, `original_length`, `format` (`"WFDB"` or
+        the clinical format) and `derived_leads` (limb leads computed from
+        two stored ones, `[]` for none).
 
     Raises:
         ValueError: `label_set` is not one of `WFDB_LABEL_SETS` (PTB-XL's
@@ -568,11 +599,17 @@ def load_wfdb_folder(
         root, sampling_rate, leads, classes, unknown_labels, on_error, label_set
     )
     # Step 1: list the records.
-    headers = _list_headers(root, recursive)
-    if not headers:
-        raise ECGDataError(root, "no .hea files found", root)
+    sources = _list_sources(root, recursive)
+    if not sources:
+        raise ECGDataError(
+            root,
+            "no ECG records found (no .hea files, no recognised clinical exports)",
+            root,
+        )
     settings = {
         "reader": "load_wfdb_folder",
+        # Records read through ecgdatakit keep their format in the metadata.
+        "formats": 1,
         "sampling_rate": sampling_rate,
         "leads": None if leads is None else list(leads),
         "classes": classes,
@@ -585,12 +622,12 @@ def load_wfdb_folder(
     cache, key = None, None
     if cache_dir is not None:
         cache = SignalCache(cache_dir)
-        key = cache.key(root, settings, _cache_files(root, headers))
+        key = cache.key(root, settings, _cache_files(root, [f for _, f in sources]))
     # Step 2: read and resample, chunk by chunk (into the cache if any).
     known_codes = None
     if classes is not None and unknown_labels == "error":
         known_codes = {code for name in classes for code in class_codes(name)}
-    tasks = [(str(header), _record_id(root, header)) for header in headers]
+    tasks = [(str(file), record_id) for record_id, file in sources]
     keeper = _FolderKeeper(leads, sampling_rate, min_duration_s)
     result = read_records(
         tasks,
@@ -608,7 +645,7 @@ def load_wfdb_folder(
         index_fields={"source": str(root.resolve()), **settings},
         workers=workers,
         progress=progress,
-        what="reading WFDB records",
+        what="reading ECG records",
         resume=keeper.resume,
     )
     warn_skipped(result.failures, str(root))
@@ -621,22 +658,11 @@ def load_wfdb_folder(
     return dataset
 
 
-def _record_id(root, header):
-    """The header path relative to `root`, without ".hea", "/"-separated."""
-    # Plain strings where possible: pathlib's relative_to costs more than the
-    # cache lookup on 20k records.
-    prefix = str(root).rstrip(os.sep) + os.sep
-    text = str(header)
-    if text.startswith(prefix) and text.endswith(".hea"):
-        return text[len(prefix) : -4].replace(os.sep, "/")
-    return header.relative_to(root).with_suffix("").as_posix()
-
-
 def _check_folder_arguments(
     root, sampling_rate, leads, classes, unknown_labels, on_error, label_set
 ):
     """Validated `(sampling_rate, leads, classes)` of `load_wfdb_folder`."""
-    if not root.is_dir():
+    if not root.exists():
         raise ECGDataError(root, "folder not found", root)
     check_on_error(on_error)
     if unknown_labels not in ("ignore", "error"):
@@ -680,9 +706,11 @@ def _decode_folder_record(task, leads, sampling_rate, known_codes, keep_lead_nam
     Returns:
         `(signal, info)`, `info` the JSON-able header facts the dataset keeps.
     """
+    from keras_ecg.data.ecg_formats import read_record
+
     header_path, record_id = task
     header_path = pathlib.Path(header_path)
-    rec = read_wfdb_record(header_path, record_id, leads, sampling_rate)
+    rec = read_record(header_path, record_id, leads, sampling_rate)
     info = parse_comments(rec.comments)
     if known_codes is not None:
         unknown = [c for c in info["dx"] if c not in known_codes]
@@ -697,6 +725,8 @@ def _decode_folder_record(task, leads, sampling_rate, known_codes, keep_lead_nam
         "dx": info["dx"],
         "original_sampling_rate": rec.original_sampling_rate,
         "original_length": rec.original_length,
+        "format": rec.source_format,
+        "derived_leads": list(rec.derived_leads),
     }
     if keep_lead_names:
         info["lead_names"] = list(rec.lead_names)
@@ -723,7 +753,7 @@ class _FolderKeeper:
             names = tuple(info["lead_names"])
             if self.lead_names is None:
                 self.lead_names = names
-            elif [n.lower() for n in names] != [n.lower() for n in self.lead_names]:
+            elif [lead_key(n) for n in names] != [lead_key(n) for n in self.lead_names]:
                 raise ECGDataError(
                     record_id,
                     f"leads {list(names)} differ from the first record's "

@@ -257,8 +257,11 @@ class ECGClassifier(PreprocessorAttribute, keras.Model):
         exactly as `keras_ecg.evaluation.downstream.predict_records` does.
 
         Args:
-            records: an `ECGDataset`, a folder of WFDB records, a `.hea` path
-                or a list of them (see `ECGPreprocessor.prepare`).
+            records: an `ECGDataset`, a folder of WFDB records and/or
+                clinical exports, a `.hea` path, a clinical export (GE MUSE
+                XML, Philips Sierra XML, HL7 aECG, DICOM waveform, EDF/EDF+,
+                SCP-ECG; the `formats` extra) or a list of them (see
+                `ECGPreprocessor.prepare`).
             batch_size: windows per prediction batch.
             threshold: optional decision threshold, one for all classes or a
                 sequence of one per class. With it, one boolean column

@@ -1,6 +1,7 @@
 """The preprocessing a trained classifier needs, serialized with it."""
 
 import dataclasses
+import logging
 import math
 import os
 import pathlib
@@ -17,9 +18,11 @@ from keras_ecg.data.ecg_dataset import ECGDataset
 from keras_ecg.data.errors import ECGDataError
 from keras_ecg.data.errors import FailureLog
 from keras_ecg.data.errors import check_on_error
-from keras_ecg.data.wfdb_folder import read_wfdb_record
+from keras_ecg.data.leads import lead_key
 from keras_ecg.data.wfdb_folder import resample_signal
 from keras_ecg.data.wfdb_folder import resolve_leads
+
+logger = logging.getLogger(__name__)
 
 AGGREGATIONS = ("mean", "max")
 
@@ -36,8 +39,9 @@ class ECGPreprocessor(keras.layers.Layer):
     fitted on the training split, the sliding windows used at evaluation and
     how window probabilities are aggregated per record. Saved inside an
     `ECGClassifier`, it lets `ECGClassifier.predict_records` run on raw WFDB
-    records (or an `ECGDataset` at any rate and lead order) with no other
-    setup.
+    records, clinical ECG exports (GE MUSE XML, Philips Sierra XML, HL7 aECG,
+    DICOM waveform, EDF/EDF+, SCP-ECG; the `formats` extra) or an
+    `ECGDataset` at any rate and lead order, with no other setup.
 
     Everything user-facing is in seconds; the sample counts derive from the
     rate (`window_length`, `stride`, rounded to the nearest sample, halves
@@ -51,8 +55,9 @@ class ECGPreprocessor(keras.layers.Layer):
 
     Args:
         sampling_rate: samples per second the model expects.
-        lead_names: lead names in the order the model expects (matched
-            case-insensitively: `"aVR"` matches `"AVR"`).
+        lead_names: lead names in the order the model expects (matched by
+            `keras_ecg.data.leads.lead_key`: `"aVR"` matches `"AVR"` and
+            `"Lead aVR"`).
         mean: optional per-lead means (one per lead), e.g. from a fitted
             `LeadStandardizer`; pass `std` with it.
         std: optional per-lead standard deviations (positive).
@@ -99,7 +104,7 @@ class ECGPreprocessor(keras.layers.Layer):
                 f"names, got {lead_names!r}."
             )
         self.lead_names = tuple(str(name) for name in lead_names)
-        lowered = [name.strip().lower() for name in self.lead_names]
+        lowered = [lead_key(name) for name in self.lead_names]
         if len(set(lowered)) != len(lowered):
             raise ValueError(
                 f"ECGPreprocessor: lead_names has duplicates: {list(self.lead_names)}."
@@ -169,13 +174,18 @@ class ECGPreprocessor(keras.layers.Layer):
             records: raw (not yet standardised) records, in mV, as one of
                 - an `ECGDataset`, at any sampling rate that can be resampled
                   and in any lead order (matched by name);
-                - a folder: every `*.hea` in it (see `recursive`). A PTB-XL
+                - a folder: every `*.hea` in it and every clinical export
+                  ecgdatakit recognises from its content (see `recursive` and
+                  `keras_ecg.data.ecg_formats.list_record_files`). A PTB-XL
                   folder (it holds `ptbxl_database.csv`) is read from the
                   `records100/` or `records500/` subfolder at `sampling_rate`
                   if there is one, else from `records500/` (or `records100/`)
                   resampled; record ids are then the `ecg_id`s as `str`;
-                - a `.hea` path (a path without suffix names the record), or
-                  a list of them.
+                - a `.hea` path (a path without suffix names the record), a
+                  clinical export (GE MUSE XML, Philips Sierra XML, HL7 aECG,
+                  DICOM waveform, EDF/EDF+, SCP-ECG, recognised from its
+                  content; limb leads it does not store are derived from I
+                  and II), or a list of them.
             on_error: `"raise"` raises the first `ECGDataError`; `"skip"`
                 drops bad records and emits one `ECGDataWarning` with their
                 count and first messages.
@@ -193,13 +203,17 @@ class ECGPreprocessor(keras.layers.Layer):
             `standardize`. Labels, folds and
             metadata of an input `ECGDataset` are kept for the kept records;
             records read from files get `metadata` with their `path`,
-            `original_sampling_rate` and `original_length`.
+            `original_sampling_rate`, `original_length`, `format` (`"WFDB"`
+            or the clinical format) and `derived_leads` (the limb leads
+            computed from two stored ones, `[]` for none).
 
         Raises:
-            ECGDataError: (naming the record and the problem) a missing lead,
-                a wrong number of leads, NaN/inf samples, a record shorter
-                than one window, an unreadable file or an unsupported rate;
-                or no record left to return.
+            ECGDataError: (naming the record and the problem) a missing lead
+                that cannot be derived, a wrong number of leads, NaN/inf
+                samples, a record shorter than one window, an unreadable,
+                unrecognised or corrupt file or an unsupported rate; or no
+                record left to return (`FormatsExtraMissingError` for a
+                clinical export without the `formats` extra).
         """
         check_on_error(on_error)
         log = FailureLog(on_error)
@@ -255,10 +269,12 @@ class ECGPreprocessor(keras.layers.Layer):
         )
 
     def _prepare_files(self, sources, log, standardize=True):
+        from keras_ecg.data.ecg_formats import read_record
+
         signals, record_ids, rows = [], [], []
         for record_id, header_path in sources:
             try:
-                record = read_wfdb_record(
+                record = read_record(
                     header_path,
                     record_id,
                     leads=self.lead_names,
@@ -278,8 +294,17 @@ class ECGPreprocessor(keras.layers.Layer):
                     "path": str(header_path),
                     "original_sampling_rate": record.original_sampling_rate,
                     "original_length": record.original_length,
+                    "format": record.source_format,
+                    "derived_leads": list(record.derived_leads),
                 }
             )
+            if record.derived_leads:
+                logger.info(
+                    "%s: %s derived from %s (Einthoven/Goldberger)",
+                    record_id,
+                    ", ".join(record.derived_leads),
+                    " and ".join(record.derived_from),
+                )
         if not signals:
             return []
         return ECGDataset(
@@ -306,36 +331,47 @@ class ECGPreprocessor(keras.layers.Layer):
         return self.standardize(signal)
 
     def _list_records(self, records, recursive):
-        """`[(record_id, header_path)]` and a source name for messages."""
+        """`[(record_id, file)]` and a source name for messages."""
+        from keras_ecg.data.ecg_formats import record_source
+
         if isinstance(records, (str, os.PathLike)):
             path = pathlib.Path(records).expanduser()
             if path.is_dir():
                 return self._list_folder(path, recursive), str(path)
-            record_id, header = _header_source(path)
-            if not header.exists():
+            record_id, file = record_source(path)
+            if not file.exists():
                 raise ECGDataError(
-                    record_id, "no such folder or WFDB header (.hea) file", path
+                    record_id,
+                    "no such folder or WFDB header (.hea) file, nor ECG file",
+                    path,
                 )
-            return [(record_id, header)], str(path)
+            return [(record_id, file)], str(path)
         if isinstance(records, (list, tuple)) and all(
             isinstance(r, (str, os.PathLike)) for r in records
         ):
             if not records:
                 raise ValueError("ECGPreprocessor.prepare: no records given.")
-            return [_header_source(pathlib.Path(r).expanduser()) for r in records], ""
+            return [record_source(pathlib.Path(r).expanduser()) for r in records], ""
         raise TypeError(
             "ECGPreprocessor.prepare: `records` must be an ECGDataset, a folder, a "
-            f"`.hea` path or a list of `.hea` paths; got {type(records).__name__}. "
-            "Wrap arrays in an ECGDataset to state their sampling rate and leads."
+            "record file (`.hea` or a clinical export) or a list of them; got "
+            f"{type(records).__name__}. Wrap arrays in an ECGDataset to state "
+            "their sampling rate and leads."
         )
 
     def _list_folder(self, root, recursive):
+        from keras_ecg.data.ecg_formats import list_record_files
+
         if (root / "ptbxl_database.csv").is_file():
             return self._list_ptbxl(root)
-        headers = sorted(root.glob("**/*.hea" if recursive else "*.hea"))
-        if not headers:
-            raise ECGDataError(root, "no .hea files found", root)
-        return [(h.relative_to(root).with_suffix("").as_posix(), h) for h in headers]
+        sources = list_record_files(root, recursive)
+        if not sources:
+            raise ECGDataError(
+                root,
+                "no ECG records found (no .hea files, no recognised clinical exports)",
+                root,
+            )
+        return sources
 
     def _list_ptbxl(self, root):
         # The subfolder at the model's rate if present; otherwise resample the
@@ -493,12 +529,6 @@ def _check_statistics(mean, std, num_leads):
         )
     # Plain floats keep the config JSON-serializable.
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
-
-
-def _header_source(path):
-    """`(record_id, header_path)` of a record given by its `.hea` or name."""
-    header = path if path.suffix == ".hea" else path.with_suffix(".hea")
-    return header.stem, header
 
 
 class PreprocessorAttribute:

@@ -2,9 +2,11 @@ import numpy as np
 import pytest
 
 from keras_ecg.data.sources import detect_source
+from keras_ecg.data.sources import load_source
 from keras_ecg.data.sources import load_splits
 from keras_ecg.data.sources import split_dataset
 from keras_ecg.data.synthetic import make_synthetic_ecg
+from keras_ecg.data.wfdb_folder import read_wfdb_record
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -15,6 +17,16 @@ def test_detect_source(ptbxl_dir, cinc_dir, tmp_path):
     assert detect_source(str(cinc_dir)) == "wfdb"
     with pytest.raises(FileNotFoundError, match="neither"):
         detect_source(str(tmp_path / "missing"))
+
+
+def test_one_file_is_a_source(cinc_dir):
+    # One record (a .hea here; a clinical export alike): a dataset of one.
+    header = cinc_dir / "A0689.hea"
+    assert detect_source(str(header)) == "file"
+    data = load_source(str(header), sampling_rate=100)
+    assert data.record_ids == ["A0689"]
+    expected = read_wfdb_record(header, sampling_rate=100).signal
+    np.testing.assert_array_equal(data.signals[0], expected)
 
 
 def test_fold_split_and_standardisation_fitted_on_train_only():
