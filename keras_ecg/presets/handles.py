@@ -133,9 +133,14 @@ def _download_from_hugging_face(handle):
     except errors.LocalEntryNotFoundError as error:
         # Raised when the Hub cannot be reached (or HF_HUB_OFFLINE is set)
         # and no complete snapshot is cached.
+        if hub.constants.HF_HUB_OFFLINE:
+            reason = "offline mode (HF_HUB_OFFLINE) is on"
+        else:
+            cause = error.__cause__ or error
+            reason = f"the Hugging Face Hub cannot be reached ({first_line(cause)})"
         raise PresetError(
-            f"preset {handle}: the Hugging Face Hub cannot be reached "
-            f"({first_line(error)}) and the preset is not in the local cache."
+            f"preset {handle}: {reason} and the preset is not in the local cache "
+            f"({hub.constants.HF_HUB_CACHE})."
         ) from error
     except errors.HfHubHTTPError as error:
         raise PresetError(
@@ -178,7 +183,7 @@ def _download_from_kaggle(handle):
             )
         raise PresetError(
             f"preset {handle}: Kaggle cannot be reached and the preset is not in "
-            f"the local cache{hint}."
+            f"the local cache ({kagglehub.config.get_cache_folder()}){hint}."
         ) from error
     except (ValueError, KeyError) as error:
         raise PresetError(f"preset {handle}: {first_line(error)}.") from error

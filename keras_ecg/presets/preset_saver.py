@@ -71,7 +71,7 @@ def save_to_preset(model, preset_dir, preprocessor=None, metadata=None):
             (`RESERVED_METADATA_KEYS`).
 
     Returns:
-        `preset_dir`.
+        `preset_dir`, as given.
 
     Raises:
         ValueError: the model is not built, the preprocessor is not an
@@ -107,11 +107,11 @@ def save_to_preset(model, preset_dir, preprocessor=None, metadata=None):
     task, backbone = _task_and_backbone(model)
     _ensure_built(backbone, task, preprocessor)
 
-    preset_dir = os.fspath(preset_dir)
-    if os.path.exists(preset_dir) and not os.path.isdir(preset_dir):
-        raise ValueError(f"save_to_preset: {preset_dir} exists and is not a folder.")
-    os.makedirs(preset_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".keras-ecg-saving-", dir=preset_dir)
+    folder = os.fspath(preset_dir)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"save_to_preset: {folder} exists and is not a folder.")
+    os.makedirs(folder, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".keras-ecg-saving-", dir=folder)
     try:
         _write_json(staging, CONFIG_FILE, _serialize(backbone))
         keras.saving.save_weights(backbone, os.path.join(staging, MODEL_WEIGHTS_FILE))
@@ -134,12 +134,12 @@ def save_to_preset(model, preset_dir, preprocessor=None, metadata=None):
         written = _metadata(task, backbone, extra)
         _write_json(staging, METADATA_FILE, written)
         for name in PRESET_FILES:
-            source, target = (os.path.join(d, name) for d in (staging, preset_dir))
+            source, target = (os.path.join(d, name) for d in (staging, folder))
             if os.path.exists(source):
                 os.replace(source, target)
             elif os.path.isfile(target):
                 os.remove(target)
-        _write_model_card(preset_dir, task, backbone, preprocessor, written)
+        _write_model_card(folder, task, backbone, preprocessor, written)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return preset_dir
