@@ -382,8 +382,9 @@ def pretrain(
         return distribute.data_parallel() if multi_process else contextlib.nullcontext()
 
     with scope():
-        if initial is not None and initial.model is not None:
-            model = initial.model
+        if initial is not None and initial.continues:
+            # Loaded in the scope: a multi-process job places its variables.
+            model = initial.load_model()
             distribute.synchronize_batch_norm(
                 model, getattr(args, "synchronized_batch_norm", False)
             )
@@ -539,17 +540,21 @@ def lost_process_error(error, settings, output):
 
 
 class PretrainingStart:
-    """Where `pretrain --init-from-preset` starts: a preset's model of the
-    same method (`model`, continued), else a preset's backbone whose weights
-    the new method model's encoder takes (`backbone`), and the preset's
-    preprocessor (None if it has none)."""
+    """Where `pretrain --init-from-preset` starts: the preset's task model
+    when it is a model of `--method` (`continues`: `load_model` loads it),
+    else the preset's backbone, whose weights the new method model's encoder
+    takes; and the preset's preprocessor (None if it has none)."""
 
-    def __init__(self, handle, model, backbone, preprocessor, metadata):
+    def __init__(self, handle, path, backbone, preprocessor, metadata):
         self.handle = handle
-        self.model = model
+        self.path = path
         self.backbone = backbone
+        self.continues = backbone is None
         self.preprocessor = preprocessor
         self.metadata = metadata
+
+    def load_model(self):
+        return load_preset_part(self.handle, self.path, "task")
 
     def copy_backbone_into(self, model, num_leads):
         """Sets `model.backbone`'s weights to the preset backbone's.
@@ -580,28 +585,30 @@ def load_pretraining_start(args):
     handle = getattr(args, "init_from_preset", None)
     if not handle:
         return None
+    from keras_ecg.presets import PresetError
     from keras_ecg.presets.preset_files import PREPROCESSOR_CONFIG_FILE
     from keras_ecg.presets.preset_files import TASK_CONFIG_FILE
     from keras_ecg.presets.preset_files import read_metadata
+    from keras_ecg.presets.preset_files import read_serialized
+    from keras_ecg.presets.preset_loader import resolve_class
 
     path = open_preset(handle)
-    metadata = read_metadata(path, handle)
+    try:
+        metadata = read_metadata(path, handle)
+        task = read_serialized(path, TASK_CONFIG_FILE, handle, required=False)
+        task_class = task and resolve_class(task, TASK_CONFIG_FILE, handle)
+    except PresetError as error:
+        raise InputError(f"--init-from-preset: {error}") from error
     preprocessor = None
     if os.path.isfile(os.path.join(path, PREPROCESSOR_CONFIG_FILE)):
         preprocessor = load_preset_part(handle, path, "preprocessor")
-    model, backbone = None, None
-    if os.path.isfile(os.path.join(path, TASK_CONFIG_FILE)):
-        task = load_preset_part(handle, path, "task")
-        method_class = type(build_method(args.method, size="tiny"))
-        if type(task) is method_class:
-            model = task
-        else:
-            backbone = task.backbone
-    else:
+    backbone = None
+    # The class build_method makes for --method (a tiny one, only to compare).
+    if task_class is not type(build_method(args.method, size="tiny")):
         backbone = load_preset_part(handle, path, "backbone")
-    if model is not None:
+    if backbone is None:
         print(
-            f"continuing the pretraining of the {type(model).__name__} of preset "
+            f"continuing the pretraining of the {task_class.__name__} of preset "
             f"{handle} (its architecture; --size is not used)",
             flush=True,
         )
@@ -611,7 +618,7 @@ def load_pretraining_start(args):
             f"{type(backbone).__name__} backbone of preset {handle}",
             flush=True,
         )
-    return PretrainingStart(handle, model, backbone, preprocessor, metadata)
+    return PretrainingStart(handle, path, backbone, preprocessor, metadata)
 
 
 def _run_pretrain(args):

@@ -56,8 +56,8 @@ def get_preset_dir(handle):
     ```python
     folder = keras_ecg.presets.get_preset_dir("hf://my-lab/ecg-simclr-xresnet")
     sorted(os.listdir(folder))
-    # ['config.json', 'metadata.json', 'model.weights.h5', 'preprocessor.json',
-    #  'task.json', 'task.weights.h5']
+    # ['README.md', 'config.json', 'metadata.json', 'model.weights.h5',
+    #  'preprocessor.json', 'task.json', 'task.weights.h5']
     ```
     """
     if not isinstance(handle, (str, os.PathLike)):

@@ -38,7 +38,9 @@ def preset_info(handle):
         - `"components"`: the loadable parts, among `"backbone"`, `"task"`,
           `"preprocessor"`;
         - `"backbone"`: `{"class_name", "registered_name", "config"}`;
-        - `"task"`: the same for the task model, or None;
+        - `"task"`: the same for the task model (without its nested
+          preprocessor), or None; `"has_task_weights"`: whether
+          `task.weights.h5` is there;
         - `"preprocessor"`: the `ECGPreprocessor` settings (`sampling_rate`,
           `lead_names`, `window_seconds`, `stride_seconds`, `aggregation`,
           `standardized`), or None.
@@ -49,9 +51,10 @@ def preset_info(handle):
     Example:
 
     ```python
-    info = keras_ecg.presets.preset_info("runs/simclr_preset")
-    info["task"]["class_name"], info["metadata"]["parameter_count"]
-    # ('SimCLR', 76544)
+    info = keras_ecg.presets.preset_info("presets/simclr")
+    info["components"]  # ['backbone', 'task', 'preprocessor']
+    info["task"]["class_name"]  # 'SimCLR'
+    info["metadata"]["parameter_count"]  # the backbone's weights
     ```
     """
     path = get_preset_dir(handle)

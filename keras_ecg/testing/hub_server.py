@@ -24,7 +24,7 @@ import base64
 import hashlib
 import http.server
 import json
-import os
+import pathlib
 import re
 import threading
 import urllib.parse
@@ -37,10 +37,11 @@ _BLOB = re.compile(r"^/blobs/(?P<key>\w+)$")
 
 
 def _read_folder(folder):
+    folder = pathlib.Path(folder)
     return {
-        name: open(os.path.join(folder, name), "rb").read()
-        for name in sorted(os.listdir(folder))
-        if os.path.isfile(os.path.join(folder, name))
+        path.name: path.read_bytes()
+        for path in sorted(folder.iterdir())
+        if path.is_file()
     }
 
 
@@ -100,12 +101,13 @@ class FakeHub:
 
     def kaggle_env(self):
         """The environment that sends kagglehub's requests here."""
+        # Requests to this server by its address (HF_ENDPOINT) go straight.
         return {
             "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
             "HTTP_PROXY": self.url,
             "http_proxy": self.url,
-            "NO_PROXY": "",
-            "no_proxy": "",
+            "NO_PROXY": "127.0.0.1",
+            "no_proxy": "127.0.0.1",
         }
 
     def start(self):
