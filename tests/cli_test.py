@@ -804,6 +804,10 @@ def test_downstream_from_a_bad_preset_is_one_line(tmp_path, capsys):
 
     encoder = XResNet1D(block_depths=(1,), widths=(8,), stem_filters=(8,))
     encoder.save_to_preset(tmp_path / "bare")  # no preprocessor
+    code, captured = _run(["preset", "info", tmp_path / "bare"], capsys)
+    assert code == 0
+    assert "task: none (a backbone only)" in captured.out.splitlines()
+    assert "preprocessing: none saved" in captured.out.splitlines()
     for command in ("finetune", "linear-eval"):
         args = [command, "--init-from-preset", tmp_path / "bare"]
         code, captured = _run([*args, "--output", tmp_path / "out"], capsys)

@@ -150,7 +150,14 @@ def class_label(serialized):
     return str(serialized.get("class_name") or registered_name(serialized))
 
 
-def first_line(error):
-    """The first non-empty line of an exception's message, for one-line errors."""
+def first_line(error, limit=300):
+    """An exception's message on one line: its first non-empty line, and the
+    next one when the first only announces it (ends with ":", as Keras'
+    "could not be loaded. Example error message for object <...>:")."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
+    if not lines:
+        return type(error).__name__
+    text = lines[0]
+    if text.endswith(":") and len(lines) > 1:
+        text = f"{text} {lines[1]}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -228,3 +228,16 @@ def test_newer_format_and_unknown_class(saved, tmp_path):
     (path / "task.json").write_text(json.dumps(config))
     message = _one_line_error(path, "task")
     assert "task.json needs the class 'keras_ecg>FutureMethod'" in message
+
+
+def test_task_weights_of_another_model(saved, tmp_path):
+    path = _copy(saved, tmp_path)
+    encoder = XResNet1D(block_depths=(1, 1), widths=(16, 16), stem_filters=(8, 8, 16))
+    other = SimCLR(encoder)  # the default 512 -> 16 head, not the tiny one
+    other(np.zeros((1, 250, 12), "float32"))
+    other.save_to_preset(tmp_path / "other")
+    shutil.copy(tmp_path / "other" / "task.weights.h5", path / "task.weights.h5")
+    message = _one_line_error(path, "task")
+    assert "task.weights.h5 does not fit the model" in message
+    # Keras' reason, from the line after its "...for object <...>:".
+    assert "expected" in message and "variables" in message
