@@ -202,20 +202,3 @@ def test_missing_hub_package_says_what_to_install(package, handle, monkeypatch):
     monkeypatch.setitem(sys.modules, package, None)
     with pytest.raises(HubPackageError, match=r"pip install 'keras-ecg\[hub\]'"):
         presets.get_preset_dir(handle)
-
-
-@pytest.mark.backend_agnostic
-def test_preset_info(preset_folder):
-    folder = preset_folder[0]
-    info = presets.preset_info(folder)
-    assert info["path"] == str(folder)
-    assert info["components"] == ["backbone", "task", "preprocessor"]
-    assert info["task"]["class_name"] == "SimCLR"
-    assert info["backbone"]["registered_name"] == "keras_ecg>XResNet1D"
-    assert info["backbone"]["config"]["widths"] == [16, 16]
-    assert info["preprocessor"]["sampling_rate"] == 100
-    assert info["preprocessor"]["standardized"] is True
-    assert info["preprocessor"]["window_seconds"] == 2.0
-    assert info["has_task_weights"] is True
-    assert info["metadata"]["method"] == "simclr"
-    assert "preprocessor" not in info["task"]["config"]
