@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU build of torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e ".[jax,torch,dev]"
+	$(PY) -m pip install -q -e ".[jax,torch,hub,dev]"
 	touch $@
 
 venv: $(VENV)/.installed

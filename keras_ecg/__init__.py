@@ -5,7 +5,15 @@ import sys as _sys
 
 from keras_ecg.version import __version__
 
-_SUBMODULES = ("layers", "losses", "models", "data", "evaluation", "tuning")
+_SUBMODULES = (
+    "layers",
+    "losses",
+    "models",
+    "data",
+    "evaluation",
+    "tuning",
+    "presets",
+)
 
 
 def _started_as_cli():
@@ -46,5 +54,6 @@ else:
     from keras_ecg import layers
     from keras_ecg import losses
     from keras_ecg import models
+    from keras_ecg import presets
     from keras_ecg.models import ECGClassifier
     from keras_ecg.models import ECGPreprocessor

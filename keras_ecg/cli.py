@@ -288,6 +288,15 @@ def build_parser():
         help="augmentation preset for SimCLR/BYOL/SwAV (default: rrc_to)",
     )
     pretrain.add_argument(
+        "--init-from-preset",
+        metavar="HANDLE",
+        default=None,
+        help="start from a preset (folder, hf://org/name, kaggle://...): continue "
+        "pretraining its model if it is a --method model, else initialise the "
+        "method's encoder from its backbone (same architecture: --size). Its "
+        "preprocessing is reused",
+    )
+    pretrain.add_argument(
         "--checkpoint-every-steps",
         type=int,
         default=50,
@@ -307,6 +316,12 @@ def build_parser():
         _add_downstream(p, "finetune" if name == "finetune" else "linear")
         source = p.add_mutually_exclusive_group(required=True)
         source.add_argument("--checkpoint", help="pretrained model from `pretrain`")
+        source.add_argument(
+            "--init-from-preset",
+            metavar="HANDLE",
+            help="the backbone and preprocessing of a preset (folder, "
+            "hf://org/name, kaggle://owner/model/keras/variant[/version])",
+        )
         source.add_argument(
             "--random-init",
             action="store_true",
@@ -387,7 +402,127 @@ def build_parser():
     tune.add_argument("--epochs", type=int, default=10, help="pretraining epochs")
     tune.add_argument("--batch-size", type=int, default=64)
     _add_cache_command(sub)
+    _add_preset_command(sub)
     return parser
+
+
+def _add_preset_command(sub):
+    preset = sub.add_parser(
+        "preset",
+        help="save a run's model as a preset (keras-hub layout) or describe one",
+    )
+    actions = preset.add_subparsers(
+        dest="preset_action", required=True, metavar="ACTION"
+    )
+    save = actions.add_parser(
+        "save",
+        help="save the model of a finished pretrain / finetune / linear-eval run "
+        "folder (classifier.keras, else pretrained.keras) as a preset",
+    )
+    _add_backend(save)
+    save.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder")
+    save.add_argument("preset_dir", metavar="PRESET_DIR", help="the preset folder")
+    save.add_argument("--description", default=None, help="free text for metadata.json")
+    save.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier preset in PRESET_DIR",
+    )
+    info = actions.add_parser(
+        "info", help="what a preset holds (no framework is imported)"
+    )
+    info.add_argument(
+        "handle",
+        metavar="HANDLE",
+        help="a preset folder, hf://org/name[@revision] or "
+        "kaggle://owner/model/framework/variation[/version]",
+    )
+    info.add_argument("--json", action="store_true", help="print it as JSON")
+
+
+def run_preset_info(args):
+    """`keras-ecg preset info`: reads JSON files only, so no --backend."""
+    import json
+
+    from keras_ecg.presets import HubPackageError
+    from keras_ecg.presets import PresetError
+    from keras_ecg.presets import preset_info
+
+    try:
+        info = preset_info(args.handle)
+    except (PresetError, HubPackageError) as error:
+        raise CLIError(str(error)) from None
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return
+    print("\n".join(describe_preset(info)))
+
+
+def describe_preset(info):
+    """The lines `keras-ecg preset info` prints for a `preset_info` dict."""
+    meta = info["metadata"]
+    lines = [f"preset: {info['handle']}", f"folder: {info['path']}"]
+    lines.append(f"files: {', '.join(info['files'])}")
+    lines.append(
+        f"saved: {meta.get('date_saved', '?')} with keras-ecg "
+        f"{meta.get('keras_ecg_version', '?')}, Keras {meta.get('keras_version', '?')}"
+        f" ({meta.get('backend', '?')} backend), preset format "
+        f"{meta.get('keras_ecg_preset_format')}"
+    )
+    if meta.get("description"):
+        lines.append(f"description: {meta['description']}")
+    task = info["task"]
+    if task is None:
+        lines.append("task: none (a backbone only)")
+    else:
+        count = meta.get("task_parameter_count")
+        lines.append(
+            f"task: {task['class_name']} ({task['registered_name']})"
+            + (f", {count:,} parameters" if isinstance(count, int) else "")
+        )
+        config = task["config"]
+        if config.get("num_classes") is not None:
+            names = config.get("class_names") or []
+            shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+            lines.append(
+                f"classes: {config['num_classes']}"
+                + (f" ({config.get('label_set')})" if config.get("label_set") else "")
+                + (f": {shown}" if names else "")
+            )
+    for key in ("method", "size"):
+        if meta.get(key) is not None:
+            lines.append(f"{key}: {meta[key]}")
+    backbone = info["backbone"]
+    count = meta.get("parameter_count")
+    lines.append(
+        f"backbone: {backbone['class_name']} ({backbone['registered_name']})"
+        + (f", {count:,} parameters" if isinstance(count, int) else "")
+    )
+    settings = [
+        f"{key}={value}"
+        for key, value in backbone["config"].items()
+        if key not in ("name", "trainable", "dtype", "layers", "build_input_shape")
+        and isinstance(value, (int, float, str, list, bool))
+    ]
+    if settings:
+        lines.append(f"  {', '.join(settings)}")
+    pre = info["preprocessor"]
+    if pre is None:
+        lines.append("preprocessing: none saved")
+    else:
+        leads = pre.get("lead_names") or []
+        scale = "standardised per lead" if pre["standardized"] else "in mV"
+        lines.append(
+            f"preprocessing: {pre['sampling_rate']} Hz, {len(leads)} leads "
+            f"({', '.join(leads)}), {scale}, {pre['window_seconds']:g} s windows, "
+            f"{pre['stride_seconds']:g} s stride, {pre['aggregation']} aggregation"
+        )
+    if meta.get("data_fingerprint"):
+        lines.append(f"data fingerprint: {meta['data_fingerprint']}")
+    run = meta.get("training_run")
+    if isinstance(run, dict):
+        lines.append(f"training run: keras-ecg {run.get('command')}")
+    return lines
 
 
 def _add_cache_command(sub):
@@ -471,11 +606,14 @@ def _hint(error):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "cache":
+    if args.command == "cache" or (
+        args.command == "preset" and args.preset_action == "info"
+    ):
+        name = "cache" if args.command == "cache" else "preset info"
         try:
-            run_cache(args)
+            run_cache(args) if args.command == "cache" else run_preset_info(args)
         except CLIError as error:
-            print(f"keras-ecg cache: error: {error}", file=sys.stderr)
+            print(f"keras-ecg {name}: error: {error}", file=sys.stderr)
             return EXIT_USAGE
         return 0
     try:

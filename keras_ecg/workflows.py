@@ -70,6 +70,7 @@ def run(args):
         "embed": run_embed,
         "predict": run_predict,
         "tune": run_tune,
+        "preset": run_preset_save,
     }
     return jobs[args.command](args)
 
@@ -222,6 +223,14 @@ def make_preprocessor(standardizer, data, window_seconds=2.5, stride_seconds=Non
     )
 
 
+def _check_leads(args, data, preprocessor):
+    if list(data.lead_names) != list(preprocessor.lead_names):
+        raise InputError(
+            f"--data {args.data} has leads {list(data.lead_names)}, the model "
+            f"expects {list(preprocessor.lead_names)}."
+        )
+
+
 def _standardizer_of(preprocessor):
     return LeadStandardizer(
         mean=preprocessor.mean,
@@ -259,6 +268,34 @@ def _load_keras(path, what):
         raise InputError(
             f"{what} {path}: not a loadable .keras model ({error})."
         ) from error
+
+
+def open_preset(handle, flag="--init-from-preset"):
+    """The local folder of a preset handle (downloaded if remote)."""
+    from keras_ecg.presets import HubPackageError
+    from keras_ecg.presets import PresetError
+    from keras_ecg.presets import get_preset_dir
+
+    try:
+        return get_preset_dir(handle)
+    except (PresetError, HubPackageError) as error:
+        raise InputError(f"{flag}: {error}") from error
+
+
+def load_preset_part(handle, path, part, flag="--init-from-preset"):
+    """The `"backbone"`, `"task"` or `"preprocessor"` of the preset at `path`."""
+    from keras_ecg.presets import PresetError
+    from keras_ecg.presets import preset_loader
+
+    loaders = {
+        "backbone": preset_loader.load_backbone,
+        "task": preset_loader.load_task,
+        "preprocessor": preset_loader.load_preprocessor,
+    }
+    try:
+        return loaders[part](path, handle)
+    except PresetError as error:
+        raise InputError(f"{flag}: {error}") from error
 
 
 def _require_preprocessor(model, path, what):
@@ -311,6 +348,7 @@ def pretrain(
     augmentation="rrc_to",
     preprocessor=None,
     standardizer=None,
+    initial=None,
 ):
     """Pretrains `args.method` on `train`; checkpoints every N steps and
     resumes an interrupted run from `output_dir/backup`.
@@ -326,6 +364,9 @@ def pretrain(
         standardizer: optional fitted `LeadStandardizer` the input pipeline
             applies to every crop, so that no standardised copy of `train`
             is made (it may be a memory-mapped cache larger than RAM).
+        initial: optional `PretrainingStart` (from a preset): the model to
+            continue, or the backbone whose weights the new model's encoder
+            starts from.
 
     Returns:
         `(model, history)`.
@@ -341,12 +382,20 @@ def pretrain(
         return distribute.data_parallel() if multi_process else contextlib.nullcontext()
 
     with scope():
-        model = build_method(
-            args.method,
-            size=args.size,
-            input_leads=train.num_leads,
-            synchronized_batch_norm=getattr(args, "synchronized_batch_norm", False),
-        )
+        if initial is not None and initial.model is not None:
+            model = initial.model
+            distribute.synchronize_batch_norm(
+                model, getattr(args, "synchronized_batch_norm", False)
+            )
+        else:
+            model = build_method(
+                args.method,
+                size=args.size,
+                input_leads=train.num_leads,
+                synchronized_batch_norm=getattr(args, "synchronized_batch_norm", False),
+            )
+            if initial is not None:
+                initial.copy_backbone_into(model, train.num_leads)
         model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.lr))
     crop_seconds = getattr(args, "crop_seconds", None) or CROP_SECONDS[args.method]
     batch_size = min(args.batch_size, len(train))
@@ -489,9 +538,90 @@ def lost_process_error(error, settings, output):
     )
 
 
+class PretrainingStart:
+    """Where `pretrain --init-from-preset` starts: a preset's model of the
+    same method (`model`, continued), else a preset's backbone whose weights
+    the new method model's encoder takes (`backbone`), and the preset's
+    preprocessor (None if it has none)."""
+
+    def __init__(self, handle, model, backbone, preprocessor, metadata):
+        self.handle = handle
+        self.model = model
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        self.metadata = metadata
+
+    def copy_backbone_into(self, model, num_leads):
+        """Sets `model.backbone`'s weights to the preset backbone's.
+
+        Done before the model is built, so that a target network built from
+        the encoder (BYOL) starts as a copy of these weights too.
+        """
+        target = model.backbone
+        if not target.built:
+            # CPC's encoder + context: built for inputs of any length.
+            target.build((None, None, num_leads))
+        theirs, ours = self.backbone.get_weights(), target.get_weights()
+        if [w.shape for w in theirs] != [w.shape for w in ours]:
+            size = self.metadata.get("size")
+            hint = f" (the preset's metadata says size={size})" if size else ""
+            raise InputError(
+                f"--init-from-preset {self.handle}: its backbone "
+                f"({type(self.backbone).__name__}, {len(theirs)} weights) is not "
+                f"the encoder of --method {model.__class__.__name__.lower()} at "
+                f"this --size ({type(target).__name__}, {len(ours)} weights); pass "
+                f"the --size and --method it was pretrained with{hint}."
+            )
+        target.set_weights(theirs)
+
+
+def load_pretraining_start(args):
+    """The `PretrainingStart` of `--init-from-preset`, or None."""
+    handle = getattr(args, "init_from_preset", None)
+    if not handle:
+        return None
+    from keras_ecg.presets.preset_files import PREPROCESSOR_CONFIG_FILE
+    from keras_ecg.presets.preset_files import TASK_CONFIG_FILE
+    from keras_ecg.presets.preset_files import read_metadata
+
+    path = open_preset(handle)
+    metadata = read_metadata(path, handle)
+    preprocessor = None
+    if os.path.isfile(os.path.join(path, PREPROCESSOR_CONFIG_FILE)):
+        preprocessor = load_preset_part(handle, path, "preprocessor")
+    model, backbone = None, None
+    if os.path.isfile(os.path.join(path, TASK_CONFIG_FILE)):
+        task = load_preset_part(handle, path, "task")
+        method_class = type(build_method(args.method, size="tiny"))
+        if type(task) is method_class:
+            model = task
+        else:
+            backbone = task.backbone
+    else:
+        backbone = load_preset_part(handle, path, "backbone")
+    if model is not None:
+        print(
+            f"continuing the pretraining of the {type(model).__name__} of preset "
+            f"{handle} (its architecture; --size is not used)",
+            flush=True,
+        )
+    else:
+        print(
+            f"initialising the {args.method} encoder from the "
+            f"{type(backbone).__name__} backbone of preset {handle}",
+            flush=True,
+        )
+    return PretrainingStart(handle, model, backbone, preprocessor, metadata)
+
+
 def _run_pretrain(args):
     _print_header(args, "pretrain")
-    rate = args.sampling_rate or 100
+    initial = load_pretraining_start(args)
+    preset_preprocessor = None if initial is None else initial.preprocessor
+    if preset_preprocessor is not None:
+        rate = _model_rate(args, preset_preprocessor, "preset")
+    else:
+        rate = args.sampling_rate or 100
     data = load_data(args, rate)
     train, val, test = split_data(args, data)
     _describe(train, val, test)
@@ -503,10 +633,17 @@ def _run_pretrain(args):
     folder = run_folder(args, "pretrain", data)
     if folder.check() == "resume":
         print(f"resuming the unfinished run in {args.output}", flush=True)
-    # Fitted streaming and applied in the input pipeline: no standardised copy
-    # of the training records (they may be a memory-mapped cache).
-    standardizer = LeadStandardizer().fit(train)
-    preprocessor = make_preprocessor(standardizer, train)
+    if preset_preprocessor is not None:
+        # As with --checkpoint downstream: the preset's rate, leads and
+        # statistics, which its weights were trained with.
+        _check_leads(args, data, preset_preprocessor)
+        preprocessor = preset_preprocessor
+        standardizer = _standardizer_of(preprocessor)
+    else:
+        # Fitted streaming and applied in the input pipeline: no standardised
+        # copy of the training records (they may be a memory-mapped cache).
+        standardizer = LeadStandardizer().fit(train)
+        preprocessor = make_preprocessor(standardizer, train)
     # Every process checked the folder (same refusals everywhere); only the
     # chief writes it, and all read its checkpoint after the barrier.
     distribute.barrier()
@@ -520,10 +657,12 @@ def _run_pretrain(args):
         augmentation=args.augmentation,
         preprocessor=preprocessor,
         standardizer=standardizer,
+        initial=initial,
     )
     results = {
         "backend": keras.backend.backend(),
         "model": os.path.join(args.output, "pretrained.keras"),
+        "init_from_preset": getattr(args, "init_from_preset", None),
         "loss": [float(v) for v in history["loss"]],
         "train_records": len(train),
     }
@@ -640,6 +779,13 @@ def run_downstream(args):
                 "has no `backbone`; pass a model saved by `keras-ecg pretrain`."
             )
         rate = _model_rate(args, preprocessor, "pretrained model")
+    elif getattr(args, "init_from_preset", None):
+        handle = args.init_from_preset
+        path = open_preset(handle)
+        # The preprocessing first: without it the backbone is not usable.
+        preprocessor = load_preset_part(handle, path, "preprocessor")
+        backbone = load_preset_part(handle, path, "backbone")
+        rate = _model_rate(args, preprocessor, "preset")
     else:
         rate = args.sampling_rate or 100
     data = load_data(args, rate)
@@ -658,11 +804,7 @@ def run_downstream(args):
     if preprocessor is None:
         preprocessor = make_preprocessor(LeadStandardizer().fit(train), train)
     standardizer = _standardizer_of(preprocessor)
-    if list(data.lead_names) != list(preprocessor.lead_names):
-        raise InputError(
-            f"--data {args.data} has leads {list(data.lead_names)}, the model "
-            f"expects {list(preprocessor.lead_names)}."
-        )
+    _check_leads(args, data, preprocessor)
     # The splits stay in mV (possibly views of a memory-mapped cache): the
     # pipelines standardise every crop and window on the fly.
     window = seconds_to_samples(args.window_seconds, rate)
@@ -708,6 +850,7 @@ def run_downstream(args):
         "mode": mode,
         "backend": keras.backend.backend(),
         "checkpoint": args.checkpoint,
+        "init_from_preset": getattr(args, "init_from_preset", None),
         "model": path,
         "options": result["options"],
         "stages": result["stages"],
@@ -1064,3 +1207,105 @@ def run_demo(args):
     out = folder.finish(results)
     print(f"Results written to {out}")
     return results
+
+
+# ----------------------------------------------------------------------------
+# Presets
+# ----------------------------------------------------------------------------
+
+# The model a run folder's preset holds: the classifier of a downstream run,
+# else the pretrained model.
+_RUN_MODELS = ("classifier.keras", "pretrained.keras")
+# Settings kept out of a preset's metadata: local paths.
+_LOCAL_SETTINGS = ("data", "checkpoint")
+
+
+def run_preset_save(args):
+    """`keras-ecg preset save RUN_DIR PRESET_DIR`."""
+    import json
+
+    from keras_ecg.presets import save_to_preset
+    from keras_ecg.presets.preset_files import METADATA_FILE
+    from keras_ecg.run_folder import MANIFEST
+
+    run_dir, preset_dir = args.run_dir, args.preset_dir
+    manifest_path = os.path.join(run_dir, MANIFEST)
+    if not os.path.isdir(run_dir):
+        raise InputError(f"RUN_DIR {run_dir}: no such folder.")
+    if not os.path.isfile(manifest_path):
+        raise InputError(
+            f"RUN_DIR {run_dir}: not a keras-ecg run folder (no {MANIFEST})."
+        )
+    try:
+        with open(manifest_path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, ValueError) as error:
+        raise InputError(f"{manifest_path} is unreadable ({error}).") from error
+    command = manifest.get("command")
+    if manifest.get("status") != "finished":
+        raise InputError(
+            f"RUN_DIR {run_dir}: its {command} run is not finished (status "
+            f"{manifest.get('status')!r}); finish it first."
+        )
+    model_path = next(
+        (
+            os.path.join(run_dir, name)
+            for name in _RUN_MODELS
+            if os.path.isfile(os.path.join(run_dir, name))
+        ),
+        None,
+    )
+    if model_path is None:
+        raise InputError(
+            f"RUN_DIR {run_dir}: its {command} run left no "
+            f"{' or '.join(_RUN_MODELS)} to save."
+        )
+    if os.path.exists(preset_dir):
+        if not os.path.isdir(preset_dir):
+            raise InputError(f"PRESET_DIR {preset_dir} exists and is not a folder.")
+        if os.listdir(preset_dir):
+            if not os.path.isfile(os.path.join(preset_dir, METADATA_FILE)):
+                raise InputError(
+                    f"PRESET_DIR {preset_dir} is not empty and holds no preset: "
+                    "nothing in it is touched; choose a new or empty folder."
+                )
+            if not args.overwrite:
+                raise InputError(
+                    f"PRESET_DIR {preset_dir} already holds a preset; pass "
+                    "--overwrite to replace it."
+                )
+    model = _load_keras(model_path, "RUN_DIR")
+    preprocessor = _require_preprocessor(model, model_path, "RUN_DIR")
+    settings = {
+        key: value
+        for key, value in (manifest.get("settings") or {}).items()
+        if key not in _LOCAL_SETTINGS
+    }
+    data = dict(manifest.get("data") or {})
+    path = data.pop("path", None)
+    if path is not None:
+        data["source"] = path if path == "synthetic" else os.path.basename(path)
+    metadata = {
+        "training_run": {"command": command, "settings": settings, "data": data},
+    }
+    if data.get("fingerprint"):
+        metadata["data_fingerprint"] = data["fingerprint"]
+    if command in ("pretrain", "demo") and os.path.basename(model_path) == (
+        "pretrained.keras"
+    ):
+        metadata.update(
+            {key: settings[key] for key in ("method", "size") if key in settings}
+        )
+    if args.description:
+        metadata["description"] = args.description
+    save_to_preset(model, preset_dir, preprocessor=preprocessor, metadata=metadata)
+    backbone = getattr(model, "backbone", None)
+    print(
+        f"preset saved to {preset_dir}: the {type(model).__name__} of "
+        f"{model_path}"
+        + (f" with its {type(backbone).__name__} backbone" if backbone else "")
+        + f", preprocessing {preprocessor.sampling_rate} Hz / "
+        f"{preprocessor.num_leads} leads",
+        flush=True,
+    )
+    return {"preset": preset_dir, "model": model_path}

@@ -619,3 +619,261 @@ def test_cache_list_and_remove(tmp_path, capsys):
     assert code == 0 and list(cache.iterdir()) == []
     code, out = _run(["cache", "list", "--cache-dir", tmp_path / "nope"], capsys)
     assert code == 2 and "no such folder" in out.err
+
+
+# ----------------------------------------------------------------------------
+# Presets: preset save / info, --init-from-preset
+# ----------------------------------------------------------------------------
+
+SMALL_PRETRAIN = ["--size", "tiny", "--num-records", "40", "--batch-size", "8"]
+
+
+@pytest.fixture(scope="module")
+def simclr_preset(trained, tmp_path_factory):
+    """The tiny pretrained SimCLR of `trained`, saved by `preset save`."""
+    folder = tmp_path_factory.mktemp("presets") / "simclr"
+    run_dir = trained["checkpoint"].parent
+    args = ["preset", "save", run_dir, folder, "--description", "tiny SimCLR"]
+    assert cli.main([str(a) for a in args]) == 0
+    return folder
+
+
+def _numpy_weights(weights):
+    return [keras.ops.convert_to_numpy(w) for w in weights]
+
+
+def _assert_equal_weights(actual, expected):
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected, strict=True):
+        np.testing.assert_array_equal(a, e)
+
+
+def _one_line_error(code, captured, *expected):
+    assert code == 2, captured.err
+    assert captured.err.strip().count("\n") == 0, captured.err
+    assert "Traceback" not in captured.err
+    for text in expected:
+        assert text in captured.err, captured.err
+
+
+@ONE_PASS
+def test_preset_save_of_a_pretrain_run_and_info(trained, simclr_preset, capsys):
+    from keras_ecg import presets
+
+    run_dir = trained["checkpoint"].parent
+    metadata = _read(simclr_preset / "metadata.json")
+    manifest = _read(run_dir / "manifest.json")
+    assert metadata["method"] == "simclr" and metadata["size"] == "tiny"
+    assert metadata["description"] == "tiny SimCLR"
+    assert metadata["data_fingerprint"] == manifest["data"]["fingerprint"]
+    run = metadata["training_run"]
+    assert run["command"] == "pretrain" and run["settings"]["epochs"] == 1
+    # No local paths in what may be published.
+    assert "data" not in run["settings"] and "path" not in run["data"]
+    assert run["data"]["source"] == "synthetic"
+    model = presets.from_preset(simclr_preset)
+    pretrained = keras.saving.load_model(trained["checkpoint"])
+    _assert_equal_weights(
+        _numpy_weights(model.weights), _numpy_weights(pretrained.weights)
+    )
+    assert model.preprocessor.get_config() == pretrained.preprocessor.get_config()
+
+    code, captured = _run(["preset", "info", simclr_preset], capsys)
+    assert code == 0
+    lines = captured.out.splitlines()
+    assert lines[0] == f"preset: {simclr_preset}"
+    for expected in (
+        "task: SimCLR (keras_ecg>SimCLR), ",
+        "method: simclr",
+        "size: tiny",
+        "description: tiny SimCLR",
+        "backbone: XResNet1D (keras_ecg>XResNet1D), "
+        f"{metadata['parameter_count']:,} parameters",
+        "preprocessing: 100 Hz, 12 leads (I, II, III, aVR, aVL, aVF, V1, V2, V3, "
+        "V4, V5, V6), standardised per lead, 2.5 s windows, 1.25 s stride",
+        "training run: keras-ecg pretrain",
+    ):
+        assert any(line.startswith(expected) for line in lines), (expected, lines)
+    code, captured = _run(["preset", "info", simclr_preset, "--json"], capsys)
+    assert code == 0
+    info = json.loads(captured.out)
+    assert info["task"]["class_name"] == "SimCLR"
+    assert info["metadata"]["parameter_count"] == metadata["parameter_count"]
+
+
+@ONE_PASS
+def test_preset_save_of_a_finetune_run_is_the_classifier(trained, tmp_path, capsys):
+    from keras_ecg import presets
+
+    code, _ = _run(
+        ["preset", "save", trained["classifier"].parent, tmp_path / "clf"], capsys
+    )
+    assert code == 0
+    model = presets.from_preset(tmp_path / "clf")
+    classifier = keras.saving.load_model(trained["classifier"])
+    assert type(model).__name__ == "ECGClassifier"
+    assert model.class_names == classifier.class_names
+    metadata = _read(tmp_path / "clf" / "metadata.json")
+    assert metadata["training_run"]["command"] == "finetune"
+    assert "method" not in metadata  # the classifier is not a method model
+    code, captured = _run(["preset", "info", tmp_path / "clf"], capsys)
+    assert code == 0
+    assert f"classes: {classifier.num_classes} (all): NORM," in captured.out
+
+
+@ONE_PASS
+def test_preset_save_refusals(trained, simclr_preset, tmp_path, capsys):
+    run_dir = trained["checkpoint"].parent
+    before = sorted(os.listdir(simclr_preset))
+    code, captured = _run(["preset", "save", run_dir, simclr_preset], capsys)
+    _one_line_error(code, captured, "already holds a preset; pass --overwrite")
+    code, _ = _run(["preset", "save", run_dir, simclr_preset, "--overwrite"], capsys)
+    assert code == 0 and sorted(os.listdir(simclr_preset)) == before
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    code, captured = _run(["preset", "save", run_dir, foreign, "--overwrite"], capsys)
+    _one_line_error(code, captured, "is not empty and holds no preset")
+    assert os.listdir(foreign) == ["notes.txt"]
+    code, captured = _run(["preset", "save", foreign, tmp_path / "p"], capsys)
+    _one_line_error(code, captured, "not a keras-ecg run folder (no manifest.json)")
+    code, captured = _run(["preset", "save", tmp_path / "nope", tmp_path / "p"], capsys)
+    _one_line_error(code, captured, "nope: no such folder")
+    unfinished = shutil.copytree(run_dir, tmp_path / "unfinished")
+    manifest = _read(unfinished / "manifest.json")
+    manifest["status"] = "running"
+    (unfinished / "manifest.json").write_text(json.dumps(manifest))
+    code, captured = _run(["preset", "save", unfinished, tmp_path / "p"], capsys)
+    _one_line_error(code, captured, "its pretrain run is not finished")
+    assert not (tmp_path / "p").exists()
+
+
+@ONE_PASS
+def test_preset_info_of_a_bad_handle_is_one_line(tmp_path, capsys):
+    code, captured = _run(["preset", "info", tmp_path / "nope"], capsys)
+    _one_line_error(code, captured, "keras-ecg preset info: error: preset ", "nope")
+    code, captured = _run(["preset", "info", tmp_path], capsys)
+    _one_line_error(code, captured, "metadata.json is missing")
+
+
+@ONE_PASS
+def test_preset_info_imports_no_framework(simclr_preset):
+    command = [sys.executable, "-m", "keras_ecg.cli", "preset", "info"]
+    process = subprocess.run(
+        [*command, str(simclr_preset)],
+        env=subprocess_env(PYTHONPROFILEIMPORTTIME="1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert "task: SimCLR" in process.stdout
+    imported = {
+        line.rsplit("|", 1)[-1].strip().split(".")[0]
+        for line in process.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "keras_ecg" in imported
+    assert not imported & {"keras", "tensorflow", "jax", "torch", "numpy"}
+
+
+def test_linear_eval_from_a_preset_keeps_its_backbone_and_preprocessing(
+    simclr_preset, tmp_path, capsys
+):
+    from keras_ecg import presets
+
+    args = ["linear-eval", "--init-from-preset", simclr_preset, "--eval-epochs", "1"]
+    code, _ = _run([*args, "--num-records", "120", "--output", tmp_path], capsys)
+    assert code == 0
+    results = _read(tmp_path / "linear-eval_results.json")
+    assert results["init_from_preset"] == str(simclr_preset)
+    assert results["checkpoint"] is None
+    classifier = keras.saving.load_model(tmp_path / "classifier.keras")
+    backbone = presets.from_preset(simclr_preset, component="backbone")
+    # Linear evaluation: the preset's encoder, frozen.
+    _assert_equal_weights(
+        _numpy_weights(classifier.backbone.weights), _numpy_weights(backbone.weights)
+    )
+    preprocessor = presets.from_preset(simclr_preset, component="preprocessor")
+    assert classifier.preprocessor.get_config() == preprocessor.get_config()
+
+
+@ONE_PASS
+def test_downstream_from_a_bad_preset_is_one_line(tmp_path, capsys):
+    from keras_ecg.models.encoders import XResNet1D
+
+    encoder = XResNet1D(block_depths=(1,), widths=(8,), stem_filters=(8,))
+    encoder.save_to_preset(tmp_path / "bare")  # no preprocessor
+    for command in ("finetune", "linear-eval"):
+        args = [command, "--init-from-preset", tmp_path / "bare"]
+        code, captured = _run([*args, "--output", tmp_path / "out"], capsys)
+        _one_line_error(code, captured, "preprocessor.json is missing")
+        args = [command, "--init-from-preset", tmp_path / "missing"]
+        code, captured = _run([*args, "--output", tmp_path / "out"], capsys)
+        _one_line_error(code, captured, "--init-from-preset: preset ", "no such folder")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit) as info:
+        cli.main(["finetune", "--checkpoint", "a.keras", "--init-from-preset", "p"])
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+@ONE_PASS
+def test_pretrain_continues_a_preset_of_the_same_method(
+    simclr_preset, tmp_path, capsys
+):
+    from keras_ecg import presets
+
+    args = ["pretrain", "--method", "simclr", "--init-from-preset", simclr_preset]
+    args += ["--epochs", "1", "--lr", "0", *SMALL_PRETRAIN, "--output", tmp_path]
+    code, captured = _run(args, capsys)
+    assert code == 0, captured.err
+    assert "continuing the pretraining of the SimCLR of preset" in captured.out
+    assert _read(tmp_path / "pretrain_results.json")["init_from_preset"] == str(
+        simclr_preset
+    )
+    start = presets.from_preset(simclr_preset)
+    model = keras.saving.load_model(tmp_path / "pretrained.keras")
+    # lr 0: every trained weight (encoder and projection head) is the preset's.
+    _assert_equal_weights(
+        _numpy_weights(model.trainable_weights), _numpy_weights(start.trainable_weights)
+    )
+    assert model.preprocessor.get_config() == start.preprocessor.get_config()
+
+
+@ONE_PASS
+def test_pretrain_starts_another_method_from_a_preset_backbone(
+    simclr_preset, tmp_path, capsys
+):
+    from keras_ecg import presets
+
+    args = ["pretrain", "--method", "byol", "--init-from-preset", simclr_preset]
+    args += ["--epochs", "1", "--lr", "0", *SMALL_PRETRAIN]
+    code, captured = _run([*args, "--output", tmp_path / "byol"], capsys)
+    assert code == 0, captured.err
+    assert "initialising the byol encoder from the XResNet1D backbone" in captured.out
+    backbone = presets.from_preset(simclr_preset, component="backbone")
+    model = keras.saving.load_model(tmp_path / "byol" / "pretrained.keras")
+    expected = _numpy_weights(backbone.trainable_weights)
+    _assert_equal_weights(_numpy_weights(model.encoder.trainable_weights), expected)
+    # The target network started as a copy of those weights (an EMA of equal
+    # values keeps them, up to float rounding).
+    online = {id(w) for w in model.encoder.trainable_weights}
+    target = [
+        t
+        for o, t in zip(model.encoder.weights, model.target_encoder.weights)
+        if id(o) in online
+    ]
+    assert len(target) == len(expected)
+    for t, e in zip(_numpy_weights(target), expected, strict=True):
+        np.testing.assert_allclose(t, e, rtol=1e-6, atol=1e-7)
+    # Another architecture cannot take these weights: one line, exit 2.
+    args = ["pretrain", "--method", "cpc", "--init-from-preset", simclr_preset]
+    code, captured = _run([*args, *SMALL_PRETRAIN, "--output", tmp_path / "c"], capsys)
+    _one_line_error(code, captured, "is not the encoder of --method cpc")
+    code, captured = _run(
+        ["pretrain", "--method", "cpc", "--init-from-preset", tmp_path / "no"]
+        + ["--output", tmp_path / "c"],
+        capsys,
+    )
+    _one_line_error(code, captured, "--init-from-preset: preset ", "no such folder")

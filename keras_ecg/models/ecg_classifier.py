@@ -8,10 +8,11 @@ from keras_ecg.data.ecg_dataset import LABEL_VOCABULARIES
 from keras_ecg.layers.global_pooling import POOLING_MODES
 from keras_ecg.layers.global_pooling import GlobalPooling1D
 from keras_ecg.models.ecg_preprocessor import PreprocessorAttribute
+from keras_ecg.presets.preset_mixin import PresetMixin
 
 
 @keras.saving.register_keras_serializable(package="keras_ecg")
-class ECGClassifier(PreprocessorAttribute, keras.Model):
+class ECGClassifier(PresetMixin, PreprocessorAttribute, keras.Model):
     """Backbone -> [pooling] -> fastai-style MLP head -> class logits.
 
     The backbone maps `(batch, timesteps, leads)` to a vector `(batch, D)`, used
@@ -88,7 +89,16 @@ class ECGClassifier(PreprocessorAttribute, keras.Model):
     model = keras.saving.load_model("classifier.keras")  # after import keras_ecg
     probabilities = model.predict_records("new_records/")  # a DataFrame
     ```
+
+    As a preset (see `keras_ecg.presets`): `classifier.save_to_preset(folder)`,
+    `ECGClassifier.from_preset(handle)` loads a classifier preset back, and
+    `ECGClassifier.from_preset(handle, num_classes=5, ...)` builds a new
+    classifier on the backbone and preprocessing of any preset (e.g. a
+    pretrained SimCLR's encoder).
     """
+
+    # `from_preset(handle, **kwargs)` passes the preset's backbone as this.
+    preset_backbone_argument = "backbone"
 
     def __init__(
         self,

@@ -4,9 +4,10 @@ input preprocessing."""
 import keras
 
 from keras_ecg.models.ecg_preprocessor import PreprocessorAttribute
+from keras_ecg.presets.preset_mixin import PresetMixin
 
 
-class SelfSupervisedModel(PreprocessorAttribute, keras.Model):
+class SelfSupervisedModel(PresetMixin, PreprocessorAttribute, keras.Model):
     """A `keras.Model` with an optional, serialized `preprocessor`.
 
     A pretrained encoder is only meaningful on data prepared the way it saw
@@ -15,6 +16,11 @@ class SelfSupervisedModel(PreprocessorAttribute, keras.Model):
     preprocessing (a `keras_ecg.models.ECGPreprocessor`) is saved inside their
     `.keras` file, and finetuning / embedding reuse it instead of guessing.
     It can be set after training: `model.preprocessor = preprocessor`.
+
+    `model.save_to_preset(folder)` saves the model with its encoder and
+    preprocessing as a preset (keras-hub's layout, see `keras_ecg.presets`);
+    `SimCLR.from_preset(handle)` (any subclass) loads one back, refusing a
+    preset of another method.
 
     Args:
         preprocessor: optional `ECGPreprocessor` or its serialized config.

@@ -4,6 +4,8 @@ import functools
 
 import keras
 
+from keras_ecg.presets.preset_mixin import PresetMixin
+
 # What `keras.layers.BatchNormalization` defaults to, and so what CPCEncoder
 # used before its BatchNorm settings were constructor arguments.
 _OLD_BATCH_NORM_MOMENTUM = 0.99
@@ -11,7 +13,7 @@ _OLD_BATCH_NORM_EPSILON = 1e-3
 
 
 @keras.saving.register_keras_serializable(package="keras_ecg")
-class CPCEncoder(keras.layers.Layer):
+class CPCEncoder(PresetMixin, keras.layers.Layer):
     """Stack of Conv1D -> [BatchNorm] -> ReLU blocks mapping ECG to a sequence.
 
     With kernel sizes and strides of 1 (the default) every layer is a dense
@@ -27,6 +29,11 @@ class CPCEncoder(keras.layers.Layer):
     backward-data) computed wrongly in a few percent of the calls (a thread
     race; e.g. a 1000-step crop reaches the last layer as 125 steps, padded
     1 left and 2 right), which made CPC pretraining irreproducible.
+
+    Saved alone (`encoder.save_to_preset(folder)`) it is a preset backbone,
+    which `CPCEncoder.from_preset(handle)` loads; a pretrained `CPC`'s preset
+    backbone is its encoder + context `Sequential`
+    (`keras_ecg.presets.from_preset(handle, component="backbone")`).
 
     Args:
         filters: output channels of each layer.
@@ -51,6 +58,8 @@ class CPCEncoder(keras.layers.Layer):
     >>> tuple(encoder(np.zeros((2, 100, 12), "float32")).shape)
     (2, 100, 16)
     """
+
+    preset_component = "backbone"
 
     def __init__(
         self,

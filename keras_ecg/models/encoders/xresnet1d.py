@@ -3,6 +3,7 @@
 import keras
 
 from keras_ecg.layers.global_pooling import GlobalPooling1D
+from keras_ecg.presets.preset_mixin import PresetMixin
 from keras_ecg.utils import is_eager_torch_tensor
 
 ENCODER_POOLING_MODES = ("concat", "avg", "max", None)
@@ -207,7 +208,7 @@ def _torch_conv_bn(x, unit, training):
 
 
 @keras.saving.register_keras_serializable(package="keras_ecg")
-class XResNet1D(keras.Model):
+class XResNet1D(PresetMixin, keras.Model):
     """1D xresnet encoder (fastai xresnet with ResNet-B/C/D tweaks).
 
     Stem of three conv-BN-ReLU layers (the first with stride 2), a stride-2 max
@@ -222,6 +223,10 @@ class XResNet1D(keras.Model):
     `torch.nn.functional` ops, channels-first, on the layers' own variables
     (about twice the training speed of the layer-by-layer Keras graph);
     outputs, gradients, BatchNorm statistics and saved files are unchanged.
+
+    `encoder.save_to_preset(folder)` saves it alone as a preset backbone;
+    `XResNet1D.from_preset(handle)` loads the backbone of any preset whose
+    backbone is an XResNet1D (e.g. a pretrained SimCLR's).
 
     Args:
         block_depths: number of residual blocks per stage.
@@ -250,6 +255,8 @@ class XResNet1D(keras.Model):
     >>> encoder.output_dim
     16
     """
+
+    preset_component = "backbone"
 
     def __init__(
         self,
