@@ -7,6 +7,7 @@ read.
 """
 
 from keras_ecg.convert.reference import REFERENCE_LEADS
+from keras_ecg.convert.reference import REFERENCE_METHODS
 from keras_ecg.convert.reference import ReferenceCheckpoint
 from keras_ecg.convert.reference import ReferenceCheckpointError
 from keras_ecg.convert.reference import ReferenceConversion

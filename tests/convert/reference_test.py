@@ -12,6 +12,7 @@ V1-V6).
 
 import argparse
 import os
+import sys
 
 import keras
 import numpy as np
@@ -327,3 +328,50 @@ def test_reading_keeps_pickled_objects_inert(tmp_path):
     np.testing.assert_array_equal(
         checkpoint.state_dict["model_cpc.proj.weight"], np.ones((3, 3))
     )
+
+
+@pytest.mark.backend_agnostic
+def test_lightning_attribute_dict_is_read_as_a_dict(tmp_path, monkeypatch):
+    # Lightning's AttributeDict, saved from a stand-in module that is gone
+    # when the file is read: it is never imported.
+    import types
+
+    parsing = types.ModuleType("pytorch_lightning.utilities.parsing")
+
+    class AttributeDict(dict):
+        pass
+
+    AttributeDict.__module__ = parsing.__name__
+    AttributeDict.__qualname__ = "AttributeDict"
+    parsing.AttributeDict = AttributeDict
+    for name in ("pytorch_lightning", "pytorch_lightning.utilities"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, parsing.__name__, parsing)
+    hyper_parameters = AttributeDict(executable="cpc", n_false_negatives=32)
+    path = _save_state(
+        tmp_path,
+        {"model_cpc.proj.weight": torch.ones(2, 2)},
+        hyper_parameters=hyper_parameters,
+    )
+    monkeypatch.delitem(sys.modules, parsing.__name__)
+    checkpoint = read_reference_checkpoint(path)
+    assert checkpoint.hyper_parameters == {"executable": "cpc", "n_false_negatives": 32}
+    assert type(checkpoint.hyper_parameters) is dict
+
+
+class Blocked:
+    """Pickles a call of a function from `os`."""
+
+    def __reduce__(self):
+        return os.getcwd, ()
+
+
+@pytest.mark.backend_agnostic
+def test_functions_of_blocked_modules_are_refused(tmp_path):
+    path = _save_state(
+        tmp_path,
+        {"model_cpc.proj.weight": torch.ones(2, 2)},
+        hyper_parameters=Blocked(),
+    )
+    with pytest.raises(ReferenceCheckpointError, match="cannot be read safely"):
+        read_reference_checkpoint(path)
