@@ -256,6 +256,13 @@ def detect_reference_method(checkpoint):
         return "swav"
     if has("encoder.features.") and has("projection.model."):
         return "simclr"
+    if has("features.") and has("l1."):
+        raise ReferenceCheckpointError(
+            f"{checkpoint.path}: a bare ResNetSimCLR state dict (features.*, l1.*), "
+            "e.g. a model finetuned by the reference's eval.py; keras-ecg converts "
+            "the pretraining checkpoints of its Lightning modules: convert the "
+            "pretrained checkpoint and finetune it with keras-ecg."
+        )
     prefixes = sorted({k.split(".")[0] for k in keys})
     raise ReferenceCheckpointError(
         f"{checkpoint.path}: not a checkpoint of the reference's SimCLR, BYOL, "
@@ -392,6 +399,12 @@ def _xresnet_settings(checkpoint):
 
 
 def _cpc_settings(checkpoint):
+    if any(k.startswith("model_cpc.head.") for k in checkpoint.state_dict):
+        raise ReferenceCheckpointError(
+            f"{checkpoint.path}: a finetuned CPC classifier (model_cpc.head.*); "
+            "keras-ecg converts the pretraining checkpoint (model_cpc.proj): "
+            "convert that and finetune it with keras-ecg."
+        )
     hparams = checkpoint.hyper_parameters
     notes = []
     if hparams is None:
@@ -645,6 +658,7 @@ def _copy_xresnet(reader, prefix, encoder):
         _copy_batch_norm(reader, f"{prefix}{i}.1.", bn, bias, bias_key)
     first_stage = len(encoder.stem_filters) + 1  # after the max pool
     convs = 3 if encoder.expansion > 1 else 2
+    layer_names = {layer.name for layer in encoder.layers}
     for stage, depth in enumerate(encoder.block_depths):
         for block in range(depth):
             name = f"stage{stage + 1}_block{block + 1}"
@@ -660,7 +674,6 @@ def _copy_xresnet(reader, prefix, encoder):
                     f"{block_prefix}convs.{j}.1.",
                     encoder.get_layer(f"{name}_{j + 1}_bn"),
                 )
-            layer_names = {layer.name for layer in encoder.layers}
             if f"{name}_shortcut_conv" in layer_names:
                 strided = stage > 0 and block == 0
                 idpath = f"{block_prefix}idpath.{1 if strided else 0}."
@@ -675,11 +688,13 @@ def _copy_xresnet(reader, prefix, encoder):
 
 
 def _ignore_simclr_heads(reader, prefix):
-    reader.ignore_prefix(
-        prefix,
-        "ResNetSimCLR's own l1/l2 head: unused by the Lightning module's forward "
-        "and loss (never trained; the finetuning code replaces it)",
-    )
+    """ResNetSimCLR's `l1` / `l2` at `prefix` (e.g. `"encoder."`)."""
+    for head in ("l1.", "l2."):
+        reader.ignore_prefix(
+            prefix + head,
+            "ResNetSimCLR's own l1/l2 head: unused by the Lightning module's "
+            "forward and loss (never trained; the finetuning code replaces it)",
+        )
 
 
 def _copy_head(reader, prefix, head, first, last):
@@ -694,7 +709,7 @@ def _copy_head(reader, prefix, head, first, last):
 def _copy_simclr(reader, model):
     reader.aliases = [(".convs.", ".convpath.0.")]
     _copy_xresnet(reader, "encoder.features.", model.encoder)
-    _ignore_simclr_heads(reader, "encoder.l")
+    _ignore_simclr_heads(reader, "encoder.")
     # Projection.model: Flatten, Linear, ReLU, Linear (no BatchNorm).
     _copy_head(reader, "projection.model.", model.projection_head, 1, 3)
 
@@ -707,7 +722,7 @@ def _copy_byol(reader, model):
     )
     for prefix, encoder, projector in arms:
         _copy_xresnet(reader, prefix + "encoder.features.", encoder)
-        _ignore_simclr_heads(reader, prefix + "encoder.l")
+        _ignore_simclr_heads(reader, prefix + "encoder.")
         # MLP.model: Linear (no bias), BatchNorm, ReLU, Linear.
         _copy_head(reader, prefix + "projector.model.", projector, 0, 3)
     _copy_head(reader, "online_network.predictor.model.", model.prediction_head, 0, 3)
@@ -726,7 +741,7 @@ def _copy_swav(reader, model):
         (".convs.", ".convpath.0."),
     ]
     _copy_xresnet(reader, "model.features.", model.encoder)
-    _ignore_simclr_heads(reader, "model.model.l")
+    _ignore_simclr_heads(reader, "model.model.")
     # projection_head: Linear, BatchNorm, ReLU, Linear.
     _copy_head(reader, "model.projection_head.", model.projection_head, 0, 3)
     prototypes = model.prototypes.prototypes

@@ -298,6 +298,16 @@ def test_files_that_are_not_reference_checkpoints(tmp_path):
     other = _save_state(tmp_path, {"backbone.weight": torch.zeros(2, 2)})
     with pytest.raises(ReferenceCheckpointError, match="not a checkpoint of the"):
         convert_reference_checkpoint(other)
+    finetuned = _save_state(
+        tmp_path, {"features.0.0.weight": torch.zeros(1), "l1.weight": torch.zeros(1)}
+    )
+    with pytest.raises(ReferenceCheckpointError, match="bare ResNetSimCLR state"):
+        convert_reference_checkpoint(finetuned)
+    cpc_classifier = _save_state(
+        tmp_path, {"model_cpc.head.1.weight": torch.zeros(71, 1536)}
+    )
+    with pytest.raises(ReferenceCheckpointError, match="finetuned CPC classifier"):
+        convert_reference_checkpoint(cpc_classifier)
     listing = os.path.join(str(tmp_path), "list.pt")
     torch.save([torch.zeros(2)], listing)
     with pytest.raises(ReferenceCheckpointError, match="no 'state_dict'"):
@@ -375,3 +385,15 @@ def test_functions_of_blocked_modules_are_refused(tmp_path):
     )
     with pytest.raises(ReferenceCheckpointError, match="cannot be read safely"):
         read_reference_checkpoint(path)
+
+
+def test_keras_batch_norm_settings_are_checked_against_pytorchs():
+    # A keras-ecg BatchNorm with Keras' defaults (epsilon 1e-3, momentum
+    # 0.99) would compute another function than the reference's.
+    bn = keras.layers.BatchNormalization()
+    bn.build((None, 4))
+    state = {f"bn.{name}": np.ones(4, "float32") for name in ("weight", "bias")}
+    checkpoint = reference.ReferenceCheckpoint(path="x.ckpt", state_dict=state)
+    reader = reference._StateDictReader(checkpoint)
+    with pytest.raises(AssertionError, match="epsilon 0.001 / momentum 0.99"):
+        reference._copy_batch_norm(reader, "bn.", bn)
