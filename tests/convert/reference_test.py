@@ -397,3 +397,11 @@ def test_keras_batch_norm_settings_are_checked_against_pytorchs():
     reader = reference._StateDictReader(checkpoint)
     with pytest.raises(AssertionError, match="epsilon 0.001 / momentum 0.99"):
         reference._copy_batch_norm(reader, "bn.", bn)
+
+
+@pytest.mark.backend_agnostic
+def test_missing_torch_names_the_extra(tmp_path, monkeypatch):
+    path = _save_state(tmp_path, {"model_cpc.proj.weight": torch.ones(2, 2)})
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails
+    with pytest.raises(ImportError, match=r"keras-ecg\[torch\]"):
+        read_reference_checkpoint(path)
