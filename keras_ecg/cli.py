@@ -417,6 +417,7 @@ def build_parser():
     _add_cache_command(sub)
     _add_download_command(sub)
     _add_preset_command(sub)
+    _add_convert_command(sub)
     return parser
 
 
@@ -631,6 +632,131 @@ def run_download(args):
         raise CLIError(str(error)) from None
 
 
+CONVERT_SOURCES = ("reference",)
+
+
+def _add_convert_command(sub):
+    convert = sub.add_parser(
+        "convert",
+        help="convert a checkpoint of another code base (the paper's reference "
+        "code) to a keras-ecg preset",
+    )
+    _add_backend(convert)
+    convert.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="SOURCE",
+        help="'reference': a PyTorch Lightning checkpoint of the paper's code, "
+        "hhi-aml/ecg-selfsupervised (needs torch; docs/reference_checkpoints.md)",
+    )
+    convert.add_argument("checkpoint", metavar="CKPT", help="the checkpoint file")
+    convert.add_argument("--output", required=True, help="the preset folder to write")
+    convert.add_argument(
+        "--method",
+        default=None,
+        help="simclr, byol, swav or cpc (default: detected from the checkpoint)",
+    )
+    convert.add_argument(
+        "--description", default=None, help="free text for metadata.json"
+    )
+    convert.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier preset in --output",
+    )
+
+
+def run_convert(args):
+    """`keras-ecg convert --from reference CKPT --output DIR`: a preset.
+
+    Raises:
+        CLIError: an unknown source or method, a missing or unreadable
+            checkpoint, one that is not the reference's, or an output folder
+            that holds something else (or a preset, without --overwrite).
+    """
+    from keras_ecg.convert import REFERENCE_METHODS
+    from keras_ecg.convert import ReferenceCheckpointError
+    from keras_ecg.convert import convert_reference
+    from keras_ecg.presets import save_to_preset
+    from keras_ecg.presets.preset_files import METADATA_FILE
+
+    if args.source not in CONVERT_SOURCES:
+        raise CLIError(
+            f"--from {args.source}: unknown source; expected one of "
+            f"{', '.join(CONVERT_SOURCES)}."
+        )
+    if args.method is not None and args.method not in REFERENCE_METHODS:
+        raise CLIError(
+            f"--method {args.method}: unknown method; expected one of "
+            f"{', '.join(REFERENCE_METHODS)}."
+        )
+    if not os.path.isfile(args.checkpoint):
+        raise CLIError(f"CKPT {args.checkpoint}: no such file.")
+    output = args.output
+    if os.path.exists(output):
+        if not os.path.isdir(output):
+            raise CLIError(f"--output {output} exists and is not a folder.")
+        if os.listdir(output):
+            if not os.path.isfile(os.path.join(output, METADATA_FILE)):
+                raise CLIError(
+                    f"--output {output} is not empty and holds no preset: nothing "
+                    "in it is touched; choose a new or empty folder."
+                )
+            if not args.overwrite:
+                raise CLIError(
+                    f"--output {output} already holds a preset; pass --overwrite "
+                    "to replace it."
+                )
+    try:
+        conversion = convert_reference(args.checkpoint, method=args.method)
+    except (ReferenceCheckpointError, ImportError) as error:
+        raise CLIError(" ".join(str(error).split())) from None
+    details = conversion.metadata
+    metadata = {
+        "method": conversion.method,
+        "size": "paper",
+        "description": args.description
+        or (
+            f"The paper's reference {conversion.method} model "
+            f"({details['source']['repository']}), converted from "
+            f"{details['source']['checkpoint']}."
+        ),
+        "reference_conversion": details,
+    }
+    save_to_preset(conversion.model, output, metadata=metadata)
+    info = details["conversion"]
+    pre = conversion.model.preprocessor
+    print(
+        f"converted the reference's {conversion.method} "
+        f"({details['source']['module']}, epoch {details['source']['epoch']}) to "
+        f"preset {output}",
+        flush=True,
+    )
+    print(
+        f"  input: {pre.sampling_rate} Hz, leads {', '.join(pre.lead_names)}; "
+        f"standardisation: {details['input']['standardization']}"
+    )
+    for key, text in info["folded_keys"].items():
+        print(f"  folded {key}: {text}")
+    reasons = {}
+    for key, reason in info["unused_keys"].items():
+        reasons.setdefault(reason, []).append(key)
+    for reason, keys in reasons.items():
+        shown = ", ".join(keys[:3]) + (
+            f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
+        )
+        print(f"  unused {shown}: {reason}")
+    if info["duplicate_keys"]:
+        print(
+            f"  {info['duplicate_keys']} keys are second names of converted tensors "
+            "(checked equal)"
+        )
+    for note in info["notes"]:
+        print(f"  note: {note}")
+    return {"preset": output, "method": conversion.method}
+
+
 def select_backend(requested):
     """Sets `KERAS_BACKEND` before Keras is imported; returns the backend.
 
@@ -696,6 +822,13 @@ def main(argv=None):
     except CLIError as error:
         print(f"keras-ecg {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    if args.command == "convert":
+        try:
+            run_convert(args)
+        except CLIError as error:
+            print(f"keras-ecg convert: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        return 0
 
     # Keras (and a framework) are imported from here on.
     from keras_ecg import workflows
