@@ -263,6 +263,11 @@ def _check_leads(args, data, preprocessor):
 
 
 def _standardizer_of(preprocessor):
+    """The preprocessor's statistics as a `LeadStandardizer`; None when it
+    carries none (a model trained on unstandardised mV, e.g. a converted
+    reference checkpoint): its inputs are then left in mV."""
+    if not preprocessor.standardizes:
+        return None
     return LeadStandardizer(
         mean=preprocessor.mean,
         std=preprocessor.std,

@@ -1013,6 +1013,27 @@ def test_linear_eval_from_a_preset_keeps_its_backbone_and_preprocessing(
     assert classifier.preprocessor.get_config() == preprocessor.get_config()
 
 
+def test_linear_eval_from_a_preset_without_statistics_keeps_mv(
+    simclr_preset, tmp_path, capsys
+):
+    """A preset whose preprocessor has no statistics (a model trained on mV,
+    e.g. a converted reference checkpoint) evaluates on unstandardised mV."""
+    from keras_ecg import presets
+    from keras_ecg.models import ECGPreprocessor
+
+    model = presets.from_preset(simclr_preset)
+    rate = model.preprocessor.sampling_rate
+    bare = ECGPreprocessor(sampling_rate=rate, lead_names=model.preprocessor.lead_names)
+    folder = tmp_path / "bare_preset"
+    presets.save_to_preset(model, folder, preprocessor=bare)
+    args = ["linear-eval", "--init-from-preset", folder, "--eval-epochs", "1"]
+    out = tmp_path / "run"
+    code, _ = _run([*args, "--num-records", "120", "--output", out], capsys)
+    assert code == 0
+    classifier = keras.saving.load_model(out / "classifier.keras")
+    assert not classifier.preprocessor.standardizes
+
+
 @ONE_PASS
 def test_downstream_from_a_bad_preset_is_one_line(tmp_path, capsys):
     from keras_ecg.models.encoders import XResNet1D
