@@ -393,7 +393,7 @@ def _xresnet_settings(checkpoint):
     else:
         text = (
             "none: the reference feeds the records in mV, unstandardised "
-            f"({how}); the preprocessor's statistics are mean 0 / std 1"
+            f"({how}); the preprocessor holds no statistics (inputs stay in mV)"
         )
     return _Settings({}, standardized, text, notes)
 
@@ -447,7 +447,7 @@ def _cpc_settings(checkpoint):
     else:
         text = (
             "none: pretrained without --normalize, on records in mV; the "
-            "preprocessor's statistics are mean 0 / std 1"
+            "preprocessor holds no statistics (inputs stay in mV)"
         )
     return _Settings(build_kwargs, standardized, text, notes)
 
@@ -477,9 +477,9 @@ def _preprocessor(standardized):
         mean = [REFERENCE_PTBXL_MEAN[i] for i in order]
         std = [REFERENCE_PTBXL_STD[i] for i in order]
     else:
-        # Identity statistics rather than none: the reference's input scale
-        # is mV, which the pipelines then keep.
-        mean, std = [0.0] * len(STANDARD_LEADS), [1.0] * len(STANDARD_LEADS)
+        # No statistics: the reference's input is unstandardised mV, which
+        # every keras-ecg pipeline then keeps.
+        mean = std = None
     return ECGPreprocessor(
         sampling_rate=SAMPLING_RATE,
         lead_names=STANDARD_LEADS,

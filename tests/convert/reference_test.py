@@ -149,11 +149,11 @@ def test_simclr_matches_the_reference_module(tmp_path):
     )
     assert metadata["source"]["epoch"] == 41
     assert metadata["paper_ptbxl_all_macro_auc"] == {"finetune": 0.927, "linear": 0.883}
-    # Pretrained without Normalize: records in mV, identity statistics.
+    # Pretrained without Normalize: records in mV, no statistics.
     preprocessor = model.preprocessor
     assert preprocessor.sampling_rate == 100
     assert list(preprocessor.lead_names) == list(STANDARD_LEADS)
-    assert preprocessor.mean == (0.0,) * 12 and preprocessor.std == (1.0,) * 12
+    assert preprocessor.mean is None and preprocessor.std is None
     assert preprocessor.window_length == 250 and preprocessor.stride == 125
 
 
