@@ -56,7 +56,9 @@ def test_paper_simclr_byol_swav_heads_are_the_reference_heads(monkeypatch):
     # The heads are what is checked here: a tiny encoder keeps it fast.
     tiny_encoder = method_factory.build_encoder
     monkeypatch.setattr(
-        method_factory, "build_encoder", lambda size, leads: tiny_encoder("tiny", leads)
+        method_factory,
+        "build_encoder",
+        lambda size, leads, encoder: tiny_encoder("tiny", leads, encoder),
     )
     # hhi-aml/ecg-selfsupervised on the xresnet1d50's 512 pooled features.
     simclr = build_method("simclr", size="paper")
