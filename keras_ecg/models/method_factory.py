@@ -172,6 +172,30 @@ def resolve_encoder(method, encoder=None):
     return encoder
 
 
+def encoder_of(model):
+    """The `ENCODERS` name of a built method's encoder, or None if unknown.
+
+    For CPC, the name of its context network (`"lstm"` or `"s4"`).
+
+    Example:
+
+    >>> encoder_of(build_method("cpc", size="tiny"))
+    'lstm'
+    """
+    from keras_ecg.models.encoders.cpc_encoder import CPCContext
+    from keras_ecg.models.encoders.s4_encoder import S4Encoder
+    from keras_ecg.models.encoders.xresnet1d import XResNet1D
+
+    kinds = ((S4Encoder, "s4"), (CPCContext, "lstm"), (XResNet1D, "xresnet1d"))
+    part = getattr(model, "context", None)
+    if part is None:
+        part = getattr(model, "encoder", None)
+    for cls, name in kinds:
+        if isinstance(part, cls):
+            return name
+    return None
+
+
 def build_encoder(size="small", input_leads=12, encoder="xresnet1d"):
     """A pooled encoder for SimCLR/BYOL/SwAV: `(batch, T, leads) -> (batch, F)`.
 
