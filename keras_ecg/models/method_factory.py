@@ -88,16 +88,19 @@ _CPC_CONFIGS = {
 # and mean-pooled, as its supervised S4 model; CPC: causal, unpooled.
 _S4_CONFIGS = {
     "paper": dict(d_model=512, num_layers=4, d_state=8, dropout=0.2, train_ssm=False),
-    "small": dict(d_model=128, num_layers=2, d_state=8, dropout=0.2),
+    # Full time resolution (no downsampling as in xresnet1d): d_model 64 keeps
+    # a small-size SimCLR step on 128 x 250 x 12 views at ~1 step/s on 2 CPU
+    # cores (d_model 128: ~0.5).
+    "small": dict(d_model=64, num_layers=2, d_state=8, dropout=0.2),
     "tiny": dict(d_model=16, num_layers=1, d_state=4, dropout=0.1),
 }
 # The S4 CPC (ECG-CPC, `pretraining.py --fc-encoder --mlp --s4
 # --negatives-from-same-seq-only`): the paper CPC encoder, a causal S4 stack
-# as the context network and an MLP predictor (`--mlp`: Linear(512, 512) ->
-# ReLU -> Linear(512, 512, bias=False)), k = 12 only, 128 same-sequence
-# negatives. The CPU-sized configs keep their LSTM CPC's strided encoder and
-# k = 1..12 predictions, so that only the context network differs.
-_S4_CPC_PREDICTOR_HIDDEN = {"paper": 512, "small": 128, "tiny": 16}
+# as the context network and an MLP predictor as wide as the stack (`--mlp`:
+# Linear(512, 512) -> ReLU -> Linear(512, 512, bias=False)), k = 12 only, 128
+# same-sequence negatives. The CPU-sized configs keep their LSTM CPC's
+# strided encoder and k = 1..12 predictions, so that only the context network
+# and the predictor differ.
 # (hidden width, output width) of the small/tiny projection heads (BatchNorm
 # heads); the tuning search spaces reuse the hidden widths.
 _HEAD_DIMS = {"paper": (512, 16), "small": (256, 64), "tiny": (32, 16)}
@@ -309,7 +312,7 @@ def build_method(
         kwargs.setdefault("num_negatives", 128 if size == "paper" else 32)
         kwargs.setdefault("predict_all_steps", config["predict_all_steps"])
         if encoder == "s4":
-            kwargs.setdefault("predictor_hidden_units", _S4_CPC_PREDICTOR_HIDDEN[size])
+            kwargs.setdefault("predictor_hidden_units", _S4_CONFIGS[size]["d_model"])
         return CPC(
             encoder=CPCEncoder(**config["encoder"]),
             context=build_cpc_context(size, encoder),
