@@ -225,7 +225,6 @@ class S4(keras.layers.Layer):
         if channels is None:
             raise ValueError("S4: the number of input channels must be known.")
         channels = int(channels)
-        self.model_dim = channels
         modes = self.d_state // 2
         a, b = s4d_initialization(self.d_state, self.initialization)
 

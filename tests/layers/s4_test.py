@@ -80,6 +80,19 @@ def test_ssm_is_the_discretised_state_space_recurrence(bidirectional, initializa
     impulse[0, 0] = 1.0
     forward = _recurrence(layer, impulse)[0] - _parameters(layer)["d"] * impulse[0]
     np.testing.assert_allclose(kernel[0].T, forward, rtol=1e-5, atol=1e-6)
+    if bidirectional:
+        # The reference's `S4.forward` (tmehari/ssm_ecg s4.py) in NumPy, on
+        # the layer's two kernels: k = pad(k0, (0, L)) + pad(flip(k1), (L, 0)),
+        # y = irfft(rfft(u, 2L) * rfft(k, 2L))[:L] + D u.
+        length = u.shape[1]
+        k = np.concatenate([kernel[0], kernel[1][:, ::-1]], axis=-1)
+        u_t = u.transpose(0, 2, 1).astype(np.float64)
+        y = np.fft.irfft(
+            np.fft.rfft(u_t, n=2 * length) * np.fft.rfft(k, n=2 * length),
+            n=2 * length,
+        )[..., :length]
+        y = y + u_t * _parameters(layer)["d"][:, None]
+        np.testing.assert_allclose(actual, y.transpose(0, 2, 1), rtol=1e-5, atol=1e-5)
 
 
 def test_block_is_gelu_dropout_then_linear_glu():
