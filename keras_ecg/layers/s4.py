@@ -125,8 +125,10 @@ class S4(keras.layers.Layer):
     arithmetic is done on them (`keras.ops` has little complex support),
     so the layer is identical on TensorFlow, JAX and PyTorch. The kernel
     and the FFT convolution are computed in float32 (float64 for a float64
-    layer) under any dtype policy, the result cast back to the compute
-    dtype. Any input length works: the kernel is as long as the input.
+    layer, though Keras 3.15 computes ops such as sin and matmul of float64
+    in float32 under JAX and torch) under any dtype policy, the result cast
+    back to the compute dtype. Any input length works: the kernel is as long
+    as the input.
 
     Parameterisation vs the reference: the reference S4 keeps `A` in NPLR
     form (HiPPO-LegS = normal + rank 1), discretises bilinearly and
@@ -134,11 +136,13 @@ class S4(keras.layers.Layer):
     extension or pykeops). Here `A` is the diagonal of that normal part
     (S4D-LegS, `initialization="legs"`), discretised with a zero-order hold,
     and the kernel is a Vandermonde product in `keras.ops`: no custom
-    kernel, any backend, any length, and per Gu et al. 2022 the same
-    quality as S4-LegS. `train_ssm=False` keeps `A`, `B` and `dt` at their
+    kernel, any backend, any length; Gu et al. 2022 found S4D-LegS on par
+    with S4-LegS. `train_ssm=False` keeps `A`, `B` and `dt` at their
     initialisation as the reference does (its `HippoSSKernel` registers
     them as buffers unless `trainable` is given; only `C` and `D` train);
-    S4D trains them (the default).
+    S4D trains them (the default), without weight decay: pass
+    `var_names=S4.SSM_VARIABLE_PATTERNS` to the optimizer's
+    `exclude_from_weight_decay` for that.
 
     Args:
         d_state: state size `N` (even); `N // 2` complex modes per channel.
@@ -162,6 +166,11 @@ class S4(keras.layers.Layer):
     >>> tuple(layer(np.zeros((2, 100, 16), "float32")).shape)
     (2, 100, 16)
     """
+
+    # `A`, `B` and `dt` (the variables `train_ssm` switches), as patterns
+    # for `optimizer.exclude_from_weight_decay(var_names=...)`. Not anchored:
+    # TensorFlow's optimizer matches the `tf.Variable` names ("log_dt:0").
+    SSM_VARIABLE_PATTERNS = ("log_dt", "log_a_real", "a_imag", "b_real", "b_imag")
 
     def __init__(
         self,

@@ -94,13 +94,6 @@ _S4_CONFIGS = {
     "small": dict(d_model=64, num_layers=2, d_state=8, dropout=0.2),
     "tiny": dict(d_model=16, num_layers=1, d_state=4, dropout=0.1),
 }
-# The S4 CPC (ECG-CPC, `pretraining.py --fc-encoder --mlp --s4
-# --negatives-from-same-seq-only`): the paper CPC encoder, a causal S4 stack
-# as the context network and an MLP predictor as wide as the stack (`--mlp`:
-# Linear(512, 512) -> ReLU -> Linear(512, 512, bias=False)), k = 12 only, 128
-# same-sequence negatives. The CPU-sized configs keep their LSTM CPC's
-# strided encoder and k = 1..12 predictions, so that only the context network
-# and the predictor differ.
 # (hidden width, output width) of the small/tiny projection heads (BatchNorm
 # heads); the tuning search spaces reuse the hidden widths.
 _HEAD_DIMS = {"paper": (512, 16), "small": (256, 64), "tiny": (32, 16)}
@@ -312,6 +305,13 @@ def build_method(
         kwargs.setdefault("num_negatives", 128 if size == "paper" else 32)
         kwargs.setdefault("predict_all_steps", config["predict_all_steps"])
         if encoder == "s4":
+            # ECG-CPC (`pretraining.py --fc-encoder --mlp --s4
+            # --negatives-from-same-seq-only`): a causal S4 stack as the
+            # context network and an MLP predictor as wide as the stack
+            # (`--mlp`: Linear(512, 512) -> ReLU -> Linear(512, 512, no
+            # bias)). The CPU-sized configs keep their LSTM CPC's strided
+            # encoder and k = 1..12 predictions: only the context network and
+            # the predictor differ.
             kwargs.setdefault("predictor_hidden_units", _S4_CONFIGS[size]["d_model"])
         return CPC(
             encoder=CPCEncoder(**config["encoder"]),

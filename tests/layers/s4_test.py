@@ -186,6 +186,21 @@ def test_initial_parameters():
         "kernel",
     ]
     assert len(layer.trainable_weights) == len(layer.weights) == 10
+    # S4's convention: no weight decay on A, B and dt (zero gradients: AdamW
+    # then only decays).
+    optimizer = keras.optimizers.AdamW(learning_rate=0.1, weight_decay=0.5)
+    optimizer.exclude_from_weight_decay(var_names=list(S4.SSM_VARIABLE_PATTERNS))
+    before = {w.name: _numpy(w) for w in layer.weights}
+    optimizer.apply_gradients(
+        [
+            (keras.ops.convert_to_tensor(np.zeros(w.shape, "float32")), w)
+            for w in layer.trainable_weights
+        ]
+    )
+    decayed = {
+        w.name for w in layer.weights if not np.allclose(_numpy(w), before[w.name])
+    }
+    assert decayed == {"c_real", "c_imag", "d", "kernel", "bias"}
 
 
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["causal", "bidir"])
