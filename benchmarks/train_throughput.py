@@ -8,6 +8,8 @@ epoch (tracing/compilation) is timed separately from the steady state.
 Usage:
     KERAS_BACKEND=jax python benchmarks/train_throughput.py --methods simclr cpc \
         --size paper --batch-size 32 --steps 20
+    KERAS_BACKEND=jax python benchmarks/train_throughput.py --methods simclr cpc \
+        --encoder s4 --size small    # S4 encoders (CPC: the S4 context)
 """
 
 import argparse
@@ -38,13 +40,14 @@ def make_inputs(method, batch_size, steps, leads=12, seed=0):
     return dataset.repeat(steps)
 
 
-def benchmark(method, size, batch_size, steps, warmup_steps):
+def benchmark(method, size, batch_size, steps, warmup_steps, encoder=None):
     import keras
 
     from keras_ecg.models.method_factory import build_method
+    from keras_ecg.models.method_factory import resolve_encoder
 
     keras.utils.set_random_seed(0)
-    model = build_method(method, size=size)
+    model = build_method(method, size=size, encoder=encoder)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3))
     model.fit(
         make_inputs(method, batch_size, warmup_steps),
@@ -59,6 +62,7 @@ def benchmark(method, size, batch_size, steps, warmup_steps):
     seconds = time.perf_counter() - start
     return {
         "method": method,
+        "encoder": resolve_encoder(method, encoder),
         "size": size,
         "batch_size": batch_size,
         "steps": steps,
@@ -80,6 +84,11 @@ def main(argv=None):
         type=int,
         default=None,
         help="batch for CPC (1000-sample inputs); default --batch-size",
+    )
+    parser.add_argument(
+        "--encoder",
+        default=None,
+        help="encoder of every method (e.g. s4); default: each method's",
     )
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup-steps", type=int, default=2)
@@ -104,11 +113,14 @@ def main(argv=None):
             if method == "cpc"
             else (args.batch_size)
         )
-        row = benchmark(method, args.size, batch, args.steps, args.warmup_steps)
+        row = benchmark(
+            method, args.size, batch, args.steps, args.warmup_steps, args.encoder
+        )
         row["backend"] = keras.backend.backend()
         rows.append(row)
         print(
-            f"{method:>6}: batch {batch:4d}, {row['params']:>10,d} params, "
+            f"{method:>6} ({row['encoder']}): batch {batch:4d}, "
+            f"{row['params']:>10,d} params, "
             f"{row['steps_per_s']:7.2f} steps/s, {row['samples_per_s']:8.1f} samples/s",
             flush=True,
         )

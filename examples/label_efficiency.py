@@ -9,6 +9,7 @@ Run on the embedded SYNTHETIC data (not clinical) or on PTB-XL:
 
     python examples/label_efficiency.py --method simclr
     python examples/label_efficiency.py --data ../shared/data/ptbxl
+    python examples/label_efficiency.py --method cpc --encoder s4
 """
 
 import argparse
@@ -23,6 +24,7 @@ from keras_ecg.evaluation.downstream import evaluate_records
 from keras_ecg.evaluation.downstream import train_downstream
 from keras_ecg.evaluation.experiments import label_fraction_subset
 from keras_ecg.layers.augmentation.presets import paper_augmentations
+from keras_ecg.models.method_factory import ENCODERS
 from keras_ecg.models.method_factory import METHODS
 from keras_ecg.models.method_factory import build_method
 from keras_ecg.models.method_factory import make_method_dataset
@@ -32,6 +34,12 @@ from keras_ecg.models.method_factory import make_method_dataset
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
 parser.add_argument("--data", default="synthetic", help="'synthetic' or a folder")
 parser.add_argument("--method", default="simclr", choices=METHODS)
+parser.add_argument(
+    "--encoder",
+    default=None,
+    choices=ENCODERS,
+    help="xresnet1d or s4 (simclr/byol/swav), lstm or s4 (cpc); default: the method's",
+)
 parser.add_argument("--size", default="small", choices=("paper", "small", "tiny"))
 parser.add_argument("--num-records", type=int, default=600)
 parser.add_argument(
@@ -72,7 +80,9 @@ print(f"{len(train)} train / {len(val)} val / {len(test)} test records")
 
 # ## Self-supervised pretraining on all training records (labels unused)
 
-pretrained = build_method(args.method, size=args.size, input_leads=train.num_leads)
+pretrained = build_method(
+    args.method, size=args.size, input_leads=train.num_leads, encoder=args.encoder
+)
 pretrained.compile(optimizer=keras.optimizers.AdamW(learning_rate=1e-3))
 pretrained.fit(
     make_method_dataset(
@@ -96,7 +106,7 @@ def encoder(pretrained_weights):
     Finetuning changes an encoder in place, so every run gets its own copy.
     """
     backbone = build_method(
-        args.method, size=args.size, input_leads=train.num_leads
+        args.method, size=args.size, input_leads=train.num_leads, encoder=args.encoder
     ).backbone
     backbone(probe)
     if pretrained_weights:

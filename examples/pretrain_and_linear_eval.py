@@ -9,6 +9,7 @@ Run on the embedded SYNTHETIC data (not clinical) or on PTB-XL:
 
     python examples/pretrain_and_linear_eval.py --method simclr
     python examples/pretrain_and_linear_eval.py --data ../shared/data/ptbxl
+    python examples/pretrain_and_linear_eval.py --method cpc --encoder s4   # ECG-CPC
 """
 
 import argparse
@@ -21,6 +22,7 @@ from keras_ecg.data.sources import load_splits
 from keras_ecg.evaluation.downstream import evaluate_records
 from keras_ecg.evaluation.downstream import train_downstream
 from keras_ecg.layers.augmentation.presets import paper_augmentations
+from keras_ecg.models.method_factory import ENCODERS
 from keras_ecg.models.method_factory import METHODS
 from keras_ecg.models.method_factory import build_method
 from keras_ecg.models.method_factory import make_method_dataset
@@ -30,6 +32,12 @@ from keras_ecg.models.method_factory import make_method_dataset
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
 parser.add_argument("--data", default="synthetic", help="'synthetic' or a folder")
 parser.add_argument("--method", default="simclr", choices=METHODS)
+parser.add_argument(
+    "--encoder",
+    default=None,
+    choices=ENCODERS,
+    help="xresnet1d or s4 (simclr/byol/swav), lstm or s4 (cpc); default: the method's",
+)
 parser.add_argument("--size", default="small", choices=("paper", "small", "tiny"))
 parser.add_argument("--num-records", type=int, default=600)
 parser.add_argument(
@@ -70,7 +78,9 @@ print(f"{len(train)} train / {len(val)} val / {len(test)} test records")
 # each crop (the paper's best setting: RandomResizedCrop + TimeOut); CPC
 # predicts future latent steps from plain crops.
 
-model = build_method(args.method, size=args.size, input_leads=train.num_leads)
+model = build_method(
+    args.method, size=args.size, input_leads=train.num_leads, encoder=args.encoder
+)
 model.compile(optimizer=keras.optimizers.AdamW(learning_rate=1e-3))
 dataset = make_method_dataset(
     args.method,
@@ -106,7 +116,9 @@ def linear_eval(backbone):
 
 rows = [(f"{args.method} pretrained", *linear_eval(model.backbone))]
 keras.utils.set_random_seed(args.seed + 1)
-random_model = build_method(args.method, size=args.size, input_leads=train.num_leads)
+random_model = build_method(
+    args.method, size=args.size, input_leads=train.num_leads, encoder=args.encoder
+)
 rows.append(("random init", *linear_eval(random_model.backbone)))
 
 # ## Results

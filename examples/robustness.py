@@ -10,6 +10,7 @@ Run on the embedded SYNTHETIC data (not clinical) or on PTB-XL:
 
     python examples/robustness.py --method simclr
     python examples/robustness.py --data ../shared/data/ptbxl
+    python examples/robustness.py --method simclr --encoder s4
 """
 
 import argparse
@@ -22,6 +23,7 @@ from keras_ecg.data.sources import load_splits
 from keras_ecg.evaluation.downstream import train_downstream
 from keras_ecg.evaluation.experiments import robustness_table
 from keras_ecg.layers.augmentation.presets import paper_augmentations
+from keras_ecg.models.method_factory import ENCODERS
 from keras_ecg.models.method_factory import METHODS
 from keras_ecg.models.method_factory import build_method
 from keras_ecg.models.method_factory import make_method_dataset
@@ -31,6 +33,12 @@ from keras_ecg.models.method_factory import make_method_dataset
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
 parser.add_argument("--data", default="synthetic", help="'synthetic' or a folder")
 parser.add_argument("--method", default="simclr", choices=METHODS)
+parser.add_argument(
+    "--encoder",
+    default=None,
+    choices=ENCODERS,
+    help="xresnet1d or s4 (simclr/byol/swav), lstm or s4 (cpc); default: the method's",
+)
 parser.add_argument("--size", default="small", choices=("paper", "small", "tiny"))
 parser.add_argument("--num-records", type=int, default=600)
 parser.add_argument(
@@ -75,7 +83,9 @@ print(f"{len(train)} train / {len(val)} val / {len(raw_test)} test records")
 
 # ## Pretraining, then finetuning vs from scratch
 
-pretrained = build_method(args.method, size=args.size, input_leads=train.num_leads)
+pretrained = build_method(
+    args.method, size=args.size, input_leads=train.num_leads, encoder=args.encoder
+)
 pretrained.compile(optimizer=keras.optimizers.AdamW(learning_rate=1e-3))
 pretrained.fit(
     make_method_dataset(
@@ -108,7 +118,9 @@ def classifier(backbone, mode):
 
 models = {f"{args.method} finetuned": classifier(pretrained.backbone, "finetune")}
 keras.utils.set_random_seed(args.seed + 1)
-scratch = build_method(args.method, size=args.size, input_leads=train.num_leads)
+scratch = build_method(
+    args.method, size=args.size, input_leads=train.num_leads, encoder=args.encoder
+)
 models["from scratch"] = classifier(scratch.backbone, "scratch")
 
 # ## Noise levels

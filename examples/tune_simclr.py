@@ -11,6 +11,7 @@ Run on the embedded SYNTHETIC data (not clinical) or on PTB-XL:
 
     python examples/tune_simclr.py
     python examples/tune_simclr.py --data ../shared/data/ptbxl --tuner bayesian
+    python examples/tune_simclr.py --encoder s4   # an S4 encoder's width/depth/state
 """
 
 import argparse
@@ -32,6 +33,7 @@ parser.add_argument(
     "--tuner", default="random", choices=("random", "bayesian", "hyperband")
 )
 parser.add_argument("--size", default="tiny", choices=("paper", "small", "tiny"))
+parser.add_argument("--encoder", default="xresnet1d", choices=("xresnet1d", "s4"))
 parser.add_argument("--num-records", type=int, default=300)
 parser.add_argument(
     "--label-set",
@@ -81,6 +83,7 @@ result = run_search(
     size=args.size,
     batch_size=args.batch_size,
     standardizer=standardizer,
+    encoder=args.encoder,
 )
 print(
     f"\nbest val probe AUC {result['best_score']:.4f} ({result['num_trials']} trials)"

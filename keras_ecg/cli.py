@@ -14,6 +14,9 @@ import os
 import sys
 
 METHODS = ("simclr", "byol", "swav", "cpc")
+# keras_ecg.models.method_factory.ENCODERS (not imported here: it would import
+# Keras before --backend is applied; a test checks that they agree).
+ENCODERS = ("xresnet1d", "lstm", "s4")
 BACKENDS = ("tensorflow", "jax", "torch")
 SPLITS = ("train", "val", "test", "all")
 
@@ -127,6 +130,17 @@ def _add_model_size(parser):
             "encoder size: paper (the reference code's configurations, see "
             "README), small (CPU-sized) or tiny (tests)"
         ),
+    )
+
+
+def _add_encoder(parser, what="the encoder"):
+    parser.add_argument(
+        "--encoder",
+        default=None,
+        choices=ENCODERS,
+        help=f"{what}: xresnet1d or s4 for simclr/byol/swav, lstm or s4 "
+        "(its context network) for cpc (default: the method's, xresnet1d / "
+        "lstm); s4 CPC is ECG-CPC (see README)",
     )
 
 
@@ -251,6 +265,7 @@ def build_parser():
     _add_model_size(demo)
     _add_output(demo, "runs/demo")
     demo.add_argument("--method", default="simclr", choices=METHODS)
+    _add_encoder(demo)
     demo.add_argument("--epochs", type=int, default=None, help="pretraining epochs")
     demo.add_argument("--lr", type=float, default=1e-3, help="pretraining lr")
     demo.add_argument("--batch-size", type=int, default=64)
@@ -275,6 +290,7 @@ def build_parser():
     _add_model_size(pretrain)
     _add_output(pretrain, "runs/pretrain")
     pretrain.add_argument("--method", required=True, choices=METHODS)
+    _add_encoder(pretrain)
     pretrain.add_argument("--epochs", type=int, default=20)
     pretrain.add_argument("--lr", type=float, default=1e-3)
     pretrain.add_argument("--batch-size", type=int, default=128)
@@ -335,6 +351,11 @@ def build_parser():
             default="simclr",
             choices=METHODS,
             help="encoder architecture for --random-init",
+        )
+        _add_encoder(
+            p,
+            "encoder of --random-init (with --checkpoint the checkpoint's "
+            "architecture is used; a different --encoder is refused)",
         )
 
     evaluate = sub.add_parser(
@@ -408,6 +429,7 @@ def build_parser():
     _add_model_size(tune)
     _add_output(tune, "runs/tune")
     tune.add_argument("--method", required=True, choices=METHODS)
+    _add_encoder(tune)
     tune.add_argument(
         "--tuner", default="random", choices=("random", "bayesian", "hyperband")
     )

@@ -28,7 +28,9 @@ from keras_ecg.evaluation.downstream import train_downstream
 from keras_ecg.evaluation.downstream import trained_class_mask
 from keras_ecg.models.method_factory import CROP_SECONDS
 from keras_ecg.models.method_factory import build_method
+from keras_ecg.models.method_factory import encoder_of
 from keras_ecg.models.method_factory import make_method_dataset
+from keras_ecg.models.method_factory import resolve_encoder
 from keras_ecg.run_folder import RunFolder
 from keras_ecg.run_folder import dataset_fingerprint
 from keras_ecg.utils import enable_determinism
@@ -367,6 +369,31 @@ def check_augmentation(args):
         raise InputError(f"--augmentation {args.augmentation}: {error}") from error
 
 
+def check_encoder(args):
+    """Resolves `--encoder` (None: the method's default) into `args.encoder`,
+    so that the manifest and results record it; refuses a combination the
+    method cannot use before anything is written."""
+    try:
+        args.encoder = resolve_encoder(args.method, getattr(args, "encoder", None))
+    except ValueError as error:
+        raise InputError(f"--encoder {args.encoder}: {error}") from error
+    return args.encoder
+
+
+def check_checkpoint_encoder(args, pretrained):
+    """With `--checkpoint` the architecture is the checkpoint's: a given
+    `--encoder` must name it."""
+    if getattr(args, "encoder", None) is None:
+        return
+    actual = encoder_of(pretrained)
+    if actual != args.encoder:
+        raise InputError(
+            f"--encoder {args.encoder}: --checkpoint {args.checkpoint} has "
+            f"{'an unknown' if actual is None else 'the ' + actual} encoder; with "
+            "--checkpoint the architecture is the checkpoint's (omit --encoder)."
+        )
+
+
 def build_on_batch(model, dataset):
     """Builds `model` on one batch of `dataset` (needed by `BackupAndRestore`)."""
     batch = next(iter(dataset))
@@ -391,7 +418,8 @@ def pretrain(
 
     Args:
         args: a namespace with `method`, `size`, `lr`, `batch_size`, `epochs`,
-            `seed` and optionally `crop_seconds`, `checkpoint_every_steps`.
+            `seed` and optionally `encoder`, `crop_seconds`,
+            `checkpoint_every_steps`.
         train: the training `ECGDataset`, standardised or (with
             `standardizer`) in mV.
         output_dir: where `pretrained.keras` and the step checkpoints go.
@@ -430,6 +458,7 @@ def pretrain(
                 size=args.size,
                 input_leads=train.num_leads,
                 synchronized_batch_norm=getattr(args, "synchronized_batch_norm", False),
+                encoder=getattr(args, "encoder", None),
             )
             if initial is not None:
                 initial.copy_backbone_into(model, train.num_leads)
@@ -460,8 +489,10 @@ def pretrain(
             f"{distribute.process_count()}: {len(train)} records, "
             f"{local_batch} per batch)"
         )
+    encoder = resolve_encoder(args.method, getattr(args, "encoder", None))
     print(
-        f"pretraining {args.method} ({args.size}) on {records} records{shard}: "
+        f"pretraining {args.method} ({args.size}, {encoder} encoder) on "
+        f"{records} records{shard}: "
         f"{crop_seconds:g} s crops ({crop} samples at {train.sampling_rate} Hz), "
         f"batch {batch_size}, lr {args.lr:g}{views}, {args.epochs} epochs",
         flush=True,
@@ -673,6 +704,7 @@ def _run_pretrain(args):
             f"no training records in folds {args.train_folds} of {args.data}."
         )
     check_augmentation(args)
+    check_encoder(args)
     folder = run_folder(args, "pretrain", data)
     if folder.check() == "resume":
         print(f"resuming the unfinished run in {args.output}", flush=True)
@@ -821,6 +853,7 @@ def run_downstream(args):
                 f"--checkpoint {args.checkpoint}: a {type(pretrained).__name__} "
                 "has no `backbone`; pass a model saved by `keras-ecg pretrain`."
             )
+        check_checkpoint_encoder(args, pretrained)
         rate = _model_rate(args, preprocessor, "pretrained model")
     elif getattr(args, "init_from_preset", None):
         handle = args.init_from_preset
@@ -830,6 +863,7 @@ def run_downstream(args):
         backbone = load_preset_part(handle, path, "backbone")
         rate = _model_rate(args, preprocessor, "preset")
     else:
+        check_encoder(args)
         rate = args.sampling_rate or 100
     data = load_data(args, rate)
     train, val, test = split_data(args, data)
@@ -860,7 +894,10 @@ def run_downstream(args):
     if backbone is None:
         keras.utils.set_random_seed(args.seed)
         backbone = build_method(
-            args.method, size=args.size, input_leads=train.num_leads
+            args.method,
+            size=args.size,
+            input_leads=train.num_leads,
+            encoder=args.encoder,
         ).backbone
     folder.create()
     result, row = train_and_score(
@@ -1142,6 +1179,7 @@ def run_tune(args):
     _print_header(args, "tune")
     from keras_ecg.tuning import run_search
 
+    check_encoder(args)
     data = load_data(args, args.sampling_rate or 100)
     train, val, _ = split_data(args, data)
     folder = run_folder(args, "tune", data)
@@ -1162,6 +1200,7 @@ def run_tune(args):
         size=args.size,
         batch_size=args.batch_size,
         verbose=1,
+        encoder=args.encoder,
     )
     print(
         f"best probe AUC {result['best_score']:.4f} with "
@@ -1205,6 +1244,7 @@ def run_demo(args):
     if not (len(train) and len(val) and len(test)):
         raise InputError("the demo needs train, val and test records; see --*-folds.")
     check_augmentation(args)
+    check_encoder(args)
     folder = run_folder(args, "demo", data)
     folder.check()
     preprocessor = ECGPreprocessor.from_data(train, window_seconds=args.window_seconds)
@@ -1231,7 +1271,10 @@ def run_demo(args):
             return keras.saving.load_model(pretrained_path).backbone
         keras.utils.set_random_seed(args.seed + 1)
         return build_method(
-            args.method, size=args.size, input_leads=train.num_leads
+            args.method,
+            size=args.size,
+            input_leads=train.num_leads,
+            encoder=args.encoder,
         ).backbone
 
     protocols = (

@@ -1117,3 +1117,151 @@ def test_pretrain_starts_another_method_from_a_preset_backbone(
         capsys,
     )
     _one_line_error(code, captured, "--init-from-preset: preset ", "no such folder")
+
+
+# --encoder
+# ----------------------------------------------------------------------------
+
+
+@ONE_PASS
+def test_encoder_choices_are_the_factory_encoders():
+    from keras_ecg.models import method_factory
+
+    assert cli.ENCODERS == method_factory.ENCODERS
+    parser = cli.build_parser()
+    for command in ("pretrain", "demo", "tune"):
+        args = parser.parse_args([command, "--method", "cpc", "--encoder", "s4"])
+        assert args.encoder == "s4"
+        assert parser.parse_args([command, "--method", "cpc"]).encoder is None
+
+
+def test_pretrain_with_the_s4_encoder_records_it(tmp_path, capsys):
+    args = ["pretrain", "--method", "simclr", "--encoder", "s4", "--epochs", "1"]
+    code, captured = _run([*args, *TINY, "--output", tmp_path], capsys)
+    assert code == 0, captured.err
+    assert "simclr (tiny, s4 encoder)" in captured.out
+    for name in ("manifest.json", "pretrain_results.json"):
+        assert _read(tmp_path / name)["settings"]["encoder"] == "s4"
+    from keras_ecg.models.encoders import S4Encoder
+
+    model = keras.saving.load_model(tmp_path / "pretrained.keras")
+    assert isinstance(model.encoder, S4Encoder) and model.encoder.bidirectional
+
+
+@ONE_PASS
+def test_default_encoder_is_resolved_and_recorded(tmp_path, capsys):
+    # No --encoder: the method's default, written into the manifest.
+    args = ["linear-eval", "--random-init", "--method", "cpc", "--size", "tiny"]
+    args += ["--num-records", "120", "--eval-epochs", "1", "--output", tmp_path]
+    code, captured = _run(args, capsys)
+    assert code == 0, captured.err
+    assert _read(tmp_path / "linear-eval_results.json")["settings"]["encoder"] == "lstm"
+
+
+@ONE_PASS
+def test_random_init_cpc_with_s4_context_trains_from_scratch(tmp_path, capsys):
+    args = ["finetune", "--random-init", "--method", "cpc", "--encoder", "s4"]
+    args += ["--size", "tiny", "--num-records", "120", "--eval-epochs", "1"]
+    code, captured = _run([*args, "--output", tmp_path], capsys)
+    assert code == 0, captured.err
+    results = _read(tmp_path / "finetune_results.json")
+    assert results["mode"] == "scratch" and results["settings"]["encoder"] == "s4"
+    from keras_ecg.models.encoders import S4Encoder
+
+    classifier = keras.saving.load_model(tmp_path / "classifier.keras")
+    context = classifier.backbone.layers[-1]
+    assert isinstance(context, S4Encoder) and not context.bidirectional
+
+
+@ONE_PASS
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["pretrain", "--method", "cpc", "--encoder", "xresnet1d"],
+            "--encoder xresnet1d: Encoder 'xresnet1d' does not fit method 'cpc'",
+        ),
+        (
+            ["linear-eval", "--random-init", "--method", "simclr", "--encoder", "lstm"],
+            "--encoder lstm: Encoder 'lstm' does not fit method 'simclr'",
+        ),
+        (
+            ["tune", "--method", "byol", "--encoder", "lstm"],
+            "--encoder lstm: Encoder 'lstm' does not fit method 'byol'",
+        ),
+        (
+            ["demo", "--method", "swav", "--encoder", "lstm"],
+            "--encoder lstm: Encoder 'lstm' does not fit method 'swav'",
+        ),
+    ],
+)
+def test_encoder_the_method_cannot_use_is_one_line(tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    tiny = ["--size", "tiny", "--num-records", "120"]
+    code, captured = _run([*args, *tiny, "--output", out], capsys)
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], captured.err
+    assert not out.exists()
+
+
+@ONE_PASS
+def test_checkpoint_architecture_wins_over_encoder(trained, tmp_path, capsys):
+    base = ["linear-eval", "--checkpoint", trained["checkpoint"], "--num-records"]
+    base += ["120", "--eval-epochs", "1", "--patience", "0"]
+    out = tmp_path / "refused"
+    code, captured = _run([*base, "--encoder", "s4", "--output", out], capsys)
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert "--encoder s4: --checkpoint" in lines[0]
+    assert "has the xresnet1d encoder" in lines[0]
+    assert not out.exists()
+    # Naming the checkpoint's own encoder is accepted and recorded.
+    out = tmp_path / "same"
+    code, captured = _run([*base, "--encoder", "xresnet1d", "--output", out], capsys)
+    assert code == 0, captured.err
+    assert _read(out / "linear-eval_results.json")["settings"]["encoder"] == "xresnet1d"
+
+
+@ONE_PASS
+def test_demo_pretrains_and_builds_its_baselines_with_the_encoder(
+    tmp_path, capsys, monkeypatch
+):
+    from keras_ecg import workflows
+    from keras_ecg.models.encoders import S4Encoder
+
+    backbones = []
+
+    def score(backbone, *args, **kwargs):
+        backbones.append(backbone)
+        return {}, {"test_macro_auc": 0.5}
+
+    # The classifiers themselves are tested elsewhere: record the backbones.
+    monkeypatch.setattr(workflows, "train_and_score", score)
+    args = ["demo", "--encoder", "s4", *TINY, "--epochs", "1"]
+    code, captured = _run([*args, "--label-fractions", "0.2", "--output", tmp_path])
+    assert code == 0
+    assert len(backbones) == 4
+    assert all(isinstance(b, S4Encoder) for b in backbones)
+    assert _read(tmp_path / "demo_results.json")["settings"]["encoder"] == "s4"
+
+
+@ONE_PASS
+def test_tune_searches_the_s4_space(tmp_path, capsys):
+    args = ["tune", "--method", "simclr", "--encoder", "s4", "--max-trials", "1"]
+    code, captured = _run([*args, "--epochs", "1", *TINY, "--output", tmp_path])
+    assert code == 0
+    results = _read(tmp_path / "tune_results.json")
+    assert results["settings"]["encoder"] == "s4"
+    hyperparameters = results["best_hyperparameters"]
+    assert {"s4_d_model", "s4_num_layers", "s4_d_state", "s4_dropout"} <= set(
+        hyperparameters
+    )
+    assert "encoder_width" not in hyperparameters
+    from keras_ecg.models.encoders import S4Encoder
+
+    model = keras.saving.load_model(results["best_model_path"])
+    assert isinstance(model.encoder, S4Encoder)
+    assert model.encoder.d_model == hyperparameters["s4_d_model"]
+    assert (tmp_path / "simclr_s4_random").is_dir()

@@ -63,6 +63,15 @@ def make(name):
                             stem_kernel_size=3, input_leads=3,
                             synchronized_batch_norm=name == "simclr_syncbn")
         return SimCLR(encoder, head(), temperature=0.5), views
+    if name == "simclr_s4":
+        # Dropout off: its draws differ between one device and 4 replicas.
+        # Concat pooling: 4 mean-pooled LayerNorm features are nearly equal
+        # across records at init, and the 6 ReLUs of the head could start
+        # dead for all of them (then only its output bias learns).
+        from keras_ecg.models.encoders import S4Encoder
+        encoder = S4Encoder(d_model=4, num_layers=1, d_state=4, dropout=0.0,
+                            pooling="concat", input_channels=3)
+        return SimCLR(encoder, head(), temperature=0.5), views
     if name == "cpc_syncbn":
         return CPC(cpc_fc_encoder(filters=(6, 5), synchronized_batch_norm=True),
                    CPCContext(units=4, num_layers=1), prediction_steps=2,
@@ -189,7 +198,10 @@ def test_four_replicas_match_one_device_on_the_global_batch():
     if BACKEND == "tensorflow":
         # simclr_xresnet: unsynchronised BatchNorm (negative control).
         # simclr_nogather stays last: it switches SimCLR's gathering off.
+        # simclr_s4 (an S4Encoder; ~10 s here, ~18 s under JAX, which traces
+        # the step on global arrays anyway, so TensorFlow's replicas only).
         names += [
+            "simclr_s4",
             "simclr_syncbn",
             "cpc_syncbn",
             "simclr_xresnet",

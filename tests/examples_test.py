@@ -26,6 +26,9 @@ CASES = {
     "label_efficiency.py": TINY + ["--eval-epochs", "1", "--fractions", "0.5", "1.0"],
     "robustness.py": TINY + ["--eval-epochs", "1", "--levels", "1", "6"],
     "tune_simclr.py": TINY + ["--max-trials", "2", "--directory", "{tmp}/tune"],
+    # ECG-CPC: CPC with the causal S4 context network.
+    "pretrain_and_linear_eval.py[cpc-s4]": TINY
+    + ["--eval-epochs", "1", "--method", "cpc", "--encoder", "s4"],
 }
 AUC = re.compile(r"\b[01]\.\d{4}\b")
 
@@ -37,6 +40,8 @@ AUC = re.compile(r"\b[01]\.\d{4}\b")
 @pytest.mark.parametrize("script", sorted(CASES))
 def test_example_runs_and_prints_results(script, tmp_path):
     args = [a.format(tmp=tmp_path) for a in CASES[script]]
+    # "name.py[variant]": the same script with other arguments.
+    script = script.split("[")[0]
     process = subprocess.run(
         [sys.executable, os.path.join(ROOT, "examples", script), *args],
         env=subprocess_env(),

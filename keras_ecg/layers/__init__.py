@@ -18,4 +18,6 @@ from keras_ecg.layers.augmentation import paper_augmentations
 from keras_ecg.layers.augmentation import physiological_noise
 from keras_ecg.layers.global_pooling import GlobalPooling1D
 from keras_ecg.layers.projection_head import ProjectionHead
+from keras_ecg.layers.s4 import S4
+from keras_ecg.layers.s4 import s4d_initialization
 from keras_ecg.layers.swav_prototypes import SwAVPrototypes

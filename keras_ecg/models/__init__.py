@@ -6,6 +6,8 @@ from keras_ecg.models.cpc import CPC
 from keras_ecg.models.ecg_classifier import ECGClassifier
 from keras_ecg.models.ecg_preprocessor import ECGPreprocessor
 from keras_ecg.models.method_factory import CROP_SECONDS
+from keras_ecg.models.method_factory import DEFAULT_ENCODER
+from keras_ecg.models.method_factory import ENCODERS
 from keras_ecg.models.method_factory import METHODS
 from keras_ecg.models.method_factory import build_method
 from keras_ecg.models.method_factory import make_method_dataset

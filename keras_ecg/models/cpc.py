@@ -27,7 +27,10 @@ class CPC(SelfSupervisedModel):
     reference code (hhi-aml/ecg-selfsupervised, `CPCModel.cpc_loss`) does.
     `predict_all_steps=True` instead predicts every `k = 1 .. prediction_steps`
     with one map `W_k` per step, as van den Oord et al. 2018 did (and this
-    class did by default before). Each prediction is scored by dot
+    class did by default before). With `predictor_hidden_units` the maps
+    read a hidden ReLU layer of that width instead of `c_t` (the ECG-CPC
+    reference's `--mlp`, "an additional hidden layer as in SimCLR":
+    `Linear -> ReLU -> Linear` without bias). Each prediction is scored by dot
     product against the true
     `z_{t+k}` and `num_negatives` encodings drawn uniformly with replacement
     from the same sequence or the whole batch, the positive itself excluded.
@@ -48,13 +51,17 @@ class CPC(SelfSupervisedModel):
         encoder: encoder layer returning a sequence `(batch, T', D)`; defaults
             to the paper's 4 x 512 per-timestep MLP `CPCEncoder()`.
         context: context layer returning `(batch, T', H)`; defaults to
-            `CPCContext(512, 2)`.
+            `CPCContext(512, 2)`. It must be causal (the context at `t` may
+            only see encodings up to `t`), e.g. a unidirectional
+            `S4Encoder(pooling=None)`.
         prediction_steps: how many steps ahead to predict.
         num_negatives: negatives per prediction.
         negatives_from: `"sequence"` (same record, the paper's choice) or
             `"batch"` (any record of the batch).
         predict_all_steps: predict only `k = prediction_steps` (`False`, the
             default, the reference code) or every `k = 1..prediction_steps`.
+        predictor_hidden_units: `None` (linear predictions from `c_t`) or
+            the width of a hidden ReLU layer (with bias) before them.
         scoring: how negatives are scored, see
             `keras_ecg.losses.info_nce.cpc_info_nce_logits`; `"auto"` picks
             the cheapest by multiply-adds and memory written
@@ -88,6 +95,7 @@ class CPC(SelfSupervisedModel):
         predict_all_steps=False,
         scoring="auto",
         seed=None,
+        predictor_hidden_units=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -116,12 +124,21 @@ class CPC(SelfSupervisedModel):
         self.num_negatives = int(num_negatives)
         self.negatives_from = negatives_from
         self.predict_all_steps = bool(predict_all_steps)
+        if predictor_hidden_units is not None and int(predictor_hidden_units) < 1:
+            raise ValueError(
+                "CPC: predictor_hidden_units must be positive or None, got "
+                f"{predictor_hidden_units}."
+            )
+        self.predictor_hidden_units = (
+            None if predictor_hidden_units is None else int(predictor_hidden_units)
+        )
         self.scoring = scoring
         self.seed = seed
         # Updated once per step under TF MirroredStrategy, so all replicas
         # draw the same global-batch negatives.
         self.seed_generator = replicated_seed_generator(seed, name="cpc_sampler")
         self.predictor = None
+        self.predictor_hidden = None
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
 
@@ -142,6 +159,15 @@ class CPC(SelfSupervisedModel):
             self.context.build(encoded_shape)
         context_shape = tuple(self.context.compute_output_shape(encoded_shape))
         self._encoding_dim = int(encoded_shape[-1])
+        if self.predictor_hidden_units is not None:
+            self.predictor_hidden = keras.layers.Dense(
+                self.predictor_hidden_units,
+                activation="relu",
+                dtype=self.dtype_policy,
+                name="predictor_hidden",
+            )
+            self.predictor_hidden.build(context_shape)
+            context_shape = context_shape[:-1] + (self.predictor_hidden_units,)
         self.predictor = keras.layers.Dense(
             len(self.steps) * self._encoding_dim,
             use_bias=False,
@@ -159,7 +185,10 @@ class CPC(SelfSupervisedModel):
     def call(self, inputs, training=None):
         encodings = self.encoder(inputs, training=training)
         context = self.context(encodings, training=training)
-        predictions = self.predictor(context)
+        hidden = context
+        if self.predictor_hidden is not None:
+            hidden = self.predictor_hidden(context)
+        predictions = self.predictor(hidden)
         # (batch, T', steps, D): predictions[:, t, j] estimates z_{t + steps[j]}.
         predictions = ops.reshape(
             predictions,
@@ -261,6 +290,7 @@ class CPC(SelfSupervisedModel):
                 "predict_all_steps": self.predict_all_steps,
                 "scoring": self.scoring,
                 "seed": self.seed,
+                "predictor_hidden_units": self.predictor_hidden_units,
             }
         )
         return config

@@ -6,6 +6,23 @@ benchmarks on one definition of "the paper's SimCLR", "a small CPC", etc.
 
 METHODS = ("simclr", "byol", "swav", "cpc")
 ENCODER_SIZES = ("paper", "small", "tiny")
+# Encoder architectures: "xresnet1d" and "s4" map (batch, T, leads) to a
+# pooled vector (SimCLR/BYOL/SwAV); for CPC the name is its context network
+# ("lstm", or a causal "s4" stack), behind CPC's per-timestep encoder.
+ENCODERS = ("xresnet1d", "lstm", "s4")
+DEFAULT_ENCODER = {
+    "simclr": "xresnet1d",
+    "byol": "xresnet1d",
+    "swav": "xresnet1d",
+    "cpc": "lstm",
+}
+# Which encoders each method can use (the first is its default).
+METHOD_ENCODERS = {
+    "simclr": ("xresnet1d", "s4"),
+    "byol": ("xresnet1d", "s4"),
+    "swav": ("xresnet1d", "s4"),
+    "cpc": ("lstm", "s4"),
+}
 
 # Paper: xresnet1d50, kernel 5, all stage widths 64 (SimCLR/BYOL/SwAV); CPC with
 # the 4-layer per-timestep MLP encoder and a 2-layer LSTM with 512 units.
@@ -63,6 +80,20 @@ _CPC_CONFIGS = {
         predict_all_steps=True,
     ),
 }
+# S4 encoders. "paper": the reference's S4 model (tmehari/ssm_ecg,
+# `train_ecg_model.py --model s4` and `pretraining.py --s4` defaults): 4
+# post-norm LayerNorm blocks, d_model 512, d_state 8, dropout 0.2, dt in
+# [0.001, 0.1], A, B and dt frozen at their HiPPO initialisation (its
+# `HippoSSKernel` registers them as buffers). SimCLR/BYOL/SwAV: bidirectional
+# and mean-pooled, as its supervised S4 model; CPC: causal, unpooled.
+_S4_CONFIGS = {
+    "paper": dict(d_model=512, num_layers=4, d_state=8, dropout=0.2, train_ssm=False),
+    # Full time resolution (no downsampling as in xresnet1d): d_model 64 keeps
+    # a small-size SimCLR step on 128 x 250 x 12 views at ~1 step/s on 2 CPU
+    # cores (d_model 128: ~0.5).
+    "small": dict(d_model=64, num_layers=2, d_state=8, dropout=0.2),
+    "tiny": dict(d_model=16, num_layers=1, d_state=4, dropout=0.1),
+}
 # (hidden width, output width) of the small/tiny projection heads (BatchNorm
 # heads); the tuning search spaces reuse the hidden widths.
 _HEAD_DIMS = {"paper": (512, 16), "small": (256, 64), "tiny": (32, 16)}
@@ -108,47 +139,164 @@ def projection_heads(method, size="small"):
 CROP_SECONDS = {"simclr": 2.5, "byol": 2.5, "swav": 2.5, "cpc": 10.0}
 
 
-def build_encoder(size="small", input_leads=12):
-    """An `XResNet1D` encoder with concat pooling for SimCLR/BYOL/SwAV."""
+def resolve_encoder(method, encoder=None):
+    """The encoder name `method` uses: `encoder`, or the method's default.
+
+    Args:
+        method: one of `METHODS`.
+        encoder: one of `ENCODERS`, or `None` for `DEFAULT_ENCODER[method]`.
+
+    Raises:
+        ValueError: an unknown method or encoder, or an encoder the method
+            cannot use (e.g. CPC with `"xresnet1d"`).
+
+    Example:
+
+    >>> resolve_encoder("cpc")
+    'lstm'
+    """
+    _check(method, METHODS, "method")
+    if encoder is None:
+        return DEFAULT_ENCODER[method]
+    _check(encoder, ENCODERS, "encoder")
+    allowed = METHOD_ENCODERS[method]
+    if encoder not in allowed:
+        raise ValueError(
+            f"Encoder {encoder!r} does not fit method {method!r}; {method} takes "
+            f"one of {allowed}."
+        )
+    return encoder
+
+
+def encoder_of(model):
+    """The `ENCODERS` name of a built method's encoder, or None if unknown.
+
+    For CPC, the name of its context network (`"lstm"` or `"s4"`).
+
+    Example:
+
+    >>> encoder_of(build_method("cpc", size="tiny"))
+    'lstm'
+    """
+    from keras_ecg.models.encoders.cpc_encoder import CPCContext
+    from keras_ecg.models.encoders.s4_encoder import S4Encoder
     from keras_ecg.models.encoders.xresnet1d import XResNet1D
 
+    kinds = ((S4Encoder, "s4"), (CPCContext, "lstm"), (XResNet1D, "xresnet1d"))
+    part = getattr(model, "context", None)
+    if part is None:
+        part = getattr(model, "encoder", None)
+    for cls, name in kinds:
+        if isinstance(part, cls):
+            return name
+    return None
+
+
+def build_encoder(size="small", input_leads=12, encoder="xresnet1d"):
+    """A pooled encoder for SimCLR/BYOL/SwAV: `(batch, T, leads) -> (batch, F)`.
+
+    Args:
+        size: `"paper"`, `"small"` or `"tiny"`.
+        input_leads: number of leads.
+        encoder: `"xresnet1d"` (concat pooling, the paper's) or `"s4"` (a
+            bidirectional `S4Encoder`, mean-pooled as the reference's
+            supervised S4 model).
+    """
     _check(size, ENCODER_SIZES, "encoder size")
+    _check(encoder, ("xresnet1d", "s4"), "pooled encoder")
+    if encoder == "s4":
+        from keras_ecg.models.encoders.s4_encoder import S4Encoder
+
+        return S4Encoder(
+            input_channels=input_leads,
+            bidirectional=True,
+            pooling="avg",
+            **_S4_CONFIGS[size],
+        )
+    from keras_ecg.models.encoders.xresnet1d import XResNet1D
+
     return XResNet1D(
         input_leads=input_leads, pooling="concat", **_XRESNET_CONFIGS[size]
     )
 
 
+def build_cpc_context(size="small", encoder="lstm", input_channels=None):
+    """CPC's context network: `CPCContext` (LSTM) or a causal `S4Encoder`.
+
+    Args:
+        size: `"paper"`, `"small"` or `"tiny"`.
+        encoder: `"lstm"` or `"s4"`.
+        input_channels: width of CPC's encodings (the S4 stack's input);
+            defaults to the size's CPC encoder width.
+    """
+    _check(size, ENCODER_SIZES, "size")
+    _check(encoder, METHOD_ENCODERS["cpc"], "CPC context")
+    config = _CPC_CONFIGS[size]
+    if encoder == "lstm":
+        from keras_ecg.models.encoders.cpc_encoder import CPCContext
+
+        return CPCContext(
+            units=config["context_units"], num_layers=config["context_layers"]
+        )
+    from keras_ecg.models.encoders.s4_encoder import S4Encoder
+
+    if input_channels is None:
+        input_channels = config["encoder"]["filters"][-1]
+    return S4Encoder(
+        input_channels=input_channels,
+        bidirectional=False,
+        pooling=None,
+        name="s4_context",
+        **_S4_CONFIGS[size],
+    )
+
+
 def build_method(
-    method, size="small", input_leads=12, synchronized_batch_norm=False, **kwargs
+    method,
+    size="small",
+    input_leads=12,
+    synchronized_batch_norm=False,
+    encoder=None,
+    **kwargs,
 ):
     """Returns an uncompiled self-supervised model.
 
     Args:
         method: one of `"simclr"`, `"byol"`, `"swav"`, `"cpc"`.
         size: `"paper"` (the paper's reference code's configuration: see
-            `projection_heads` and `_CPC_CONFIGS`), `"small"` (CPU-sized) or
-            `"tiny"` (tests).
+            `projection_heads`, `_CPC_CONFIGS` and `_S4_CONFIGS`), `"small"`
+            (CPU-sized) or `"tiny"` (tests).
         input_leads: number of leads.
         synchronized_batch_norm: TensorFlow: every BatchNorm (encoder and
             heads) computes its statistics over the global batch of a
             distributed step (see `keras_ecg.distribute`); the encoder keeps
             the option in its config.
+        encoder: `None` (the method's default, `DEFAULT_ENCODER`) or one of
+            `METHOD_ENCODERS[method]`. `"s4"`: SimCLR/BYOL/SwAV get a
+            bidirectional, mean-pooled `S4Encoder`; CPC gets the ECG-CPC
+            configuration, a causal `S4Encoder` as its context network
+            behind its usual encoder, with an MLP predictor.
         **kwargs: forwarded to the method's constructor (temperature, tau, ...).
+
+    Raises:
+        ValueError: an unknown method, size or encoder, or an encoder the
+            method cannot use.
     """
     from keras_ecg.layers.projection_head import ProjectionHead
 
     if synchronized_batch_norm:
         from keras_ecg.distribute import synchronize_batch_norm
 
-        model = build_method(method, size, input_leads, **kwargs)
+        model = build_method(method, size, input_leads, encoder=encoder, **kwargs)
         synchronize_batch_norm(model)
-        model.encoder.synchronized_batch_norm = True
+        for part in ("encoder", "context"):
+            if hasattr(getattr(model, part, None), "synchronized_batch_norm"):
+                getattr(model, part).synchronized_batch_norm = True
         return model
-    _check(method, METHODS, "method")
+    encoder = resolve_encoder(method, encoder)
     _check(size, ENCODER_SIZES, "size")
     if method == "cpc":
         from keras_ecg.models.cpc import CPC
-        from keras_ecg.models.encoders.cpc_encoder import CPCContext
         from keras_ecg.models.encoders.cpc_encoder import CPCEncoder
 
         config = _CPC_CONFIGS[size]
@@ -156,14 +304,21 @@ def build_method(
         # 1000 timesteps; the CPU-sized configs score fewer.
         kwargs.setdefault("num_negatives", 128 if size == "paper" else 32)
         kwargs.setdefault("predict_all_steps", config["predict_all_steps"])
+        if encoder == "s4":
+            # ECG-CPC (`pretraining.py --fc-encoder --mlp --s4
+            # --negatives-from-same-seq-only`): a causal S4 stack as the
+            # context network and an MLP predictor as wide as the stack
+            # (`--mlp`: Linear(512, 512) -> ReLU -> Linear(512, 512, no
+            # bias)). The CPU-sized configs keep their LSTM CPC's strided
+            # encoder and k = 1..12 predictions: only the context network and
+            # the predictor differ.
+            kwargs.setdefault("predictor_hidden_units", _S4_CONFIGS[size]["d_model"])
         return CPC(
             encoder=CPCEncoder(**config["encoder"]),
-            context=CPCContext(
-                units=config["context_units"], num_layers=config["context_layers"]
-            ),
+            context=build_cpc_context(size, encoder),
             **kwargs,
         )
-    encoder = build_encoder(size, input_leads)
+    encoder = build_encoder(size, input_leads, encoder)
     if method == "simclr":
         from keras_ecg.models.simclr import SimCLR
 

@@ -36,8 +36,10 @@ from keras_ecg.evaluation.linear_probe import knn_probe
 from keras_ecg.evaluation.linear_probe import logistic_probe
 from keras_ecg.models.method_factory import _CPC_CONFIGS
 from keras_ecg.models.method_factory import _HEAD_DIMS
+from keras_ecg.models.method_factory import _S4_CONFIGS
 from keras_ecg.models.method_factory import _XRESNET_CONFIGS
 from keras_ecg.models.method_factory import make_method_dataset
+from keras_ecg.models.method_factory import resolve_encoder
 from keras_ecg.tuning.search_spaces import define_search_space
 
 PROBES = ("logistic", "knn")
@@ -74,41 +76,76 @@ def build_augmentation(rrc_min_ratio, timeout_max_ratio, seed=None):
     )
 
 
-def build_method_from_space(method, space, size="small", input_leads=12):
-    """Builds an uncompiled method from the values of `define_search_space`."""
+def _s4_encoder(encoder_space, size, input_channels, causal):
+    """An `S4Encoder` with the searched width, depth, state and dropout."""
+    from keras_ecg.models.encoders.s4_encoder import S4Encoder
+
+    config = dict(_S4_CONFIGS[size])
+    config.update(
+        d_model=int(encoder_space["d_model"]),
+        num_layers=int(encoder_space["num_layers"]),
+        d_state=int(encoder_space["d_state"]),
+        dropout=float(encoder_space["dropout"]),
+    )
+    return S4Encoder(
+        input_channels=input_channels,
+        bidirectional=not causal,
+        pooling=None if causal else "avg",
+        **config,
+    )
+
+
+def build_method_from_space(method, space, size="small", input_leads=12, encoder=None):
+    """Builds an uncompiled method from the values of `define_search_space`.
+
+    `encoder` defaults to the space's `encoder_name` (else the method's
+    default encoder).
+    """
     from keras_ecg.layers.projection_head import ProjectionHead
 
     encoder_space = space["encoder"]
+    encoder_name = resolve_encoder(method, encoder or space.get("encoder_name"))
     if method == "cpc":
         from keras_ecg.models.cpc import CPC
         from keras_ecg.models.encoders.cpc_encoder import CPCContext
         from keras_ecg.models.encoders.cpc_encoder import CPCEncoder
 
         num_layers = len(_CPC_CONFIGS[size]["encoder"]["filters"])
-        filters = (int(encoder_space["width"]),) * num_layers
+        width = int(encoder_space["width"])
+        kwargs = dict(space["method_kwargs"])
+        if encoder_name == "s4":
+            context = _s4_encoder(encoder_space, size, width, causal=True)
+            # ECG-CPC's MLP predictor, as wide as the S4 stack.
+            kwargs.setdefault("predictor_hidden_units", context.d_model)
+        else:
+            context = CPCContext(
+                units=int(encoder_space["context_units"]),
+                num_layers=_CPC_CONFIGS[size]["context_layers"],
+            )
         return CPC(
             encoder=CPCEncoder(
-                filters=filters,
+                filters=(width,) * num_layers,
                 kernel_sizes=(1,) * num_layers,
                 strides=(1,) * num_layers,
             ),
-            context=CPCContext(
-                units=int(encoder_space["context_units"]),
-                num_layers=_CPC_CONFIGS[size]["context_layers"],
-            ),
-            **space["method_kwargs"],
+            context=context,
+            **kwargs,
         )
 
-    from keras_ecg.models.encoders.xresnet1d import XResNet1D
+    if encoder_name == "s4":
+        encoder = _s4_encoder(encoder_space, size, input_leads, causal=False)
+    else:
+        from keras_ecg.models.encoders.xresnet1d import XResNet1D
 
-    config = dict(_XRESNET_CONFIGS[size])
-    width = int(encoder_space["width"])
-    stages = len(config["widths"])
-    # Keep the base config's widening pattern (e.g. 32, 32, 64, 64), rescaled.
-    base = config["widths"][0]
-    config["widths"] = tuple(max(1, w * width // base) for w in config["widths"])
-    config["block_depths"] = (int(encoder_space["blocks_per_stage"]),) * stages
-    encoder = XResNet1D(input_leads=input_leads, pooling="concat", **config)
+        config = dict(_XRESNET_CONFIGS[size])
+        width = int(encoder_space["width"])
+        stages = len(config["widths"])
+        # Keep the base config's widening pattern (e.g. 32, 32, 64, 64),
+        # rescaled.
+        base = config["widths"][0]
+        config["widths"] = tuple(max(1, w * width // base) for w in config["widths"])
+        config["block_depths"] = (int(encoder_space["blocks_per_stage"]),) * stages
+        encoder = XResNet1D(input_leads=input_leads, pooling="concat", **config)
     hidden = _HEAD_DIMS[size][0]
     output = int(space["projection_dim"])
 
@@ -150,6 +187,8 @@ class SSLHyperModel(kt.HyperModel):
         standardizer: optional fitted `LeadStandardizer`: the data are then
             in mV and every pretraining crop and probe window is standardised
             in the input pipeline (no standardised copies of the data).
+        encoder: `None` (the method's default encoder) or an encoder name
+            the method can use (`keras_ecg.models.method_factory`).
         name, tunable: `keras_tuner.HyperModel` arguments.
 
     Example:
@@ -177,8 +216,10 @@ class SSLHyperModel(kt.HyperModel):
         standardizer=None,
         name=None,
         tunable=True,
+        encoder=None,
     ):
         super().__init__(name=name or f"{method}_hypermodel", tunable=tunable)
+        self.encoder = resolve_encoder(method, encoder)
         if probe not in PROBES:
             raise ValueError(f"Unknown probe {probe!r}; expected one of {PROBES}.")
         for split, data in (("train_data", train_data), ("val_data", val_data)):
@@ -209,7 +250,7 @@ class SSLHyperModel(kt.HyperModel):
             )
 
     def _space(self, hp):
-        space = define_search_space(hp, self.method, self.size)
+        space = define_search_space(hp, self.method, self.size, self.encoder)
         space["crop_length"] = seconds_to_samples(
             float(space["crop_seconds"]), self.train_data.sampling_rate
         )

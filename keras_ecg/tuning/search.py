@@ -6,6 +6,7 @@ import warnings
 import keras
 import keras_tuner as kt
 
+from keras_ecg.models.method_factory import DEFAULT_ENCODER
 from keras_ecg.tuning.hypermodels import SSLHyperModel
 
 TUNERS = ("random", "bayesian", "hyperband")
@@ -91,6 +92,7 @@ def run_search(
     overwrite=True,
     verbose=0,
     standardizer=None,
+    encoder=None,
 ):
     """Searches `method`'s hyperparameters for the best downstream probe score.
 
@@ -107,7 +109,8 @@ def run_search(
         max_trials: trials of random / Bayesian search.
         epochs: pretraining epochs per trial (Hyperband: its `max_epochs`).
         directory: tuner directory.
-        project_name: tuner project; defaults to `"<method>_<tuner>"`.
+        project_name: tuner project; defaults to `"<method>_<tuner>"`
+            (`"<method>_<encoder>_<tuner>"` with a non-default encoder).
         objective: `"probe_auc"` (max), `"loss"` (min) or a
             `keras_tuner.Objective`.
         seed: seeds Keras, the tuner and the pipelines.
@@ -118,6 +121,8 @@ def run_search(
         verbose: `fit`/search verbosity.
         standardizer: optional fitted `LeadStandardizer` applied in every
             trial's input pipelines (`train` and `val` then in mV).
+        encoder: `None` (the method's default encoder) or an encoder name
+            the method can use, e.g. `"s4"`.
 
     Returns:
         A dict with `best_hyperparameters` (dict), `best_score` (the best
@@ -134,7 +139,9 @@ def run_search(
     """
     if tuner not in TUNERS:
         raise ValueError(f"Unknown tuner {tuner!r}; expected one of {TUNERS}.")
-    project_name = project_name or f"{method}_{tuner}"
+    if project_name is None:
+        default = encoder is None or encoder == DEFAULT_ENCODER.get(method)
+        project_name = f"{method}_{tuner}" if default else f"{method}_{encoder}_{tuner}"
     keras.utils.set_random_seed(seed)
     hypermodel = SSLHyperModel(
         method,
@@ -145,6 +152,7 @@ def run_search(
         probe=probe,
         seed=seed,
         standardizer=standardizer,
+        encoder=encoder,
     )
     search = make_tuner(
         hypermodel,

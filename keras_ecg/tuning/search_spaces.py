@@ -9,16 +9,21 @@ matter for each method on `hp` and returns the chosen values:
   RandomResizedCrop + TimeOut (`rrc_min_ratio`, the lower bound of the crop
   ratio, and `timeout_max_ratio`, the upper bound of the masked fraction);
 - SimCLR: `temperature`; SwAV: `temperature`, `num_prototypes`; BYOL: the EMA
-  `tau`; CPC: `prediction_steps`, `num_negatives`.
+  `tau`; CPC: `prediction_steps`, `num_negatives`;
+- with `encoder="s4"` the encoder (SimCLR/BYOL/SwAV) or CPC's context network
+  is an `S4Encoder` searched over `s4_d_model`, `s4_num_layers`, `s4_d_state`
+  and `s4_dropout` (instead of the xresnet width/depth or the LSTM units).
 
 Ranges are sized per encoder `size` (`"tiny"` for tests, `"small"` for CPU,
 `"paper"`); they bracket the paper's values (lr 1e-3, temperature 0.5/0.1,
 tau 0.996/0.99, crop 2.5 s / 10 s at 100 Hz).
 """
 
+from keras_ecg.models.method_factory import _S4_CONFIGS
 from keras_ecg.models.method_factory import CROP_SECONDS
 from keras_ecg.models.method_factory import ENCODER_SIZES
 from keras_ecg.models.method_factory import METHODS
+from keras_ecg.models.method_factory import resolve_encoder
 
 # Per-size choices: (stage widths, blocks per stage, projection dims,
 # prototypes, CPC widths, CPC negatives).
@@ -50,6 +55,34 @@ _SIZE_CHOICES = {
 }
 
 
+# S4 encoders per size: widths, (min, max) layers, state sizes. They bracket
+# the ECG-CPC reference's d_model 512, 4 layers, d_state 8 at "paper".
+_S4_CHOICES = {
+    "tiny": dict(d_model=[8, 16], num_layers=(1, 2), d_state=[4, 8]),
+    "small": dict(d_model=[64, 128, 256], num_layers=(1, 4), d_state=[8, 16, 64]),
+    "paper": dict(d_model=[256, 512], num_layers=(2, 6), d_state=[8, 16, 64]),
+}
+
+
+def _s4_space(hp, size):
+    """The S4 encoder hyperparameters (defaults: `build_method`'s S4 config)."""
+    choices, config = _S4_CHOICES[size], _S4_CONFIGS[size]
+    low, high = choices["num_layers"]
+    return {
+        "d_model": hp.Choice(
+            "s4_d_model", choices["d_model"], default=config["d_model"]
+        ),
+        "num_layers": hp.Int(
+            "s4_num_layers",
+            low,
+            high,
+            default=min(max(config["num_layers"], low), high),
+        ),
+        "d_state": hp.Choice("s4_d_state", choices["d_state"], default=8),
+        "dropout": hp.Float("s4_dropout", 0.0, 0.3, step=0.1, default=0.2),
+    }
+
+
 def _crop_choices(method, size):
     """Crop durations in seconds: the paper's and half of it (tiny: smaller)."""
     base = CROP_SECONDS[method]
@@ -58,17 +91,22 @@ def _crop_choices(method, size):
     return [base / 2, base]
 
 
-def define_search_space(hp, method, size="small"):
+def define_search_space(hp, method, size="small", encoder=None):
     """Declares `method`'s hyperparameters on `hp` and returns their values.
 
     Args:
         hp: a `keras_tuner.HyperParameters`.
         method: `"simclr"`, `"byol"`, `"swav"` or `"cpc"`.
         size: `"tiny"`, `"small"` or `"paper"`; scales the architecture ranges.
+        encoder: `None` (the method's default) or a name of
+            `keras_ecg.models.method_factory.ENCODERS` the method can use.
 
     Returns:
-        A dict with `learning_rate`, `crop_seconds`, `encoder` (width/depth
-        settings), `projection_dim`, `augmentation` (`None` for CPC, else
+        A dict with `learning_rate`, `crop_seconds`, `encoder_name`,
+        `encoder` (width/depth settings: xresnet `width` /
+        `blocks_per_stage`, CPC `width` / `context_units`, S4 `d_model`,
+        `num_layers`, `d_state`, `dropout`, with CPC's `width` too),
+        `projection_dim`, `augmentation` (`None` for CPC, else
         `rrc_min_ratio` / `timeout_max_ratio`) and `method_kwargs` (forwarded
         to the method's constructor).
 
@@ -83,19 +121,26 @@ def define_search_space(hp, method, size="small"):
         raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
     if size not in ENCODER_SIZES:
         raise ValueError(f"Unknown size {size!r}; expected one of {ENCODER_SIZES}.")
+    encoder = resolve_encoder(method, encoder)
     choices = _SIZE_CHOICES[size]
     space = {
         "learning_rate": hp.Float(
             "learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3
         ),
         "crop_seconds": hp.Choice("crop_seconds", _crop_choices(method, size)),
+        "encoder_name": encoder,
         "method_kwargs": {},
     }
     if method == "cpc":
         space["encoder"] = {
             "width": hp.Choice("encoder_width", choices["cpc_widths"]),
-            "context_units": hp.Choice("context_units", choices["cpc_widths"]),
         }
+        if encoder == "s4":
+            space["encoder"].update(_s4_space(hp, size))
+        else:
+            space["encoder"]["context_units"] = hp.Choice(
+                "context_units", choices["cpc_widths"]
+            )
         space["projection_dim"] = None
         space["augmentation"] = None
         space["method_kwargs"] = {
@@ -104,13 +149,16 @@ def define_search_space(hp, method, size="small"):
         }
         return space
 
-    low, high = choices["blocks"]
-    space["encoder"] = {
-        "width": hp.Choice("encoder_width", choices["widths"]),
-        "blocks_per_stage": hp.Int("blocks_per_stage", low, high)
-        if high > low
-        else low,
-    }
+    if encoder == "s4":
+        space["encoder"] = _s4_space(hp, size)
+    else:
+        low, high = choices["blocks"]
+        space["encoder"] = {
+            "width": hp.Choice("encoder_width", choices["widths"]),
+            "blocks_per_stage": hp.Int("blocks_per_stage", low, high)
+            if high > low
+            else low,
+        }
     space["projection_dim"] = hp.Choice("projection_dim", choices["projection_dims"])
     space["augmentation"] = {
         "rrc_min_ratio": hp.Float("rrc_min_ratio", 0.3, 0.9, default=0.5),

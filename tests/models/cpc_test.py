@@ -88,6 +88,30 @@ def test_default_predicts_only_the_last_step_with_one_map():
     )
 
 
+def test_mlp_predictor_is_linear_relu_linear_without_bias(tmp_path):
+    # ECG-CPC's --mlp: Linear(H, hidden) -> ReLU -> Linear(hidden, D), no bias.
+    x = np.random.default_rng(3).normal(size=(2, 10, 12)).astype("float32")
+    model = _tiny_cpc(predictor_hidden_units=7, predict_all_steps=True)
+    out = model(x)
+    kernel, bias = (_np(w) for w in model.predictor_hidden.weights)
+    assert kernel.shape == (4, 7) and bias.shape == (7,)
+    assert len(model.predictor.weights) == 1
+    hidden = np.maximum(_np(out["context"]) @ kernel + bias, 0.0)
+    expected = hidden @ _np(model.predictor.kernel)
+    np.testing.assert_allclose(
+        _np(out["predictions"]).reshape(2, 10, 15), expected, rtol=1e-5, atol=1e-6
+    )
+    rebuilt = assert_config_round_trip(model)
+    assert rebuilt.predictor_hidden_units == 7
+    assert_saved_model_round_trip(model, x, tmp_path)
+    # Configs from before the option: linear predictions.
+    config = _tiny_cpc().get_config()
+    del config["predictor_hidden_units"]
+    assert CPC.from_config(config).predictor_hidden_units is None
+    with pytest.raises(ValueError, match="predictor_hidden_units"):
+        _tiny_cpc(predictor_hidden_units=0)
+
+
 @pytest.mark.parametrize(
     "negatives_from,predict_all_steps,scoring",
     [("sequence", True, "auto"), ("batch", False, "gather")],

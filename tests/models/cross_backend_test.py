@@ -21,7 +21,16 @@ from keras_ecg.models.method_factory import build_method
 from keras_ecg.testing.test_case import subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-METHODS = ("simclr", "byol", "swav", "cpc")
+# (name, method, encoder): every method with its default encoder, and the S4
+# encoders (SimCLR's bidirectional S4Encoder, CPC's causal S4 context).
+CASES = (
+    ("simclr", "simclr", None),
+    ("byol", "byol", None),
+    ("swav", "swav", None),
+    ("cpc", "cpc", None),
+    ("simclr_s4", "simclr", "s4"),
+    ("cpc_s4", "cpc", "s4"),
+)
 
 _LOADER = r"""
 import json, sys
@@ -43,9 +52,9 @@ print("LOADED", keras.backend.backend())
 """
 
 
-def _train_briefly(method, rng):
+def _train_briefly(method, rng, encoder=None):
     length = int(CROP_SECONDS[method] * 100)
-    model = build_method(method, size="tiny", input_leads=12)
+    model = build_method(method, size="tiny", input_leads=12, encoder=encoder)
     x = rng.normal(size=(8, length, 12)).astype("float32")
     data = x if method == "cpc" else (x, x[:, ::-1] + 0.01)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
@@ -58,18 +67,18 @@ def test_models_saved_here_load_under_the_other_backends(tmp_path):
     rng = np.random.default_rng(0)
     saved_from = keras.backend.backend()
     paths, inputs, expected = {}, {}, {}
-    for method in METHODS:
+    for name, method, encoder in CASES:
         keras.utils.set_random_seed(0)
-        model, batch = _train_briefly(method, rng)
-        path = str(tmp_path / f"{method}.keras")
+        model, batch = _train_briefly(method, rng, encoder)
+        path = str(tmp_path / f"{name}.keras")
         model.save(path)
-        paths[method], inputs[method] = path, batch
-        expected[method + "/backbone"] = keras.ops.convert_to_numpy(
+        paths[name], inputs[name] = path, batch
+        expected[name + "/backbone"] = keras.ops.convert_to_numpy(
             model.backbone(batch, training=False)
         )
         for i, weight in enumerate(model.weights):
             # By position: variable paths are named differently per backend.
-            expected[f"{method}/{i}"] = keras.ops.convert_to_numpy(weight)
+            expected[f"{name}/{i}"] = keras.ops.convert_to_numpy(weight)
     inputs_path = str(tmp_path / "inputs.npz")
     np.savez(inputs_path, **inputs)
 

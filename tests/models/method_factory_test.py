@@ -56,7 +56,9 @@ def test_paper_simclr_byol_swav_heads_are_the_reference_heads(monkeypatch):
     # The heads are what is checked here: a tiny encoder keeps it fast.
     tiny_encoder = method_factory.build_encoder
     monkeypatch.setattr(
-        method_factory, "build_encoder", lambda size, leads: tiny_encoder("tiny", leads)
+        method_factory,
+        "build_encoder",
+        lambda size, leads, encoder: tiny_encoder("tiny", leads, encoder),
     )
     # hhi-aml/ecg-selfsupervised on the xresnet1d50's 512 pooled features.
     simclr = build_method("simclr", size="paper")
@@ -112,3 +114,103 @@ def test_paper_cpc_is_the_reference_cpc():
     small = build_method("cpc", size="small")
     assert small.steps == tuple(range(1, 13))
     assert small.encoder.norm_layers[0].momentum == 0.99
+
+
+def test_encoders_default_per_method_and_wrong_combinations_are_refused():
+    from keras_ecg.models.encoders import CPCContext
+    from keras_ecg.models.encoders import XResNet1D
+    from keras_ecg.models.method_factory import DEFAULT_ENCODER
+    from keras_ecg.models.method_factory import ENCODERS
+    from keras_ecg.models.method_factory import resolve_encoder
+
+    assert ENCODERS == ("xresnet1d", "lstm", "s4")
+    assert DEFAULT_ENCODER == {
+        "simclr": "xresnet1d",
+        "byol": "xresnet1d",
+        "swav": "xresnet1d",
+        "cpc": "lstm",
+    }
+    assert [resolve_encoder(m) for m in ("simclr", "cpc")] == ["xresnet1d", "lstm"]
+    # encoder=None builds what every existing call builds.
+    assert isinstance(build_method("simclr", size="tiny").encoder, XResNet1D)
+    assert isinstance(build_method("cpc", size="tiny").context, CPCContext)
+    with pytest.raises(ValueError, match="'xresnet1d' does not fit method 'cpc'"):
+        build_method("cpc", encoder="xresnet1d")
+    with pytest.raises(ValueError, match="'lstm' does not fit method 'swav'"):
+        build_method("swav", encoder="lstm")
+    with pytest.raises(ValueError, match="Unknown encoder 'resnet'"):
+        build_method("simclr", encoder="resnet")
+
+
+def _weights(model):
+    return [np.array(keras.ops.convert_to_numpy(w)) for w in model.trainable_weights]
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol", "swav", "cpc"])
+def test_tiny_s4_methods_train_with_fit(method):
+    from keras_ecg.models.encoders import S4Encoder
+
+    # CPC predicting 2 steps, not tiny's 12: a smaller graph to compile.
+    kwargs = {"prediction_steps": 2} if method == "cpc" else {}
+    model = build_method(method, size="tiny", encoder="s4", **kwargs)
+    s4 = model.context if method == "cpc" else model.encoder
+    assert isinstance(s4, S4Encoder)
+    # SimCLR/BYOL/SwAV: bidirectional and pooled; CPC: a causal sequence.
+    assert s4.bidirectional == (method != "cpc")
+    assert s4.pooling == (None if method == "cpc" else "avg")
+    length = 200 if method == "cpc" else 64
+    x = np.random.default_rng(0).normal(size=(8, length, 12)).astype("float32")
+    data = x if method == "cpc" else (x, x[:, ::-1] + 0.01)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.build((None, length, 12))
+    before = _weights(model)
+    history = model.fit(data, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    after = _weights(model)
+    changed = [np.abs(a - b).max() > 0 for a, b in zip(after, before)]
+    # Every trainable weight of the S4 stack moved (SwAV's prototypes stay
+    # frozen in its first steps, so only the encoder is checked).
+    s4_weights = {id(w) for w in s4.trainable_weights}
+    moved = [c for w, c in zip(model.trainable_weights, changed) if id(w) in s4_weights]
+    assert moved and all(moved)
+
+
+def test_cpc_s4_context_at_t_sees_no_later_encoding():
+    model = build_method("cpc", size="tiny", encoder="s4")
+    model.build((None, 200, 12))
+    encodings = np.random.default_rng(1).normal(size=(2, 40, 16)).astype("float32")
+    changed = encodings.copy()
+    changed[:, 25:] += 2.0
+    before, after = (
+        keras.ops.convert_to_numpy(model.context(e, training=False))
+        for e in (encodings, changed)
+    )
+    np.testing.assert_allclose(after[:, :25], before[:, :25], atol=1e-6, rtol=0)
+    assert np.abs(after[:, 25:] - before[:, 25:]).max() > 1e-2
+
+
+def test_paper_s4_configurations_are_the_reference():
+    # tmehari/ssm_ecg: train_ecg_model.py --model s4 (bidirectional S4Model)
+    # and pretraining.py --fc-encoder --mlp --s4 --negatives-from-same-seq-only.
+    simclr = build_method("simclr", size="paper", encoder="s4")
+    encoder = simclr.encoder
+    assert (encoder.d_model, encoder.num_layers, encoder.d_state) == (512, 4, 8)
+    assert (encoder.dropout, encoder.dt_min, encoder.dt_max) == (0.2, 1e-3, 1e-1)
+    assert encoder.bidirectional and not encoder.prenorm and encoder.norm == "layer"
+    # Mean pooling; A, B and dt are buffers in the reference (only C, D train).
+    assert encoder.pooling == "avg" and encoder.output_dim == 512
+    assert not encoder.train_ssm
+    cpc = build_method("cpc", size="paper", encoder="s4")
+    cpc.build((None, 1000, 12))
+    assert cpc.encoder.filters == (512,) * 4 and cpc.encoder.strides == (1,) * 4
+    context = cpc.context
+    assert (context.d_model, context.num_layers, context.d_state) == (512, 4, 8)
+    assert not context.bidirectional and context.pooling is None
+    assert context.input_channels == 512 and not context.train_ssm
+    # --mlp: Linear(512, 512) -> ReLU -> Linear(512, 512, bias=False).
+    hidden = cpc.predictor_hidden
+    assert tuple(hidden.kernel.shape) == (512, 512) and hidden.bias is not None
+    assert tuple(cpc.predictor.kernel.shape) == (512, 512)
+    assert cpc.predictor.bias is None
+    assert cpc.steps == (12,) and cpc.num_negatives == 128
+    assert cpc.negatives_from == "sequence"

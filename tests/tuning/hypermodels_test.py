@@ -146,3 +146,28 @@ def test_standardizer_is_applied_in_the_pipelines_not_as_copies(splits, monkeypa
     # Pretraining through `fit` reads the raw records with the standardizer.
     result = on_the_fly.fit(hp, model, epochs=1)
     assert np.isfinite(result["loss"])
+
+
+@pytest.mark.parametrize("method", ["byol", "cpc"])
+def test_build_uses_hp_s4_architecture(splits, method):
+    from keras_ecg.models.encoders import S4Encoder
+
+    train, val = splits
+    hp = kt.HyperParameters()
+    hp.Fixed("s4_d_model", 8)
+    hp.Fixed("s4_num_layers", 2)
+    hp.Fixed("s4_d_state", 4)
+    hp.Fixed("s4_dropout", 0.1)
+    model = SSLHyperModel(method, train, val, size="tiny", encoder="s4").build(hp)
+    s4 = model.context if method == "cpc" else model.encoder
+    assert isinstance(s4, S4Encoder)
+    assert (s4.d_model, s4.num_layers, s4.d_state, s4.dropout) == (8, 2, 4, 0.1)
+    assert s4.bidirectional == (method != "cpc")
+    if method == "cpc":
+        # ECG-CPC's MLP predictor, as wide as the S4 stack, on the encoder's
+        # encodings.
+        assert model.predictor_hidden.units == 8
+        assert s4.input_channels == model.encoder.output_dim
+    else:
+        x = np.zeros((2, 62, 12), "float32")
+        assert model.backbone(x).shape == (2, 8)

@@ -55,3 +55,43 @@ def test_space_rejects_unknown_method_and_size():
         define_search_space(kt.HyperParameters(), "moco")
     with pytest.raises(ValueError, match="size"):
         define_search_space(kt.HyperParameters(), "simclr", size="huge")
+
+
+@pytest.mark.backend_agnostic
+@pytest.mark.parametrize("method", ["simclr", "cpc"])
+@pytest.mark.parametrize("size", ["tiny", "small", "paper"])
+def test_s4_space_brackets_the_build_method_configuration(method, size):
+    from keras_ecg.models.method_factory import _S4_CONFIGS
+
+    hp = kt.HyperParameters()
+    space = define_search_space(hp, method, size=size, encoder="s4")
+    assert space["encoder_name"] == "s4"
+    s4 = {k: space["encoder"][k] for k in ("d_model", "num_layers", "d_state")}
+    # Defaults: build_method's S4 configuration of that size (d_state 8, the
+    # reference's, and dropout 0.2 at every size).
+    config = _S4_CONFIGS[size]
+    assert s4["d_model"] == config["d_model"] and s4["d_state"] == 8
+    assert s4["num_layers"] == config["num_layers"]
+    assert space["encoder"]["dropout"] == pytest.approx(0.2)
+    names = set(hp.values)
+    assert {"s4_d_model", "s4_num_layers", "s4_d_state", "s4_dropout"} <= names
+    # S4 replaces the xresnet width/depth, and CPC's LSTM units.
+    assert "blocks_per_stage" not in names and "context_units" not in names
+    assert ("encoder_width" in names) == (method == "cpc")
+    dropout = hp._hps["s4_dropout"][0]
+    assert (dropout.min_value, dropout.max_value) == (0.0, 0.3)
+    if size == "paper":
+        # The reference's d_model 512, 4 layers, d_state 8 are reachable.
+        assert 512 in hp._hps["s4_d_model"][0].values
+        layers = hp._hps["s4_num_layers"][0]
+        assert layers.min_value <= 4 <= layers.max_value
+
+
+@pytest.mark.backend_agnostic
+def test_space_refuses_an_encoder_the_method_cannot_use():
+    with pytest.raises(ValueError, match="does not fit method 'cpc'"):
+        define_search_space(kt.HyperParameters(), "cpc", encoder="xresnet1d")
+    # The default encoders keep their spaces.
+    hp = kt.HyperParameters()
+    space = define_search_space(hp, "cpc", size="tiny")
+    assert space["encoder_name"] == "lstm" and "context_units" in hp.values
