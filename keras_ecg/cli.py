@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-METHODS = ("simclr", "byol", "swav", "cpc")
+METHODS = ("simclr", "byol", "swav", "cpc", "jepa")
 BACKENDS = ("tensorflow", "jax", "torch")
 SPLITS = ("train", "val", "test", "all")
 
@@ -235,7 +235,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-ecg",
         description="Self-supervised representation learning on 12-lead ECG "
-        "(CPC, SimCLR, BYOL, SwAV) with Keras 3.",
+        "(CPC, SimCLR, BYOL, SwAV, JEPA) with Keras 3.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -280,7 +280,7 @@ def build_parser():
         "--crop-seconds",
         type=_positive_float,
         default=None,
-        help="pretraining crop (default: 2.5 s; CPC 10 s)",
+        help="pretraining crop (default: 2.5 s; CPC and JEPA 10 s)",
     )
     pretrain.add_argument(
         "--augmentation",

@@ -23,7 +23,7 @@ from keras_ecg.testing.test_case import subprocess_env
 
 BACKEND = keras.backend.backend()
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ("simclr", "byol", "swav", "cpc")
+METHODS = ("simclr", "byol", "swav", "cpc", "jepa")
 # A dead process must make the job fail well within this (heartbeats and
 # collective timeouts of 5 s in the worker); a hang fails the test.
 JOB_TIMEOUT = 240

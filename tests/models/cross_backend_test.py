@@ -1,7 +1,7 @@
 """A `.keras` file saved under one backend loads under the two others.
 
-Each pretraining method is trained for two steps (so the weights, BYOL's
-target, SwAV's queue and the step counters are not at their initial values),
+Each pretraining method is trained for two steps (so the weights, BYOL's and
+JEPA's targets, SwAV's queue and the step counters are not at their initial values),
 saved, then reloaded in a subprocess per other backend, which reports every
 weight and the backbone's output on a fixed batch. Runs in the TensorFlow pass
 only (it starts the other backends itself).
@@ -21,7 +21,7 @@ from keras_ecg.models.method_factory import build_method
 from keras_ecg.testing.test_case import subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-METHODS = ("simclr", "byol", "swav", "cpc")
+METHODS = ("simclr", "byol", "swav", "cpc", "jepa")
 
 _LOADER = r"""
 import json, sys
@@ -47,7 +47,7 @@ def _train_briefly(method, rng):
     length = int(CROP_SECONDS[method] * 100)
     model = build_method(method, size="tiny", input_leads=12)
     x = rng.normal(size=(8, length, 12)).astype("float32")
-    data = x if method == "cpc" else (x, x[:, ::-1] + 0.01)
+    data = x if method in ("cpc", "jepa") else (x, x[:, ::-1] + 0.01)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     model.fit(data, batch_size=4, epochs=1, shuffle=False, verbose=0)
     return model, x[:2]
