@@ -450,6 +450,7 @@ def test_random_init_finetune_is_supervised_from_scratch(tmp_path, capsys):
     assert [s["name"] for s in results["stages"]] == ["scratch"]
 
 
+@ONE_PASS  # JEPA's training itself is tested under every backend (jepa_test)
 def test_jepa_pretrains_on_plain_10_s_crops_with_the_reference_optimizer(
     tmp_path, capsys
 ):

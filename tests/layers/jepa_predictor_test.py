@@ -1,6 +1,5 @@
 import keras
 import numpy as np
-import pytest
 
 from keras_ecg.layers import JEPAPredictor
 from keras_ecg.testing import assert_config_round_trip
@@ -17,9 +16,8 @@ def _predictor(**kwargs):
     return predictor
 
 
-@pytest.mark.parametrize("biases", [False, True])
-def test_predictions_match_the_numpy_predictor(biases):
-    predictor = _predictor(use_bias=biases)
+def test_predictions_match_the_numpy_predictor():
+    predictor = _predictor(use_bias=True)  # JEPA's tests cover bias-free
     rng = np.random.default_rng(1)
     context = rng.normal(size=(2, 3, 8)).astype("float32")
     context_indices = np.array([[0, 4, 9], [2, 3, 7]], "int32")

@@ -10,15 +10,18 @@ from tests import transformer_numpy as ref
 
 
 def test_output_matches_numpy_pre_norm_block():
-    block = TransformerBlock(num_heads=2, mlp_ratio=2.0, use_bias=False, name="blk")
+    block = TransformerBlock(
+        num_heads=2, mlp_ratio=2.0, use_bias=True, use_qkv_bias=True, name="blk"
+    )
     block.build((None, None, 8))
     ref.randomize(block, np.random.default_rng(0))
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 5, 8)).astype("float32")
     valid = np.array([[1, 1, 1, 0, 1], [1, 1, 1, 1, 1]], bool)
     w = ref.weights(block)
-    # use_bias=False: no LayerNorm shift, no dense biases (qkv never by default).
-    assert not any(k.endswith("beta") or k.endswith("bias") for k in w)
+    # With every bias (LayerNorm shifts included); the encoder test runs the
+    # bias-free layout of ViT-XS.
+    assert {"attention_norm/beta", "mlp_hidden/bias", "attention/qkv/bias"} <= set(w)
     for mask in (None, valid):
         out = keras.ops.convert_to_numpy(block(x, key_mask=mask))
         expected = ref.block(x.astype("float64"), w, heads=2, key_mask=mask)

@@ -24,9 +24,9 @@ def _encoder(seed=0, **overrides):
     return encoder, dict(config, layer_norm_epsilon=encoder.layer_norm_epsilon)
 
 
-@pytest.mark.parametrize("biases", [False, True])
-def test_tokens_and_pooling_match_the_numpy_vit(biases):
-    encoder, config = _encoder(use_bias=biases, use_qkv_bias=biases)
+def test_tokens_and_pooling_match_the_numpy_vit():
+    # Bias-free as ViT-XS (the layer tests cover the biases).
+    encoder, config = _encoder(use_bias=False, use_qkv_bias=False)
     x = np.random.default_rng(1).normal(size=(2, 24, 3)).astype("float32")
     tokens, registers = ref.encoder(x, ref.weights(encoder), config)
     assert tokens.shape == (2, 6, 8) and registers.shape == (2, 1, 8)
