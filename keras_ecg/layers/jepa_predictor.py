@@ -154,6 +154,8 @@ class JEPAPredictor(keras.layers.Layer):
             target_indices, self.hidden_dim, x.dtype
         )
         num_targets = target_indices.shape[1]
+        if num_targets is None:
+            num_targets = ops.shape(target_indices)[1]
         x = ops.concatenate([x, queries], axis=1)
         key_mask = None
         if context_valid is not None or target_valid is not None:

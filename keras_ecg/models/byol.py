@@ -9,7 +9,7 @@ from keras_ecg.distribute import scale_loss_for_replicas
 from keras_ecg.losses.byol_loss import byol_loss
 from keras_ecg.models.ema_target import EMATargetMixin
 from keras_ecg.models.ema_target import clone_from_config
-from keras_ecg.models.ema_target import steps_per_epoch
+from keras_ecg.models.ema_target import fit_steps_per_epoch
 from keras_ecg.models.self_supervised_model import SelfSupervisedModel
 from keras_ecg.models.simclr import _build_layer
 from keras_ecg.models.simclr import _is_shape
@@ -19,7 +19,7 @@ from keras_ecg.models.simclr import _view_shape
 from keras_ecg.utils import is_eager_torch_tensor
 
 # The name this module exported before the EMA code moved to `ema_target`.
-_steps_per_epoch = steps_per_epoch
+_steps_per_epoch = fit_steps_per_epoch
 
 
 @keras.saving.register_keras_serializable(package="keras_ecg")

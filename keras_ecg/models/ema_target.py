@@ -17,8 +17,16 @@ def clone_from_config(layer, name):
     return layer.__class__.from_config(config)
 
 
-def steps_per_epoch(x, batch_size, steps_per_epoch, validation_split):
-    """Best-effort number of optimizer steps per epoch of `fit`, else None."""
+def fit_steps_per_epoch(x, batch_size, steps_per_epoch, validation_split):
+    """Best-effort number of optimizer steps per epoch of `fit`, else None.
+
+    Args:
+        x, batch_size, steps_per_epoch, validation_split: `fit`'s arguments.
+
+    Returns:
+        An int, or None when the input does not tell (e.g. an infinite or
+        filtered `tf.data.Dataset`).
+    """
     if steps_per_epoch is not None:
         return int(steps_per_epoch)
     try:
@@ -208,7 +216,7 @@ class EMATargetMixin:
             bound = inspect.signature(keras.Model.fit).bind(self, *args, **kwargs)
             bound.apply_defaults()
             a = bound.arguments
-            per_epoch = steps_per_epoch(
+            per_epoch = fit_steps_per_epoch(
                 a["x"], a["batch_size"], a["steps_per_epoch"], a["validation_split"]
             )
             name = type(self).__name__

@@ -36,6 +36,7 @@ from keras_ecg.evaluation.linear_probe import knn_probe
 from keras_ecg.evaluation.linear_probe import logistic_probe
 from keras_ecg.models.method_factory import _CPC_CONFIGS
 from keras_ecg.models.method_factory import _HEAD_DIMS
+from keras_ecg.models.method_factory import _JEPA_MOMENTUM
 from keras_ecg.models.method_factory import _JEPA_PREDICTORS
 from keras_ecg.models.method_factory import _JEPA_SETTINGS
 from keras_ecg.models.method_factory import _TRANSFORMER_COMMON
@@ -152,7 +153,8 @@ def _jepa_from_space(space, size, input_leads):
     predictor = dict(_JEPA_PREDICTORS[size], hidden_dim=width // 2)
     for key in ("mlp_ratio", "use_qkv_bias", "use_bias", "layer_norm_epsilon"):
         predictor[key] = _TRANSFORMER_COMMON[key]
-    settings = dict(_JEPA_SETTINGS, **space["method_kwargs"])
+    settings = dict(_JEPA_SETTINGS, final_momentum=_JEPA_MOMENTUM[size][1])
+    settings.update(space["method_kwargs"])
     # The searched context share r: between r and r + 0.1 kept, as the
     # reference's 0.15-0.25.
     settings["max_keep_ratio"] = settings["min_keep_ratio"] + 0.1

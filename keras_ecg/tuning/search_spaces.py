@@ -127,7 +127,8 @@ def define_search_space(hp, method, size="small"):
             # the tiny space's 25-token crops.
             "min_keep_ratio": hp.Float("min_keep_ratio", 0.1, 0.3, default=0.15),
             "min_block_size": hp.Int("min_block_size", 5, 10, default=10),
-            "momentum": hp.Float("momentum", 0.99, 0.999, default=0.998),
+            # The first target momentum (the size's final one follows).
+            "momentum": hp.Float("momentum", 0.95, 0.999, default=0.998),
         }
         return space
 

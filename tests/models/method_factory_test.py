@@ -158,6 +158,10 @@ def test_paper_jepa_is_the_reference_vit_xs():
     assert params + (25 - 5) * 12 * 192 == 3_600_000
     # 200 tokens: 50 context slots (25%), 170 target slots (85%).
     assert model.slot_counts(200) == (50, 170)
+    # CPU-sized runs are short: a faster-moving target.
+    small = build_method("jepa", size="small")
+    assert (small.momentum, small.final_momentum) == (0.98, 0.998)
+    assert small.min_block_size == 10 and small.encoder.patch_size == 5
 
 
 def test_jepa_pretraining_optimizer_is_the_reference_adamw():

@@ -215,15 +215,17 @@ class ECGTransformer(keras.Model):
             0,
         )
         key_mask = None
+        if (token_indices is not None or token_valid is not None) and not (
+            return_tokens
+        ):
+            raise ValueError(
+                "ECGTransformer: token_indices / token_valid select the tokens "
+                "to encode; pass return_tokens=True (pooling them is not defined)."
+            )
         if token_indices is not None:
-            if not return_tokens:
-                raise ValueError(
-                    "ECGTransformer: token_indices selects tokens to encode; "
-                    "pass return_tokens=True (pooling a subset is not defined)."
-                )
             x = gather_tokens(x, token_indices)
-            if token_valid is not None:
-                key_mask = ops.cast(token_valid, "bool")
+        if token_valid is not None:
+            key_mask = ops.cast(token_valid, "bool")
         if self.num_registers:
             batch = ops.shape(x)[0]
             registers = ops.cast(self.registers, x.dtype)
