@@ -107,10 +107,15 @@ def main(argv=None):
             path, seconds, loss = common.pretrain(args, method, seed, train)
             for name in args.protocols:
                 mode, options, _ = PROTOCOLS[name]
-                if mode == "scratch" and method != args.methods[0]:
+                if mode == "scratch":
                     # Scratch depends on the architecture only: run it once
-                    # per xresnet / CPC architecture.
-                    if (method == "cpc") == (args.methods[0] == "cpc"):
+                    # per architecture (xresnet, CPC, transformer).
+                    first = next(
+                        m
+                        for m in args.methods
+                        if common.architecture(m) == common.architecture(method)
+                    )
+                    if method != first:
                         continue
                 t0 = time.time()
                 enable_determinism(seed)
@@ -128,9 +133,11 @@ def main(argv=None):
                 auc = evaluate_records(result["model"], test, trained_classes=trained)
                 row = {
                     "seed": seed,
-                    "method": "xresnet1d"
-                    if mode == "scratch" and method != "cpc"
-                    else ("cpc" if mode == "scratch" else method),
+                    "method": {"cpc encoder": "cpc"}.get(
+                        common.architecture(method), common.architecture(method)
+                    )
+                    if mode == "scratch"
+                    else method,
                     "protocol": name,
                     "val_macro_auc": result["best_val_auc"],
                     "test_macro_auc": auc["macro_auc"],

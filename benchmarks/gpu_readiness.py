@@ -1,12 +1,13 @@
 """GPU readiness: every method under every backend, float32 and mixed bfloat16.
 
 For each Keras backend (one subprocess each, or one per run with `--isolate`),
-each method (SimCLR, BYOL, SwAV, CPC) and each precision policy (`float32`,
-`mixed_bfloat16` via `keras.mixed_precision.set_global_policy`), builds the
-method with `build_method`, runs `--warmup-steps` then `--steps` timed steps of
-plain `model.fit` on random inputs of the paper's shapes (two 2.5 s views,
-CPC 10 s, at 100 Hz), and prints steps/s, samples/s, peak device memory and an
-estimate of the achieved FLOP/s against the device's peak.
+each method (SimCLR, BYOL, SwAV, CPC, JEPA) and each precision policy
+(`float32`, `mixed_bfloat16` via `keras.mixed_precision.set_global_policy`),
+builds the method with `build_method`, runs `--warmup-steps` then `--steps`
+timed steps of plain `model.fit` on random inputs of the paper's shapes (two
+2.5 s views, CPC and JEPA 10 s, at 100 Hz), and prints steps/s, samples/s,
+peak device memory and an estimate of the achieved FLOP/s against the
+device's peak.
 
 Peak memory: `torch.cuda.max_memory_allocated` (reset per run), TensorFlow's
 `get_memory_info(...)["peak"]` (reset per run), JAX's `peak_bytes_in_use`
@@ -14,12 +15,14 @@ Peak memory: `torch.cuda.max_memory_allocated` (reset per run), TensorFlow's
 process's peak RSS (likewise cumulative unless `--isolate`).
 
 FLOPs are counted analytically from the built model's configuration: the
-multiply-adds of every convolution, dense layer, LSTM and CPC score, times 2;
-a training step counts 3x the forward pass of what gets gradients (backward
-~2x forward) plus 1x for BYOL's target network. BatchNorm, activations,
-pooling and the optimizer are left out, so the estimate is a lower bound of
-what the device did. Peak FLOP/s come from NVIDIA's datasheets (dense, no
-sparsity) for the GPUs in `PEAK_TFLOPS`; other devices print "unknown".
+multiply-adds of every convolution, dense layer, LSTM, CPC score and
+attention product, times 2; a training step counts 3x the forward pass of
+what gets gradients (backward ~2x forward) plus 1x for BYOL's and JEPA's
+target networks (JEPA: over the padded context / target slots it computes).
+BatchNorm, activations, pooling and the optimizer are left out, so the
+estimate is a lower bound of what the device did. Peak FLOP/s come from
+NVIDIA's datasheets (dense, no sparsity) for the GPUs in `PEAK_TFLOPS`; other
+devices print "unknown".
 
 Usage:
     python benchmarks/gpu_readiness.py --backends jax torch --output gpu.json
@@ -44,7 +47,7 @@ sys.path.insert(0, HERE)
 
 from machine import cpu_name  # noqa: E402
 
-METHODS = ("simclr", "byol", "swav", "cpc")
+METHODS = ("simclr", "byol", "swav", "cpc", "jepa")
 PRECISIONS = ("float32", "mixed_bfloat16")
 SAMPLING_RATE = 100  # Hz, the paper's
 _MARK = "@@gpu_readiness "
@@ -152,10 +155,52 @@ def cpc_forward_flops(model, length, batch, input_leads=12):
     return total * batch
 
 
+def transformer_blocks_flops(tokens, dim, num_layers, mlp_ratio):
+    """FLOPs of `num_layers` ViT blocks over `tokens` tokens of width `dim`.
+
+    Per token and block: queries/keys/values `3 d^2`, output projection
+    `d^2`, MLP `2 r d^2` multiply-adds, plus `2 n d` for the attention
+    scores and their weighted sum over `n` tokens; times 2.
+    """
+    per_token = (4 + 2 * mlp_ratio) * dim * dim + 2 * tokens * dim
+    return 2 * num_layers * tokens * per_token
+
+
+def jepa_training_flops(model, batch, length, input_leads=12):
+    """Estimated FLOPs of one JEPA training step.
+
+    3x (context encoder over the context slots + predictor over context and
+    target slots) + 1x the target encoder over all tokens; patch embedding
+    and projections included, LayerNorms and the mask sampling left out.
+    """
+    encoder, predictor = model.encoder, model.predictor
+    tokens = encoder.num_tokens(length)
+    context, targets = model.slot_counts(tokens)
+    d, p = encoder.hidden_dim, predictor.hidden_dim
+    registers = encoder.num_registers
+
+    def encode(n):
+        embed = 2 * tokens * encoder.patch_size * input_leads * d
+        return embed + transformer_blocks_flops(
+            n + registers, d, encoder.num_layers, encoder.mlp_ratio
+        )
+
+    predict = (
+        2 * context * d * p
+        + transformer_blocks_flops(
+            context + targets, p, predictor.num_layers, predictor.mlp_ratio
+        )
+        + 2 * targets * p * d
+    )
+    return batch * (3 * (encode(context) + predict) + encode(tokens))
+
+
 def training_flops(method, model, batch, length):
-    """Estimated FLOPs of one training step (3x forward; BYOL target 1x)."""
+    """Estimated FLOPs of one training step (3x forward; targets 1x)."""
     if method == "cpc":
         return 3 * cpc_forward_flops(model, length, batch)
+    if method == "jepa":
+        return jepa_training_flops(model, batch, length)
     encoder = model.encoder
     enc = xresnet_forward_flops(encoder, length, batch)
     proj, z = head_flops(model.projection_head, encoder.output_dim)
@@ -245,7 +290,7 @@ def _peak_memory(keras, kind):
 def _inputs(method, batch, steps, length):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch * steps, length, 12)).astype("float32")
-    if method == "cpc":
+    if method in ("cpc", "jepa"):
         return x
     y = rng.standard_normal((batch * steps, length, 12)).astype("float32")
     return (x, y)
@@ -257,7 +302,9 @@ def run_one(keras, method, precision, settings, kind):
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
     batch = settings["cpc_batch_size"] if method == "cpc" else settings["batch_size"]
-    seconds = settings["cpc_seconds"] if method == "cpc" else settings["view_seconds"]
+    seconds = {"cpc": settings["cpc_seconds"], "jepa": settings["jepa_seconds"]}.get(
+        method, settings["view_seconds"]
+    )
     length = int(round(seconds * SAMPLING_RATE))
     model = build_method(method, size=settings["size"])
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
@@ -431,10 +478,13 @@ def parse_args(argv=None):
     )
     parser.add_argument("--cpc-seconds", type=float, default=10.0, help="CPC crop")
     parser.add_argument(
+        "--jepa-seconds", type=float, default=10.0, help="JEPA crop (whole patches)"
+    )
+    parser.add_argument(
         "--tiny",
         action="store_true",
         help="CI settings: tiny models, batch 4 (CPC 2), 2 steps after 1 warm-up, "
-        "1.28 s crops (CPC 2.56 s)",
+        "1.28 s crops (CPC 2.56 s, JEPA 2.5 s)",
     )
     parser.add_argument(
         "--isolate",
@@ -449,7 +499,7 @@ def parse_args(argv=None):
     if args.tiny:
         args.size, args.batch_size, args.cpc_batch_size = "tiny", 4, 2
         args.steps, args.warmup_steps = 2, 1
-        args.view_seconds, args.cpc_seconds = 1.28, 2.56
+        args.view_seconds, args.cpc_seconds, args.jepa_seconds = 1.28, 2.56, 2.5
     if min(args.batch_size, args.cpc_batch_size, args.steps) < 1:
         parser.error("--batch-size, --cpc-batch-size and --steps must be >= 1")
     return args
@@ -469,6 +519,7 @@ def main(argv=None):
             "warmup_steps",
             "view_seconds",
             "cpc_seconds",
+            "jepa_seconds",
         )
     }
     print(
@@ -478,12 +529,14 @@ def main(argv=None):
     print(
         f"settings: size {args.size}; batch {args.batch_size} (CPC "
         f"{args.cpc_batch_size}); views {args.view_seconds:g} s, CPC "
-        f"{args.cpc_seconds:g} s at {SAMPLING_RATE} Hz; {args.warmup_steps} warm-up "
+        f"{args.cpc_seconds:g} s, JEPA {args.jepa_seconds:g} s at {SAMPLING_RATE} "
+        f"Hz; {args.warmup_steps} warm-up "
         f"then {args.steps} timed steps of model.fit; random float32 inputs; "
         f"{'one process per run' if args.isolate else 'one process per backend'}"
     )
     print(
-        "FLOPs: analytic (convs, dense, LSTM, CPC scores; training = 3x forward), "
+        "FLOPs: analytic (convs, dense, LSTM, CPC scores, attention; training = 3x "
+        "forward), "
         "a lower bound; peaks: NVIDIA datasheet dense TFLOP/s"
     )
     result = {"settings": settings, "devices": {}, "rows": []}

@@ -125,6 +125,20 @@ def describe_splits(args, train, val, test):
     )
 
 
+# (label, method building it) of the encoder architectures: the random-init
+# and from-scratch rows depend on the architecture only.
+ARCHITECTURES = (
+    ("xresnet1d", "simclr"),
+    ("cpc encoder", "cpc"),
+    ("transformer", "jepa"),
+)
+
+
+def architecture(method):
+    """The label of `method`'s encoder architecture in `ARCHITECTURES`."""
+    return {"cpc": "cpc encoder", "jepa": "transformer"}.get(method, "xresnet1d")
+
+
 def pretrain_batch_size(args, method):
     return args.cpc_batch_size if method == "cpc" else args.batch_size
 

@@ -1,6 +1,6 @@
 """The paper's PTB-XL protocol: pretrain, linear evaluation, finetuning, over seeds.
 
-Rows: for every method (CPC, SimCLR, BYOL, SwAV by default), self-supervised
+Rows: for every method (CPC, SimCLR, BYOL, SwAV, JEPA by default), self-supervised
 pretraining on the training records (labels unused), then linear evaluation
 and finetuning with the default protocols of `train_downstream`; against a
 randomly initialised encoder under linear evaluation and the same
@@ -26,16 +26,15 @@ import ptbxl_protocol as common
 
 BEGIN = "<!-- reproduce_ptbxl:begin -->"
 END = "<!-- reproduce_ptbxl:end -->"
-METHODS = ("cpc", "simclr", "byol", "swav")
+METHODS = ("cpc", "simclr", "byol", "swav", "jepa")
 
 
 def baselines(methods):
     """(label, architecture) of the random-init / scratch rows."""
     rows = []
-    if any(m != "cpc" for m in methods):
-        rows.append(("xresnet1d", "simclr"))
-    if "cpc" in methods:
-        rows.append(("cpc encoder", "cpc"))
+    for label, architecture in common.ARCHITECTURES:
+        if any(common.architecture(m) == label for m in methods):
+            rows.append((label, architecture))
     return rows
 
 
@@ -142,7 +141,8 @@ def main(argv=None):
         __file__,
         started,
         f"{split_text}; pretraining {args.pretrain_epochs} epochs, AdamW lr "
-        f"{args.lr}, batch {args.batch_size} (CPC {args.cpc_batch_size}); "
+        f"{args.lr} (JEPA: the reference's warm-up + cosine schedule to it), "
+        f"batch {args.batch_size} (CPC {args.cpc_batch_size}); "
         "downstream: `train_downstream` defaults; ",
         lines,
         rows,

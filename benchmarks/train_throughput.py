@@ -1,7 +1,7 @@
 """Training throughput (steps/s, samples/s) of each self-supervised method.
 
 Runs plain `model.fit` on synthetic inputs of the paper's shapes (SimCLR/BYOL/
-SwAV: two views of 250 x 12; CPC: 1000 x 12), so the number is the model's
+SwAV: two views of 250 x 12; CPC and JEPA: 1000 x 12), so the number is the model's
 training step alone, not the input pipeline (see `input_pipeline.py`). The first
 epoch (tracing/compilation) is timed separately from the steady state.
 
@@ -28,11 +28,12 @@ def make_inputs(method, batch_size, steps, leads=12, seed=0):
     import tensorflow as tf
 
     from keras_ecg.models.method_factory import CROP_SECONDS
+    from keras_ecg.models.method_factory import SINGLE_CROP_METHODS
 
     rng = np.random.default_rng(seed)
     length = int(CROP_SECONDS[method] * 100)  # the paper rate, 100 Hz
     x = rng.standard_normal((batch_size, length, leads)).astype("float32")
-    if method == "cpc":
+    if method in SINGLE_CROP_METHODS:
         dataset = tf.data.Dataset.from_tensors(x)
     else:
         y = rng.standard_normal((batch_size, length, leads)).astype("float32")
@@ -75,7 +76,7 @@ def benchmark(method, size, batch_size, steps, warmup_steps, encoder=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--methods", nargs="+", default=["simclr", "byol", "swav", "cpc"]
+        "--methods", nargs="+", default=["simclr", "byol", "swav", "cpc", "jepa"]
     )
     parser.add_argument("--size", default="paper", choices=("paper", "small", "tiny"))
     parser.add_argument("--batch-size", type=int, default=32)

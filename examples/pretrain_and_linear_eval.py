@@ -1,7 +1,7 @@
 """
 Title: Self-supervised pretraining and linear evaluation on 12-lead ECG
 Author: keras-ecg developers
-Description: Pretrain SimCLR, BYOL, SwAV or CPC on unlabelled ECG crops, then
+Description: Pretrain SimCLR, BYOL, SwAV, CPC or JEPA on unlabelled ECG crops, then
     train a linear classifier on the frozen encoder and compare it with a
     randomly initialised one (the protocol of Mehari & Strodthoff, 2022).
 

@@ -379,7 +379,7 @@ def resumable_fit(
         )
     if batch > 0 and epoch < epochs:
         checkpoint.batch_offset = batch
-        # BYOL derives its EMA schedule length from fit's epochs: keep the
+        # BYOL and JEPA derive their EMA schedule length from fit's epochs: keep the
         # restored schedule variable for this partial epoch.
         schedule_from_fit = getattr(model, "total_steps", 0) is None and hasattr(
             model, "total_steps_variable"

@@ -13,10 +13,10 @@ import argparse
 import os
 import sys
 
-METHODS = ("simclr", "byol", "swav", "cpc")
+METHODS = ("simclr", "byol", "swav", "cpc", "jepa")
 # keras_ecg.models.method_factory.ENCODERS (not imported here: it would import
 # Keras before --backend is applied; a test checks that they agree).
-ENCODERS = ("xresnet1d", "lstm", "s4")
+ENCODERS = ("xresnet1d", "lstm", "transformer", "s4")
 BACKENDS = ("tensorflow", "jax", "torch")
 SPLITS = ("train", "val", "test", "all")
 
@@ -251,7 +251,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-ecg",
         description="Self-supervised representation learning on 12-lead ECG "
-        "(CPC, SimCLR, BYOL, SwAV) with Keras 3.",
+        "(CPC, SimCLR, BYOL, SwAV, JEPA) with Keras 3.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -298,7 +298,7 @@ def build_parser():
         "--crop-seconds",
         type=_positive_float,
         default=None,
-        help="pretraining crop (default: 2.5 s; CPC 10 s)",
+        help="pretraining crop (default: 2.5 s; CPC and JEPA 10 s)",
     )
     pretrain.add_argument(
         "--augmentation",

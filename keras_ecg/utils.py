@@ -106,3 +106,31 @@ def is_eager_torch_tensor(x):
         and x.device.type != "meta"
         and not in_stateless_scope()
     )
+
+
+def fresh_initializer(initializer):
+    """A new instance of a Keras initializer, for one more weight.
+
+    An unseeded `keras.initializers.RandomNormal` instance fixes its seed when
+    it is created, so sharing one instance between layers gives
+    equally-shaped kernels identical values. A new instance per weight
+    (rebuilt from the config) draws its own seed, unless the given
+    initializer was seeded explicitly.
+
+    Args:
+        initializer: a Keras initializer, its identifier or its config.
+
+    Returns:
+        A new `keras.initializers.Initializer`.
+
+    Example:
+
+    >>> import keras
+    >>> shared = keras.initializers.RandomNormal(stddev=0.02)
+    >>> a, b = fresh_initializer(shared), fresh_initializer(shared)
+    >>> a is not shared and a.get_config() == shared.get_config()
+    True
+    """
+    return keras.initializers.get(
+        keras.initializers.serialize(keras.initializers.get(initializer))
+    )

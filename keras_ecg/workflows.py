@@ -27,9 +27,11 @@ from keras_ecg.evaluation.downstream import evaluate_records
 from keras_ecg.evaluation.downstream import train_downstream
 from keras_ecg.evaluation.downstream import trained_class_mask
 from keras_ecg.models.method_factory import CROP_SECONDS
+from keras_ecg.models.method_factory import SINGLE_CROP_METHODS
 from keras_ecg.models.method_factory import build_method
 from keras_ecg.models.method_factory import encoder_of
 from keras_ecg.models.method_factory import make_method_dataset
+from keras_ecg.models.method_factory import pretraining_optimizer
 from keras_ecg.models.method_factory import resolve_encoder
 from keras_ecg.run_folder import RunFolder
 from keras_ecg.run_folder import dataset_fingerprint
@@ -462,7 +464,6 @@ def pretrain(
             )
             if initial is not None:
                 initial.copy_backbone_into(model, train.num_leads)
-        model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.lr))
     crop_seconds = getattr(args, "crop_seconds", None) or CROP_SECONDS[args.method]
     batch_size = min(args.batch_size, len(train))
     crop = seconds_to_samples(crop_seconds, train.sampling_rate)
@@ -480,8 +481,10 @@ def pretrain(
         seed=seed,
         standardizer=standardizer,
     )
-    # CPC pretrains on plain crops, as in the paper.
-    views = "" if args.method == "cpc" else f", augmentation {augmentation}"
+    # CPC and JEPA pretrain on plain crops, as their references.
+    views = (
+        "" if args.method in SINGLE_CROP_METHODS else f", augmentation {augmentation}"
+    )
     shard = ""
     if multi_process:
         shard = (
@@ -498,6 +501,14 @@ def pretrain(
         flush=True,
     )
     with scope():
+        # JEPA's learning-rate schedule spans the run: its length is known
+        # once the dataset is.
+        steps = int(dataset.cardinality())
+        model.compile(
+            optimizer=pretraining_optimizer(
+                args.method, args.lr, args.epochs * steps if steps > 0 else None
+            )
+        )
         build_on_batch(model, dataset)
         # Step checkpoints: a killed run resumes from its last step; a NaN/inf
         # loss raises NonFiniteLossError before the bad state is checkpointed.

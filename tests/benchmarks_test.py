@@ -526,6 +526,32 @@ def test_cpc_flop_count_hand_computed():
     assert readiness.training_flops("cpc", model, 3, 10) == 3 * 3 * expected
 
 
+def test_jepa_flop_count_hand_computed():
+    readiness = _benchmark_module("gpu_readiness")
+    from keras_ecg.layers.jepa_predictor import JEPAPredictor
+    from keras_ecg.models.encoders.ecg_transformer import ECGTransformer
+    from keras_ecg.models.jepa import JEPA
+
+    model = JEPA(
+        ECGTransformer(patch_size=2, hidden_dim=4, num_layers=1, num_heads=2),
+        JEPAPredictor(hidden_dim=2, num_layers=1, num_heads=1),
+        min_block_size=1,
+        seed=0,
+    )
+    model.build((None, 8, 12))
+    # 4 tokens: 1 context slot (ceil(0.25 * 4)), 3 target slots.
+    embed = 2 * 4 * (2 * 12) * 4  # every token, 24 inputs -> width 4
+
+    def block(tokens, width):  # qkv + output + MLP (ratio 4), attention
+        return 2 * tokens * ((3 + 1 + 8) * width * width + 2 * tokens * width)
+
+    context = embed + block(1 + 1, 4)  # + the register
+    target = embed + block(4 + 1, 4)
+    predictor = 2 * 1 * 4 * 2 + block(1 + 3, 2) + 2 * 3 * 2 * 4
+    expected = 3 * (3 * (context + predictor) + target)  # batch 3
+    assert readiness.training_flops("jepa", model, 3, 8) == expected
+
+
 @pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
     reason="benchmark scripts run in the tensorflow pass only",

@@ -456,6 +456,50 @@ def test_random_init_finetune_is_supervised_from_scratch(tmp_path, capsys):
     assert [s["name"] for s in results["stages"]] == ["scratch"]
 
 
+@ONE_PASS  # JEPA's training itself is tested under every backend (jepa_test)
+def test_jepa_pretrains_on_plain_10_s_crops_with_the_reference_optimizer(
+    tmp_path, capsys
+):
+    from keras_ecg.models import JEPA
+
+    args = ["pretrain", "--method", "jepa", "--epochs", "2", *TINY]
+    code, captured = _run([*args, "--lr", "0.002", "--output", tmp_path], capsys)
+    assert code == 0
+    line = next(
+        x for x in captured.out.splitlines() if x.startswith("pretraining jepa")
+    )
+    assert "10 s crops (1000 samples at 100 Hz)" in line
+    assert "augmentation" not in line and "lr 0.002" in line
+    model = keras.saving.load_model(tmp_path / "pretrained.keras")
+    assert isinstance(model, JEPA) and model.preprocessor is not None
+    optimizer = model.optimizer
+    assert (optimizer.beta_2, optimizer.epsilon, optimizer.weight_decay) == (
+        0.99,
+        1e-6,
+        0.055,
+    )
+    # Two epochs of the schedule ran: warm-up to 0.002, then the cosine decay
+    # to its floor (2e-6) at the last step.
+    steps = int(keras.ops.convert_to_numpy(optimizer.iterations))
+    assert int(keras.ops.convert_to_numpy(model.ema_step)) == steps
+    assert float(keras.ops.convert_to_numpy(model.total_steps_variable)) == steps
+    rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    np.testing.assert_allclose(rate, 2e-6, rtol=0.05)
+
+
+@ONE_PASS
+def test_random_init_jepa_finetunes_its_transformer_from_scratch(tmp_path, capsys):
+    args = ["finetune", "--random-init", "--method", "jepa", "--size", "tiny"]
+    args += ["--num-records", "120", "--eval-epochs", "1", "--output", tmp_path]
+    code, captured = _run(args, capsys)
+    assert code == 0
+    results = _read(tmp_path / "finetune_results.json")
+    assert results["mode"] == "scratch"
+    classifier = keras.saving.load_model(tmp_path / "classifier.keras")
+    assert type(classifier.backbone).__name__ == "ECGTransformer"
+    assert classifier.backbone.trainable_weights
+
+
 @ONE_PASS
 def test_progress_is_one_line_per_epoch_off_a_terminal(trained, tmp_path, capsys):
     args = ["linear-eval", "--checkpoint", trained["checkpoint"], "--eval-epochs"]

@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 
 from keras_ecg import distribute
+from keras_ecg.testing.multiprocess_worker import equality_methods
 from keras_ecg.testing.test_case import subprocess_env
 
 BACKEND = keras.backend.backend()
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ("simclr", "byol", "swav", "cpc")
+METHODS = equality_methods(BACKEND)
 # A dead process must make the job fail well within this (heartbeats and
 # collective timeouts of 5 s in the worker); a hang fails the test.
 JOB_TIMEOUT = 240

@@ -35,8 +35,9 @@ if BACKEND == "tensorflow":
         cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(4)])
 import keras
 from keras_ecg import distribute
-from keras_ecg.models import BYOL, CPC, SimCLR, SwAV
-from keras_ecg.models.encoders import CPCContext, cpc_fc_encoder
+from keras_ecg.models import BYOL, CPC, JEPA, SimCLR, SwAV
+from keras_ecg.models.encoders import CPCContext, ECGTransformer, cpc_fc_encoder
+from keras_ecg.layers import JEPAPredictor
 import keras_ecg.models.simclr as simclr_module
 
 GLOBAL_BATCH, STEPS = 8, 2
@@ -82,6 +83,13 @@ def make(name):
     if name == "byol":
         # total_steps 4 > 2 steps: tau < 1 at step 2, so the target moves.
         return BYOL(conv_encoder(), head(), head(), tau=0.5, total_steps=4), views
+    if name == "jepa":
+        # 12 tokens of 2 samples; masks drawn for the global batch.
+        return JEPA(ECGTransformer(patch_size=2, hidden_dim=8, num_layers=1,
+                                   num_heads=2, input_leads=3),
+                    JEPAPredictor(hidden_dim=4, num_layers=1, num_heads=2),
+                    min_block_size=2, momentum=0.5, final_momentum=0.9,
+                    total_steps=4, seed=3), x
     if name == "swav":
         return SwAV(conv_encoder(), head(), num_prototypes=4, queue_length=8,
                     queue_start_step=1, freeze_prototypes_steps=1), views
@@ -95,7 +103,7 @@ original_scale = distribute.scale_loss_for_replicas
 def recording_scale(loss):
     replicas_seen.append(distribute.num_replicas())
     return original_scale(loss)
-for module in ("simclr", "swav", "cpc", "byol"):
+for module in ("simclr", "swav", "cpc", "byol", "jepa"):
     setattr(sys.modules["keras_ecg.models." + module],
             "scale_loss_for_replicas", recording_scale)
 
@@ -107,11 +115,18 @@ def train(name, weights, parallel):
         model(small)
         if weights is not None:
             model.set_weights(weights)
+        elif name == "jepa":
+            # From a ViT initialisation (std 0.02) two SGD steps barely move
+            # the weights: start from larger ones (the target differs too).
+            rng = np.random.default_rng(5)
+            model.set_weights([rng.normal(0.0, 0.5, w.shape).astype(w.dtype)
+                               if w.ndim else w for w in model.get_weights()])
         start = [np.array(w) for w in model.get_weights()]
         target_start = [np.array(v) for v in getattr(model, "target_weights", [])]
-        # The single-device reference runs eagerly: no tracing, faster here.
-        model.compile(optimizer=keras.optimizers.SGD(0.1),
-                      run_eagerly=not parallel)
+        # The single-device reference runs eagerly: no tracing, faster here
+        # (except JEPA under JAX, whose eager ops compile one by one).
+        eager = not parallel and not (BACKEND == "jax" and name == "jepa")
+        model.compile(optimizer=keras.optimizers.SGD(0.1), run_eagerly=eager)
         history = model.fit(data, batch_size=GLOBAL_BATCH, epochs=1,
                             shuffle=False, verbose=0)
         devices = 1
@@ -194,7 +209,7 @@ _MULTI_DEVICE = pytest.mark.skipif(
 def test_four_replicas_match_one_device_on_the_global_batch():
     # The worker also accepts "cpc_sequence" (same-sequence negatives, drawn
     # for the global batch); left out here to keep the test fast.
-    names = ["simclr", "swav", "cpc_batch", "byol"]
+    names = ["simclr", "swav", "cpc_batch", "byol", "jepa"]
     if BACKEND == "tensorflow":
         # simclr_xresnet: unsynchronised BatchNorm (negative control).
         # simclr_nogather stays last: it switches SimCLR's gathering off.
@@ -224,9 +239,10 @@ def test_four_replicas_match_one_device_on_the_global_batch():
             result["loss_4"], result["loss_1"], rtol=1e-5, err_msg=name
         )
         assert result["weight_diff"] < 1e-5, (name, result)
-        if name == "byol":
+        if name in ("byol", "jepa"):
             # The in-graph EMA ran on every replica setup (weights compared
-            # above include the target network).
+            # above include the target network; JEPA's masks were drawn for
+            # the global batch, else the losses would differ).
             assert min(result["target_moved"]) > 1e-5, result
         if BACKEND == "tensorflow":
             # compute_loss ran per replica (scaled by 1/4), not on one device.

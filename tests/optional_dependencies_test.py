@@ -37,7 +37,7 @@ _SCRIPT = textwrap.dedent(
     import keras_ecg
     from keras_ecg.models import build_method
 
-    for method in ("byol", "swav", "cpc"):
+    for method in ("byol", "swav", "cpc", "jepa"):
         build_method(method, size="tiny").build((None, 1000, 12))
     model = build_method("simclr", size="tiny")
     model.compile(optimizer="adam")

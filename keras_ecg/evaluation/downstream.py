@@ -593,8 +593,10 @@ def train_downstream(
                 lp_epochs,
                 adamw(options["linear_probe_learning_rate"], lp_epochs, 0),
             )
-            _set_trainable(model.backbone, True)
-            model.freeze_backbone = False
+        # Every backbone weight trains from here, also weights a pretraining
+        # method kept frozen (JEPA's backbone is its EMA target encoder).
+        _set_trainable(model.backbone, True)
+        model.freeze_backbone = False
         if options["backbone_batch_norm"] == "frozen":
             _freeze_batch_norm(model.backbone)
         factor = options["discriminative_lr"]

@@ -17,7 +17,12 @@ from keras_ecg.layers.augmentation import TimeOut
 from keras_ecg.layers.augmentation import paper_augmentations
 from keras_ecg.layers.augmentation import physiological_noise
 from keras_ecg.layers.global_pooling import GlobalPooling1D
+from keras_ecg.layers.jepa_predictor import JEPAPredictor
+from keras_ecg.layers.multi_head_self_attention import MultiHeadSelfAttention
+from keras_ecg.layers.patch_embedding import PatchEmbedding
+from keras_ecg.layers.position_embedding import sincos_position_embedding
 from keras_ecg.layers.projection_head import ProjectionHead
 from keras_ecg.layers.s4 import S4
 from keras_ecg.layers.s4 import s4d_initialization
 from keras_ecg.layers.swav_prototypes import SwAVPrototypes
+from keras_ecg.layers.transformer_block import TransformerBlock

@@ -5,6 +5,7 @@ from keras_ecg.models.byol import BYOL
 from keras_ecg.models.cpc import CPC
 from keras_ecg.models.ecg_classifier import ECGClassifier
 from keras_ecg.models.ecg_preprocessor import ECGPreprocessor
+from keras_ecg.models.jepa import JEPA
 from keras_ecg.models.method_factory import CROP_SECONDS
 from keras_ecg.models.method_factory import DEFAULT_ENCODER
 from keras_ecg.models.method_factory import ENCODERS

@@ -4,17 +4,19 @@
 benchmarks on one definition of "the paper's SimCLR", "a small CPC", etc.
 """
 
-METHODS = ("simclr", "byol", "swav", "cpc")
+METHODS = ("simclr", "byol", "swav", "cpc", "jepa")
 ENCODER_SIZES = ("paper", "small", "tiny")
 # Encoder architectures: "xresnet1d" and "s4" map (batch, T, leads) to a
 # pooled vector (SimCLR/BYOL/SwAV); for CPC the name is its context network
-# ("lstm", or a causal "s4" stack), behind CPC's per-timestep encoder.
-ENCODERS = ("xresnet1d", "lstm", "s4")
+# ("lstm", or a causal "s4" stack), behind CPC's per-timestep encoder;
+# "transformer" is JEPA's patch transformer.
+ENCODERS = ("xresnet1d", "lstm", "transformer", "s4")
 DEFAULT_ENCODER = {
     "simclr": "xresnet1d",
     "byol": "xresnet1d",
     "swav": "xresnet1d",
     "cpc": "lstm",
+    "jepa": "transformer",
 }
 # Which encoders each method can use (the first is its default).
 METHOD_ENCODERS = {
@@ -22,7 +24,10 @@ METHOD_ENCODERS = {
     "byol": ("xresnet1d", "s4"),
     "swav": ("xresnet1d", "s4"),
     "cpc": ("lstm", "s4"),
+    "jepa": ("transformer",),
 }
+# Methods pretrained on plain crops (one view, no augmentation).
+SINGLE_CROP_METHODS = ("cpc", "jepa")
 
 # Paper: xresnet1d50, kernel 5, all stage widths 64 (SimCLR/BYOL/SwAV); CPC with
 # the 4-layer per-timestep MLP encoder and a 2-layer LSTM with 512 units.
@@ -135,8 +140,187 @@ def projection_heads(method, size="small"):
     return dict(hidden_dims=(2048,), output_dim=128)
 
 
-# Paper pretraining inputs: 2.5 s crops (250 samples at 100 Hz); CPC 10 s.
-CROP_SECONDS = {"simclr": 2.5, "byol": 2.5, "swav": 2.5, "cpc": 10.0}
+# Paper pretraining inputs: 2.5 s crops (250 samples at 100 Hz); CPC 10 s;
+# JEPA 10 s (kweimann/ECG-JEPA: `channel_size: 5000` at 500 Hz).
+CROP_SECONDS = {"simclr": 2.5, "byol": 2.5, "swav": 2.5, "cpc": 10.0, "jepa": 10.0}
+
+# ---------------------------------------------------------------------------
+# JEPA (kweimann/ECG-JEPA) and its transformer encoder.
+# "paper": ViT-XS of configs/pretrain/ViTXS_ptbxl.yaml, the reference README's
+# best encoder pretrained on PTB-XL alone (finetune / linear macro AUC 0.940 /
+# 0.931 on "all" vs ViT-S's 0.930 / 0.926); its 50 ms patches (25 samples at
+# 500 Hz) are 5 samples at 100 Hz, so a 10 s crop is the same 200 tokens.
+# The CPU-sized configs keep the 50 ms patches and masking, narrower and
+# shallower ("tiny": 100 ms patches, one block).
+_TRANSFORMER_CONFIGS = {
+    "paper": dict(patch_size=5, hidden_dim=192, num_layers=8, num_heads=4),
+    "small": dict(patch_size=5, hidden_dim=64, num_layers=4, num_heads=4),
+    "tiny": dict(patch_size=10, hidden_dim=16, num_layers=1, num_heads=2),
+}
+# ViT-XS's: no biases (qkv_bias, bias: False), 1 register, LayerNorm eps 1e-6.
+_TRANSFORMER_COMMON = dict(
+    mlp_ratio=4.0,
+    use_qkv_bias=False,
+    use_bias=False,
+    num_registers=1,
+    layer_norm_epsilon=1e-6,
+)
+# The predictor: half the encoder's width, as many heads (pred_dim 96,
+# pred_depth 8, pred_num_heads 4 for ViT-XS).
+_JEPA_PREDICTORS = {
+    "paper": dict(hidden_dim=96, num_layers=8, num_heads=4),
+    "small": dict(hidden_dim=32, num_layers=2, num_heads=4),
+    "tiny": dict(hidden_dim=8, num_layers=1, num_heads=2),
+}
+# Masking (every reference config): 15-25% of the tokens kept as context,
+# masked blocks of at least 10 tokens (500 ms).
+_JEPA_SETTINGS = dict(min_keep_ratio=0.15, max_keep_ratio=0.25, min_block_size=10)
+# Target momentum, linear from the first to the second value over the run.
+# "paper": the reference's 0.998 -> 0.9995, an average over the last ~500 to
+# ~2000 steps of its 100k. A CPU-sized run of ~200 steps (20 epochs of the
+# PTB-XL subset) would keep ~78% of the random initialisation in the target,
+# i.e. in the backbone (prod of m_k = exp(-200 x 0.00125)); 0.98 -> 0.998
+# keeps ~11%.
+_JEPA_MOMENTUM = {
+    "paper": (0.998, 0.9995),
+    "small": (0.98, 0.998),
+    "tiny": (0.98, 0.998),
+}
+# The reference's AdamW (betas 0.9 / 0.99, eps 1e-6), its learning-rate warm-up
+# share (10k of 100k steps) and floor, and the mean of its cosine weight-decay
+# schedule 0.01 -> 0.1 (Keras' decay is a constant).
+JEPA_OPTIMIZER = dict(
+    beta_1=0.9,
+    beta_2=0.99,
+    epsilon=1e-6,
+    weight_decay=0.055,
+    warmup_fraction=0.1,
+    final_learning_rate=1e-6,
+)
+# Its decay applies to dense / convolution kernels only.
+_NO_WEIGHT_DECAY = ["bias", "gamma", "beta", "registers", "mask_token"]
+
+
+def build_transformer_encoder(size="small", input_leads=12, pooling="avg"):
+    """An `ECGTransformer` (JEPA's encoder) of a size.
+
+    Args:
+        size: `"paper"` (ViT-XS at 100 Hz), `"small"` or `"tiny"`.
+        input_leads: number of leads.
+        pooling: the downstream pooling, `"avg"` (default), `"register"` or
+            None (see `ECGTransformer`).
+    """
+    from keras_ecg.models.encoders.ecg_transformer import ECGTransformer
+
+    _check(size, ENCODER_SIZES, "encoder size")
+    return ECGTransformer(
+        input_leads=input_leads,
+        pooling=pooling,
+        name="encoder",
+        **_TRANSFORMER_CONFIGS[size],
+        **_TRANSFORMER_COMMON,
+    )
+
+
+def build_jepa(size="small", input_leads=12, encoder="transformer", **kwargs):
+    """`JEPA` with the transformer encoder and predictor of a size.
+
+    Args:
+        size: `"paper"`, `"small"` or `"tiny"`.
+        input_leads: number of leads.
+        encoder: the encoder architecture, `"transformer"`.
+        **kwargs: forwarded to `JEPA` (masking, momentum, `seed`, ...).
+    """
+    from keras_ecg.layers.jepa_predictor import JEPAPredictor
+    from keras_ecg.models.jepa import JEPA
+
+    _check(size, ENCODER_SIZES, "size")
+    _check(encoder, METHOD_ENCODERS["jepa"], "JEPA encoder")
+    momentum, final_momentum = _JEPA_MOMENTUM[size]
+    settings = dict(_JEPA_SETTINGS, momentum=momentum, final_momentum=final_momentum)
+    settings.update(kwargs)
+    predictor = JEPAPredictor(
+        name="predictor",
+        mlp_ratio=_TRANSFORMER_COMMON["mlp_ratio"],
+        use_qkv_bias=_TRANSFORMER_COMMON["use_qkv_bias"],
+        use_bias=_TRANSFORMER_COMMON["use_bias"],
+        layer_norm_epsilon=_TRANSFORMER_COMMON["layer_norm_epsilon"],
+        **_JEPA_PREDICTORS[size],
+    )
+    return JEPA(
+        encoder=build_transformer_encoder(size, input_leads),
+        predictor=predictor,
+        **settings,
+    )
+
+
+def jepa_learning_rate(learning_rate=1e-3, total_steps=None):
+    """kweimann/ECG-JEPA's learning rate over `total_steps` (`cosine_schedule`).
+
+    A linear warm-up from `1e-6 * learning_rate / 1e-3` over the first 10% of
+    the steps to `learning_rate`, then a cosine decay back to that floor
+    (the reference: 1e-6 -> 1e-3 over 10k steps, -> 1e-6 at 100k).
+
+    Args:
+        learning_rate: the peak.
+        total_steps: steps of the run; None (or 0): the constant peak.
+
+    Returns:
+        A `keras.optimizers.schedules.CosineDecay`, or the float peak.
+    """
+    import keras
+
+    rate = float(learning_rate)
+    if not total_steps:
+        return rate
+    total = max(int(total_steps), 2)
+    warmup = min(int(round(JEPA_OPTIMIZER["warmup_fraction"] * total)), total - 1)
+    floor = JEPA_OPTIMIZER["final_learning_rate"] * rate / 1e-3
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=floor if warmup else rate,
+        decay_steps=total - warmup,
+        alpha=floor / rate,
+        warmup_target=rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def pretraining_optimizer(method, learning_rate=1e-3, total_steps=None):
+    """The optimizer `keras-ecg pretrain` trains `method` with.
+
+    SimCLR, BYOL, SwAV and CPC: `AdamW(learning_rate)` (Keras' defaults
+    otherwise). JEPA: the reference's AdamW (`JEPA_OPTIMIZER`): betas 0.9 /
+    0.99, epsilon 1e-6, weight decay 0.055 on dense and convolution kernels
+    only and, when `total_steps` is known, `jepa_learning_rate`'s warm-up and
+    cosine decay.
+
+    Args:
+        method: one of `METHODS`.
+        learning_rate: the peak learning rate.
+        total_steps: optimizer steps of the run (JEPA's schedule); None:
+            constant.
+
+    Returns:
+        An unbuilt `keras.optimizers.AdamW`.
+    """
+    import keras
+
+    _check(method, METHODS, "method")
+    if method != "jepa":
+        return keras.optimizers.AdamW(learning_rate=learning_rate)
+    settings = JEPA_OPTIMIZER
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=jepa_learning_rate(learning_rate, total_steps),
+        beta_1=settings["beta_1"],
+        beta_2=settings["beta_2"],
+        epsilon=settings["epsilon"],
+        weight_decay=settings["weight_decay"],
+    )
+    optimizer.exclude_from_weight_decay(var_names=_NO_WEIGHT_DECAY)
+    return optimizer
+
+
+# ---------------------------------------------------------------------------
 
 
 def resolve_encoder(method, encoder=None):
@@ -179,10 +363,16 @@ def encoder_of(model):
     'lstm'
     """
     from keras_ecg.models.encoders.cpc_encoder import CPCContext
+    from keras_ecg.models.encoders.ecg_transformer import ECGTransformer
     from keras_ecg.models.encoders.s4_encoder import S4Encoder
     from keras_ecg.models.encoders.xresnet1d import XResNet1D
 
-    kinds = ((S4Encoder, "s4"), (CPCContext, "lstm"), (XResNet1D, "xresnet1d"))
+    kinds = (
+        (S4Encoder, "s4"),
+        (CPCContext, "lstm"),
+        (XResNet1D, "xresnet1d"),
+        (ECGTransformer, "transformer"),
+    )
     part = getattr(model, "context", None)
     if part is None:
         part = getattr(model, "encoder", None)
@@ -262,9 +452,10 @@ def build_method(
     """Returns an uncompiled self-supervised model.
 
     Args:
-        method: one of `"simclr"`, `"byol"`, `"swav"`, `"cpc"`.
+        method: one of `"simclr"`, `"byol"`, `"swav"`, `"cpc"`, `"jepa"`.
         size: `"paper"` (the paper's reference code's configuration: see
-            `projection_heads`, `_CPC_CONFIGS` and `_S4_CONFIGS`), `"small"`
+            `projection_heads`, `_CPC_CONFIGS` and `_S4_CONFIGS`; JEPA:
+            kweimann/ECG-JEPA's ViT-XS, see `build_jepa`), `"small"`
             (CPU-sized) or `"tiny"` (tests).
         input_leads: number of leads.
         synchronized_batch_norm: TensorFlow: every BatchNorm (encoder and
@@ -284,6 +475,10 @@ def build_method(
     """
     from keras_ecg.layers.projection_head import ProjectionHead
 
+    if method == "jepa":
+        # A transformer has no BatchNorm: nothing to synchronise.
+        encoder = resolve_encoder(method, encoder)
+        return build_jepa(size, input_leads, encoder=encoder, **kwargs)
     if synchronized_batch_norm:
         from keras_ecg.distribute import synchronize_batch_norm
 
@@ -359,18 +554,20 @@ def make_method_dataset(
 ):
     """The tf.data pretraining input each method expects.
 
-    SimCLR/BYOL/SwAV get two augmented views of a random crop; CPC gets plain
-    crops (the paper pretrains CPC without augmentation). Records shorter than
+    SimCLR/BYOL/SwAV get two augmented views of a random crop; CPC and JEPA
+    get plain crops (the paper pretrains CPC, kweimann/ECG-JEPA pretrains
+    JEPA, without augmentation). Records shorter than
     the crop are left out with one warning (`drop_short_records`); the crop is
     never shrunk to fit them.
 
     Args:
-        method: `"simclr"`, `"byol"`, `"swav"` or `"cpc"`.
+        method: `"simclr"`, `"byol"`, `"swav"`, `"cpc"` or `"jepa"`.
         data: an `ECGDataset`.
         batch_size: records per batch (full batches only).
-        augmentation: augmentation layer for the views (not CPC).
+        augmentation: augmentation layer for the views (not CPC / JEPA).
         crop_seconds: crop duration; defaults to `CROP_SECONDS[method]` (the
-            paper's 2.5 s, CPC 10 s), converted with `data.sampling_rate`.
+            paper's 2.5 s, CPC and JEPA 10 s), converted with
+            `data.sampling_rate`.
         seed: seeds the order, the crops and the augmentation draws.
         standardizer: optional fitted `LeadStandardizer` applied to every
             crop in the pipeline (no standardised copy of `data`).
@@ -386,8 +583,8 @@ def make_method_dataset(
     return make_pretraining_dataset(
         data,
         crop_length=crop_length,
-        num_views=1 if method == "cpc" else 2,
-        augmentation=None if method == "cpc" else augmentation,
+        num_views=1 if method in SINGLE_CROP_METHODS else 2,
+        augmentation=None if method in SINGLE_CROP_METHODS else augmentation,
         batch_size=batch_size,
         shuffle=True,
         seed=seed,

@@ -4,7 +4,8 @@ Run as `python -m keras_ecg.testing.multiprocess_worker MODE OUT_DIR` with the
 job described by `KERAS_ECG_JOB_ADDRESSES`, `KERAS_ECG_NUM_PROCESSES` and
 `KERAS_ECG_PROCESS_ID`. Modes:
 
-- `equality`: for SimCLR, BYOL, SwAV and CPC (batch negatives), trains 2 SGD
+- `equality`: for SimCLR, BYOL, SwAV, CPC (batch negatives) and (TensorFlow)
+  JEPA (`equality_methods`), trains 2 SGD
   steps on this process's rows of a global batch of 8 under
   `keras_ecg.distribute.data_parallel()`, and writes the logged loss and
   every weight to `OUT_DIR/<method>-<process>.npz`; process 0 also trains the
@@ -28,7 +29,23 @@ import numpy as np
 
 GLOBAL_BATCH = 8
 STEPS = 2
-METHODS = ("simclr", "byol", "swav", "cpc")
+METHODS = ("simclr", "byol", "swav", "cpc", "jepa")
+
+
+def equality_methods(backend):
+    """The methods of the `equality` mode under `backend`.
+
+    JEPA runs under TensorFlow only: there each worker draws the masks for
+    the global batch and keeps its rows (the part a multi-worker job can get
+    wrong), while under JAX the step is traced on global arrays exactly as
+    on several devices of one process, which tests/distribute_test.py checks
+    for JEPA; its compilation would add ~35 s per process here.
+    """
+    return tuple(m for m in METHODS if backend == "tensorflow" or m != "jepa")
+
+
+# Methods trained on plain crops (no views).
+SINGLE_CROP = ("cpc", "jepa")
 
 
 def _data(steps=STEPS):
@@ -41,12 +58,15 @@ def _data(steps=STEPS):
 def _make(name):
     import keras
 
+    from keras_ecg.layers import JEPAPredictor
     from keras_ecg.layers.projection_head import ProjectionHead
     from keras_ecg.models import BYOL
     from keras_ecg.models import CPC
+    from keras_ecg.models import JEPA
     from keras_ecg.models import SimCLR
     from keras_ecg.models import SwAV
     from keras_ecg.models.encoders import CPCContext
+    from keras_ecg.models.encoders import ECGTransformer
     from keras_ecg.models.encoders import cpc_fc_encoder
 
     keras.utils.set_random_seed(1)
@@ -69,6 +89,19 @@ def _make(name):
     if name == "byol":
         # total_steps 4 > 2 steps: tau < 1 at step 2, so the target moves.
         return BYOL(encoder(), head(), head(), tau=0.5, total_steps=4)
+    if name == "jepa":
+        # 12 tokens of 2 samples; total_steps 4 > 2 steps: the target moves.
+        return JEPA(
+            ECGTransformer(
+                patch_size=2, hidden_dim=8, num_layers=1, num_heads=2, input_leads=3
+            ),
+            JEPAPredictor(hidden_dim=4, num_layers=1, num_heads=2),
+            min_block_size=2,
+            momentum=0.5,
+            final_momentum=0.9,
+            total_steps=4,
+            seed=3,
+        )
     if name == "swav":
         return SwAV(
             encoder(),
@@ -89,7 +122,7 @@ def _make(name):
 
 
 def _inputs(name, x, views):
-    return x if name == "cpc" else views
+    return x if name in SINGLE_CROP else views
 
 
 def _local_dataset(name, x, views, global_batch=GLOBAL_BATCH):
@@ -99,9 +132,9 @@ def _local_dataset(name, x, views, global_batch=GLOBAL_BATCH):
 
     rows = distribute.shard_indices(len(x), global_batch)
     data = _inputs(name, x, views)
-    local = data[rows] if name == "cpc" else tuple(v[rows] for v in data)
+    local = data[rows] if name in SINGLE_CROP else tuple(v[rows] for v in data)
     dataset = tf.data.Dataset.from_tensor_slices(local)
-    if name != "cpc":
+    if name not in SINGLE_CROP:
         # A tuple of views is `x` (a one-element tuple of views per batch).
         dataset = dataset.map(lambda *v: (tuple(v),))
     return dataset.batch(distribute.local_batch_size(global_batch))
@@ -122,14 +155,24 @@ def run_equality(out_dir):
 
     x, views = _data()
     rank = distribute.process_index()
-    for name in METHODS:
+    for name in equality_methods(keras.backend.backend()):
         began = time.time()
         inputs = _inputs(name, x, views)
-        small = inputs[:2] if name == "cpc" else tuple(v[:2] for v in inputs)
+        small = inputs[:2] if name in SINGLE_CROP else tuple(v[:2] for v in inputs)
         # The starting weights, built outside the job (identical everywhere:
         # seeded), copied into both runs.
         model = _make(name)
         model(small)
+        if name == "jepa":
+            # From a ViT initialisation (std 0.02) two SGD steps barely move
+            # the weights: start from larger ones (the target differs too).
+            rng = np.random.default_rng(5)
+            model.set_weights(
+                [
+                    rng.normal(0.0, 0.5, w.shape).astype(w.dtype) if w.ndim else w
+                    for w in model.get_weights()
+                ]
+            )
         start = _weights(model)
         if distribute.is_chief():
             _save(os.path.join(out_dir, f"{name}-start.npz"), 0.0, start)

@@ -36,7 +36,12 @@ from keras_ecg.evaluation.linear_probe import knn_probe
 from keras_ecg.evaluation.linear_probe import logistic_probe
 from keras_ecg.models.method_factory import _CPC_CONFIGS
 from keras_ecg.models.method_factory import _HEAD_DIMS
+from keras_ecg.models.method_factory import _JEPA_MOMENTUM
+from keras_ecg.models.method_factory import _JEPA_PREDICTORS
+from keras_ecg.models.method_factory import _JEPA_SETTINGS
 from keras_ecg.models.method_factory import _S4_CONFIGS
+from keras_ecg.models.method_factory import _TRANSFORMER_COMMON
+from keras_ecg.models.method_factory import _TRANSFORMER_CONFIGS
 from keras_ecg.models.method_factory import _XRESNET_CONFIGS
 from keras_ecg.models.method_factory import make_method_dataset
 from keras_ecg.models.method_factory import resolve_encoder
@@ -132,6 +137,9 @@ def build_method_from_space(method, space, size="small", input_leads=12, encoder
             **kwargs,
         )
 
+    if method == "jepa":
+        return _jepa_from_space(space, size, input_leads)
+
     if encoder_name == "s4":
         encoder = _s4_encoder(encoder_space, size, input_leads, causal=False)
     else:
@@ -170,11 +178,35 @@ def build_method_from_space(method, space, size="small", input_leads=12, encoder
     return SwAV(encoder, projection_head=head(), **space["method_kwargs"])
 
 
+def _jepa_from_space(space, size, input_leads):
+    """JEPA with the searched width / depth (the predictor half as wide)."""
+    from keras_ecg.layers.jepa_predictor import JEPAPredictor
+    from keras_ecg.models.encoders.ecg_transformer import ECGTransformer
+    from keras_ecg.models.jepa import JEPA
+
+    width = int(space["encoder"]["width"])
+    encoder = dict(_TRANSFORMER_CONFIGS[size], **_TRANSFORMER_COMMON)
+    encoder.update(hidden_dim=width, num_layers=int(space["encoder"]["num_layers"]))
+    predictor = dict(_JEPA_PREDICTORS[size], hidden_dim=width // 2)
+    for key in ("mlp_ratio", "use_qkv_bias", "use_bias", "layer_norm_epsilon"):
+        predictor[key] = _TRANSFORMER_COMMON[key]
+    settings = dict(_JEPA_SETTINGS, final_momentum=_JEPA_MOMENTUM[size][1])
+    settings.update(space["method_kwargs"])
+    # The searched context share r: between r and r + 0.1 kept, as the
+    # reference's 0.15-0.25.
+    settings["max_keep_ratio"] = settings["min_keep_ratio"] + 0.1
+    return JEPA(
+        ECGTransformer(input_leads=input_leads, name="encoder", **encoder),
+        JEPAPredictor(name="predictor", **predictor),
+        **settings,
+    )
+
+
 class SSLHyperModel(kt.HyperModel):
     """A self-supervised method as a KerasTuner hypermodel scored by a probe.
 
     Args:
-        method: `"simclr"`, `"byol"`, `"swav"` or `"cpc"`.
+        method: `"simclr"`, `"byol"`, `"swav"`, `"cpc"` or `"jepa"`.
         train_data: labelled `ECGDataset` to pretrain on and fit the probe on.
         val_data: labelled `ECGDataset` the probe is scored on.
         size: `"tiny"`, `"small"` or `"paper"` (architecture ranges).

@@ -102,7 +102,7 @@ def run_search(
     `<directory>/<project_name>/best_model.keras`.
 
     Args:
-        method: `"simclr"`, `"byol"`, `"swav"` or `"cpc"`.
+        method: `"simclr"`, `"byol"`, `"swav"`, `"cpc"` or `"jepa"`.
         train: labelled `ECGDataset` for pretraining and the probe's fit.
         val: labelled `ECGDataset` for the probe's score.
         tuner: `"random"`, `"bayesian"` or `"hyperband"`.

@@ -9,14 +9,18 @@ matter for each method on `hp` and returns the chosen values:
   RandomResizedCrop + TimeOut (`rrc_min_ratio`, the lower bound of the crop
   ratio, and `timeout_max_ratio`, the upper bound of the masked fraction);
 - SimCLR: `temperature`; SwAV: `temperature`, `num_prototypes`; BYOL: the EMA
-  `tau`; CPC: `prediction_steps`, `num_negatives`;
+  `tau`; CPC: `prediction_steps`, `num_negatives`; JEPA: the transformer's
+  width and depth (the predictor half as wide), the context share
+  `min_keep_ratio` (kept tokens drawn from `[r, r + 0.1]`), the masked
+  blocks' `min_block_size` and the EMA `momentum`;
 - with `encoder="s4"` the encoder (SimCLR/BYOL/SwAV) or CPC's context network
   is an `S4Encoder` searched over `s4_d_model`, `s4_num_layers`, `s4_d_state`
   and `s4_dropout` (instead of the xresnet width/depth or the LSTM units).
 
 Ranges are sized per encoder `size` (`"tiny"` for tests, `"small"` for CPU,
 `"paper"`); they bracket the paper's values (lr 1e-3, temperature 0.5/0.1,
-tau 0.996/0.99, crop 2.5 s / 10 s at 100 Hz).
+tau 0.996/0.99, crop 2.5 s / 10 s at 100 Hz; JEPA: keep 0.15-0.25, blocks of
+10 tokens, momentum 0.998).
 """
 
 from keras_ecg.models.method_factory import _S4_CONFIGS
@@ -26,7 +30,7 @@ from keras_ecg.models.method_factory import METHODS
 from keras_ecg.models.method_factory import resolve_encoder
 
 # Per-size choices: (stage widths, blocks per stage, projection dims,
-# prototypes, CPC widths, CPC negatives).
+# prototypes, CPC widths, CPC negatives, transformer widths and depths).
 _SIZE_CHOICES = {
     "tiny": dict(
         widths=[8, 16],
@@ -35,6 +39,8 @@ _SIZE_CHOICES = {
         prototypes=[8, 16],
         cpc_widths=[8, 16],
         negatives=[4, 8],
+        transformer_widths=[8, 16],
+        transformer_depths=(1, 1),
     ),
     "small": dict(
         widths=[32, 64],
@@ -43,6 +49,8 @@ _SIZE_CHOICES = {
         prototypes=[16, 32, 64],
         cpc_widths=[64, 128],
         negatives=[16, 32, 64],
+        transformer_widths=[32, 64],
+        transformer_depths=(2, 4),
     ),
     "paper": dict(
         widths=[64, 128],
@@ -51,6 +59,8 @@ _SIZE_CHOICES = {
         prototypes=[100, 300, 1000],
         cpc_widths=[256, 512],
         negatives=[64, 128],
+        transformer_widths=[192, 384],
+        transformer_depths=(4, 8),
     ),
 }
 
@@ -96,7 +106,7 @@ def define_search_space(hp, method, size="small", encoder=None):
 
     Args:
         hp: a `keras_tuner.HyperParameters`.
-        method: `"simclr"`, `"byol"`, `"swav"` or `"cpc"`.
+        method: `"simclr"`, `"byol"`, `"swav"`, `"cpc"` or `"jepa"`.
         size: `"tiny"`, `"small"` or `"paper"`; scales the architecture ranges.
         encoder: `None` (the method's default) or a name of
             `keras_ecg.models.method_factory.ENCODERS` the method can use.
@@ -106,7 +116,7 @@ def define_search_space(hp, method, size="small", encoder=None):
         `encoder` (width/depth settings: xresnet `width` /
         `blocks_per_stage`, CPC `width` / `context_units`, S4 `d_model`,
         `num_layers`, `d_state`, `dropout`, with CPC's `width` too),
-        `projection_dim`, `augmentation` (`None` for CPC, else
+        `projection_dim`, `augmentation` (`None` for CPC and JEPA, else
         `rrc_min_ratio` / `timeout_max_ratio`) and `method_kwargs` (forwarded
         to the method's constructor).
 
@@ -146,6 +156,24 @@ def define_search_space(hp, method, size="small", encoder=None):
         space["method_kwargs"] = {
             "prediction_steps": hp.Int("prediction_steps", 2, 12, default=4),
             "num_negatives": hp.Choice("num_negatives", choices["negatives"]),
+        }
+        return space
+
+    if method == "jepa":
+        low, high = choices["transformer_depths"]
+        space["encoder"] = {
+            "width": hp.Choice("encoder_width", choices["transformer_widths"]),
+            "num_layers": hp.Int("num_layers", low, high) if high > low else low,
+        }
+        space["projection_dim"] = None
+        space["augmentation"] = None
+        space["method_kwargs"] = {
+            # Up to 40% kept and blocks of 10 leave room for a block even in
+            # the tiny space's 25-token crops.
+            "min_keep_ratio": hp.Float("min_keep_ratio", 0.1, 0.3, default=0.15),
+            "min_block_size": hp.Int("min_block_size", 5, 10, default=10),
+            # The first target momentum (the size's final one follows).
+            "momentum": hp.Float("momentum", 0.95, 0.999, default=0.998),
         }
         return space
 

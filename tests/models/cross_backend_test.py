@@ -1,7 +1,7 @@
 """A `.keras` file saved under one backend loads under the two others.
 
-Each pretraining method is trained for two steps (so the weights, BYOL's
-target, SwAV's queue and the step counters are not at their initial values),
+Each pretraining method is trained for two steps (so the weights, BYOL's and
+JEPA's targets, SwAV's queue and the step counters are not at their initial values),
 saved, then reloaded in a subprocess per other backend, which reports every
 weight and the backbone's output on a fixed batch. Runs in the TensorFlow pass
 only (it starts the other backends itself).
@@ -28,6 +28,7 @@ CASES = (
     ("byol", "byol", None),
     ("swav", "swav", None),
     ("cpc", "cpc", None),
+    ("jepa", "jepa", None),
     ("simclr_s4", "simclr", "s4"),
     ("cpc_s4", "cpc", "s4"),
 )
@@ -56,7 +57,7 @@ def _train_briefly(method, rng, encoder=None):
     length = int(CROP_SECONDS[method] * 100)
     model = build_method(method, size="tiny", input_leads=12, encoder=encoder)
     x = rng.normal(size=(8, length, 12)).astype("float32")
-    data = x if method == "cpc" else (x, x[:, ::-1] + 0.01)
+    data = x if method in ("cpc", "jepa") else (x, x[:, ::-1] + 0.01)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     model.fit(data, batch_size=4, epochs=1, shuffle=False, verbose=0)
     return model, x[:2]

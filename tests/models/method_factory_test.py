@@ -7,6 +7,8 @@ from keras_ecg.models.method_factory import build_method
 from keras_ecg.models.method_factory import make_method_dataset
 
 
+# JEPA's input is checked below and its loss in tests/models/jepa_test.py
+# (an eager JEPA step costs seconds of op compilation under JAX).
 @pytest.mark.parametrize("method", ["simclr", "byol", "swav", "cpc"])
 def test_tiny_methods_take_their_pretraining_input(method):
     data = make_synthetic_ecg(num_records=8, seed=0)
@@ -123,14 +125,19 @@ def test_encoders_default_per_method_and_wrong_combinations_are_refused():
     from keras_ecg.models.method_factory import ENCODERS
     from keras_ecg.models.method_factory import resolve_encoder
 
-    assert ENCODERS == ("xresnet1d", "lstm", "s4")
+    assert ENCODERS == ("xresnet1d", "lstm", "transformer", "s4")
     assert DEFAULT_ENCODER == {
         "simclr": "xresnet1d",
         "byol": "xresnet1d",
         "swav": "xresnet1d",
         "cpc": "lstm",
+        "jepa": "transformer",
     }
-    assert [resolve_encoder(m) for m in ("simclr", "cpc")] == ["xresnet1d", "lstm"]
+    assert [resolve_encoder(m) for m in ("simclr", "cpc", "jepa")] == [
+        "xresnet1d",
+        "lstm",
+        "transformer",
+    ]
     # encoder=None builds what every existing call builds.
     assert isinstance(build_method("simclr", size="tiny").encoder, XResNet1D)
     assert isinstance(build_method("cpc", size="tiny").context, CPCContext)
@@ -138,6 +145,8 @@ def test_encoders_default_per_method_and_wrong_combinations_are_refused():
         build_method("cpc", encoder="xresnet1d")
     with pytest.raises(ValueError, match="'lstm' does not fit method 'swav'"):
         build_method("swav", encoder="lstm")
+    with pytest.raises(ValueError, match="'xresnet1d' does not fit method 'jepa'"):
+        build_method("jepa", encoder="xresnet1d")
     with pytest.raises(ValueError, match="Unknown encoder 'resnet'"):
         build_method("simclr", encoder="resnet")
 
@@ -214,3 +223,93 @@ def test_paper_s4_configurations_are_the_reference():
     assert cpc.predictor.bias is None
     assert cpc.steps == (12,) and cpc.num_negatives == 128
     assert cpc.negatives_from == "sequence"
+
+
+def test_jepa_crops_are_plain_even_with_an_augmentation():
+    from keras_ecg.layers.augmentation import GaussianNoise
+
+    data = make_synthetic_ecg(num_records=4, seed=1)
+    loud = GaussianNoise(100.0, seed=0)
+    dataset = make_method_dataset("jepa", data, batch_size=4, augmentation=loud)
+    batch = keras.ops.convert_to_numpy(next(iter(dataset)))
+    # One plain 10 s crop per record, as the reference's 5000 samples at 500 Hz.
+    assert batch.shape == (4, 1000, 12)
+    # The synthetic records are in mV: no crop carries 100-sigma noise.
+    assert np.abs(batch).max() < 20
+
+
+def test_paper_jepa_is_the_reference_vit_xs():
+    from keras_ecg.models import JEPA
+    from keras_ecg.models.encoders import ECGTransformer
+
+    model = build_method("jepa", size="paper")
+    assert isinstance(model, JEPA) and isinstance(model.encoder, ECGTransformer)
+    model.build((None, 1000, 12))
+    encoder, predictor = model.encoder, model.predictor
+    # configs/pretrain/ViTXS_ptbxl.yaml: dim 192, depth 8, 4 heads, no biases,
+    # 1 register; pred_dim 96, pred_depth 8, 4 heads; patches of 50 ms.
+    assert (encoder.hidden_dim, encoder.num_layers, encoder.num_heads) == (192, 8, 4)
+    assert (encoder.use_bias, encoder.use_qkv_bias) == (False, False)
+    assert (encoder.num_registers, encoder.layer_norm_epsilon) == (1, 1e-6)
+    assert encoder.patch_size == 5 and encoder.num_tokens(1000) == 200
+    assert (predictor.hidden_dim, predictor.num_layers, predictor.num_heads) == (
+        96,
+        8,
+        4,
+    )
+    assert (model.min_keep_ratio, model.max_keep_ratio, model.min_block_size) == (
+        0.15,
+        0.25,
+        10,
+    )
+    assert (model.momentum, model.final_momentum) == (0.998, 0.9995)
+    # The reference counts 3,600,000 learnable encoder parameters at 500 Hz
+    # (patches of 25 x 12 samples); ours differ by the patch embedding only.
+    params = sum(int(np.prod(w.shape)) for w in encoder.trainable_weights)
+    assert params + (25 - 5) * 12 * 192 == 3_600_000
+    # 200 tokens: 50 context slots (25%), 170 target slots (85%).
+    assert model.slot_counts(200) == (50, 170)
+    # CPU-sized runs are short: a faster-moving target.
+    small = build_method("jepa", size="small")
+    assert (small.momentum, small.final_momentum) == (0.98, 0.998)
+    assert small.min_block_size == 10 and small.encoder.patch_size == 5
+
+
+def test_jepa_pretraining_optimizer_is_the_reference_adamw():
+    from keras_ecg.models.method_factory import jepa_learning_rate
+    from keras_ecg.models.method_factory import pretraining_optimizer
+
+    optimizer = pretraining_optimizer("jepa", learning_rate=1e-3, total_steps=1000)
+    assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.9, 0.99, 1e-6)
+    assert optimizer.weight_decay == 0.055
+    schedule = jepa_learning_rate(1e-3, 1000)
+
+    def rate(step):
+        return float(keras.ops.convert_to_numpy(schedule(step)))
+
+    # utils/schedules.py cosine_schedule: a linear warm-up from 1e-6 over the
+    # first 100 steps, then a cosine to 1e-6.
+    np.testing.assert_allclose(rate(0), 1e-6, rtol=1e-4)
+    np.testing.assert_allclose(rate(50), 1e-6 + (1e-3 - 1e-6) * 0.5, rtol=1e-4)
+    np.testing.assert_allclose(rate(100), 1e-3, rtol=1e-4)
+    halfway = 1e-6 + 0.5 * (1e-3 - 1e-6) * (1 + np.cos(np.pi * 450 / 900))
+    np.testing.assert_allclose(rate(550), halfway, rtol=1e-4)
+    np.testing.assert_allclose(rate(1000), 1e-6, rtol=1e-3)
+    assert jepa_learning_rate(2e-3) == 2e-3  # no known length: constant
+    # Weight decay on dense / convolution kernels only: with zero gradients
+    # Adam moves nothing and the decay scales by 1 - lr * 0.055.
+    model = build_method("jepa", size="tiny")
+    model.build((None, 1000, 12))
+    variables = model.trainable_variables
+    assert {v.name for v in variables} == {"kernel", "gamma", "registers", "mask_token"}
+    before = [keras.ops.convert_to_numpy(v).copy() for v in variables]
+    constant = pretraining_optimizer("jepa", learning_rate=0.5)
+    constant.apply_gradients([(keras.ops.zeros(v.shape), v) for v in variables])
+    for variable, old in zip(variables, before):
+        factor = 1 - 0.5 * 0.055 if variable.name == "kernel" else 1.0
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(variable), old * factor, rtol=1e-6, atol=1e-9
+        )
+    # The other methods keep Keras' AdamW defaults.
+    simclr = pretraining_optimizer("simclr", 2e-3)
+    assert (simclr.beta_2, simclr.weight_decay) == (0.999, 0.004)

@@ -35,6 +35,21 @@ def test_build_uses_hp_architecture(splits):
     assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
 
 
+def test_jepa_build_uses_hp_architecture(splits):
+    train, val = splits
+    hp = kt.HyperParameters()
+    hp.Fixed("encoder_width", 8)
+    hp.Fixed("num_layers", 1)
+    hp.Fixed("crop_seconds", 2.5)
+    hp.Fixed("min_keep_ratio", 0.2)
+    model = SSLHyperModel("jepa", train, val, size="tiny").build(hp)
+    assert model.built
+    assert (model.encoder.hidden_dim, model.encoder.num_layers) == (8, 1)
+    assert model.predictor.hidden_dim == 4  # half the encoder, as the reference
+    assert (model.min_keep_ratio, model.max_keep_ratio) == pytest.approx((0.2, 0.3))
+    assert model.backbone(np.zeros((2, 250, 12), "float32")).shape == (2, 8)
+
+
 def test_build_augmentation_strengths():
     augment = build_augmentation(0.7, 0.3, seed=1)
     rrc, timeout = augment.layers

@@ -12,6 +12,7 @@ from keras_ecg.tuning.search_spaces import define_search_space
         ("byol", {"tau"}),
         ("swav", {"temperature", "num_prototypes"}),
         ("cpc", {"prediction_steps", "num_negatives"}),
+        ("jepa", {"min_keep_ratio", "min_block_size", "momentum"}),
     ],
 )
 def test_space_declares_the_method_hyperparameters(method, specific):
@@ -27,7 +28,15 @@ def test_space_declares_the_method_hyperparameters(method, specific):
         assert space["method_kwargs"]["temperature"] == 0.5
     if method == "byol":
         assert space["method_kwargs"]["tau"] == 0.996
-    if method == "cpc":
+    if method == "jepa":
+        # kweimann/ECG-JEPA: 15-25% kept, blocks of 10 tokens, momentum 0.998.
+        assert space["method_kwargs"] == {
+            "min_keep_ratio": 0.15,
+            "min_block_size": 10,
+            "momentum": 0.998,
+        }
+        assert {"num_layers"} <= set(hp.values)
+    if method in ("cpc", "jepa"):
         assert space["augmentation"] is None
         assert hp._hps["crop_seconds"][0].values == [5.0, 10.0]
     else:

@@ -4,6 +4,7 @@ from keras_ecg.models.encoders.cpc_encoder import CPCContext
 from keras_ecg.models.encoders.cpc_encoder import CPCEncoder
 from keras_ecg.models.encoders.cpc_encoder import cpc_fc_encoder
 from keras_ecg.models.encoders.cpc_encoder import cpc_strided_encoder
+from keras_ecg.models.encoders.ecg_transformer import ECGTransformer
 from keras_ecg.models.encoders.s4_encoder import S4Encoder
 from keras_ecg.models.encoders.xresnet1d import XResNet1D
 from keras_ecg.models.encoders.xresnet1d import paper_xresnet1d50
