@@ -11,7 +11,7 @@ from keras_ecg.models import ECGClassifier
 from keras_ecg.models import ECGPreprocessor
 from keras_ecg.models import build_method
 
-LENGTHS = {"simclr": 250, "byol": 250, "swav": 250, "cpc": 200}
+LENGTHS = {"simclr": 250, "byol": 250, "swav": 250, "cpc": 200, "jepa": 200}
 
 
 def preprocessor():
@@ -35,13 +35,10 @@ def randomize(model, seed=0):
     return model
 
 
-def method_model(method, seed=0):
+def method_model(method, seed=0, encoder=None):
     """A built tiny `method` model with random weights, its inputs and preprocessor."""
-    model = (
-        build_method(method, size="tiny", num_negatives=4)
-        if method == "cpc"
-        else (build_method(method, size="tiny"))
-    )
+    kwargs = {"num_negatives": 4} if method == "cpc" else {}
+    model = build_method(method, size="tiny", encoder=encoder, **kwargs)
     x = np.random.default_rng(seed).normal(size=(2, LENGTHS[method], 12))
     x = x.astype("float32")
     model(x, training=False)

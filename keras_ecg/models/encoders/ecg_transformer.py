@@ -8,6 +8,7 @@ from keras import ops
 from keras_ecg.layers.patch_embedding import PatchEmbedding
 from keras_ecg.layers.position_embedding import sincos_position_embedding
 from keras_ecg.layers.transformer_block import TransformerBlock
+from keras_ecg.presets.preset_mixin import PresetMixin
 
 TRANSFORMER_POOLING_MODES = ("avg", "register", None)
 
@@ -19,7 +20,7 @@ def gather_tokens(tokens, indices):
 
 
 @keras.saving.register_keras_serializable(package="keras_ecg")
-class ECGTransformer(keras.Model):
+class ECGTransformer(PresetMixin, keras.Model):
     """ViT encoder of kweimann/ECG-JEPA (`models/vision_transformer.py`).
 
     The input `(batch, T, leads)` is cut into `T / patch_size` patches of
@@ -85,6 +86,8 @@ class ECGTransformer(keras.Model):
     >>> tuple(encoder(x, token_indices=idx, return_tokens=True).shape)
     (2, 3, 16)
     """
+
+    preset_component = "backbone"
 
     def __init__(
         self,

@@ -5,13 +5,14 @@ import keras
 from keras_ecg.layers.global_pooling import GlobalPooling1D
 from keras_ecg.layers.s4 import S4
 from keras_ecg.layers.s4 import torch_linear_initializers
+from keras_ecg.presets.preset_mixin import PresetMixin
 
 S4_POOLING_MODES = ("concat", "avg", "max", None)
 NORMS = ("layer", "batch")
 
 
 @keras.saving.register_keras_serializable(package="keras_ecg")
-class S4Encoder(keras.Model):
+class S4Encoder(PresetMixin, keras.Model):
     """S4 encoder: input projection, `num_layers` residual S4 blocks, pooling.
 
     The structure of the reference's `S4Model` (tmehari/ssm_ecg,
@@ -63,6 +64,8 @@ class S4Encoder(keras.Model):
     >>> encoder.output_dim
     16
     """
+
+    preset_component = "backbone"
 
     def __init__(
         self,
