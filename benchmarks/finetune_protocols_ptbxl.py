@@ -134,7 +134,7 @@ def main(argv=None):
                 row = {
                     "seed": seed,
                     "method": {"cpc encoder": "cpc"}.get(
-                        common.architecture(method), common.architecture(method)
+                        common.architecture(method)[0], common.architecture(method)[0]
                     )
                     if mode == "scratch"
                     else method,

@@ -125,38 +125,66 @@ def describe_splits(args, train, val, test):
     )
 
 
-# (label, method building it) of the encoder architectures: the random-init
-# and from-scratch rows depend on the architecture only.
-ARCHITECTURES = (
-    ("xresnet1d", "simclr"),
-    ("cpc encoder", "cpc"),
-    ("transformer", "jepa"),
-)
+# A method spec names a method and, optionally, its encoder: "cpc" (the
+# method's default encoder) or "cpc:s4" (`build_method("cpc", encoder="s4")`).
+def parse_spec(spec):
+    """`"cpc:s4"` -> `("cpc", "s4")`; `"simclr"` -> `("simclr", "xresnet1d")`.
+
+    Raises:
+        ValueError: an unknown method or encoder, or one the method cannot use.
+    """
+    from keras_ecg.models.method_factory import resolve_encoder
+
+    method, _, encoder = str(spec).partition(":")
+    return method, resolve_encoder(method, encoder or None)
 
 
-def architecture(method):
-    """The label of `method`'s encoder architecture in `ARCHITECTURES`."""
-    return {"cpc": "cpc encoder", "jepa": "transformer"}.get(method, "xresnet1d")
+def spec_label(spec):
+    """The table name of a spec: the method, prefixed by a non-default
+    encoder (`"cpc:s4"` -> `"s4-cpc"`, ECG-CPC's architecture)."""
+    from keras_ecg.models.method_factory import DEFAULT_ENCODER
+
+    method, encoder = parse_spec(spec)
+    return method if encoder == DEFAULT_ENCODER[method] else f"{encoder}-{method}"
+
+
+def architecture(spec):
+    """`(label, spec building it)` of a spec's encoder architecture: the
+    random-init and from-scratch rows depend on the architecture only."""
+    method, encoder = parse_spec(spec)
+    if method == "cpc":
+        if encoder == "lstm":
+            return "cpc encoder", "cpc"
+        return f"cpc encoder + {encoder} context", f"cpc:{encoder}"
+    if encoder == "transformer":
+        return "transformer", "jepa"
+    if encoder == "xresnet1d":
+        return "xresnet1d", "simclr"
+    return f"{encoder} encoder", f"simclr:{encoder}"
 
 
 def pretrain_batch_size(args, method):
-    return args.cpc_batch_size if method == "cpc" else args.batch_size
+    return args.cpc_batch_size if parse_spec(method)[0] == "cpc" else args.batch_size
 
 
-def pretrain(args, method, seed, train):
-    """Pretrains `method` (or reuses it); returns path, seconds, final loss.
+def pretrain(args, spec, seed, train):
+    """Pretrains a method spec (or reuses it); returns path, seconds, final loss.
 
     With `--reuse-pretrained`, an encoder is reused only when the settings it
-    was pretrained with (method, size, epochs, batch, lr, seed, training
-    records' fingerprint) equal this run's; otherwise it is pretrained again.
+    was pretrained with (method, encoder, size, epochs, batch, lr, seed,
+    training records' fingerprint) equal this run's; otherwise it is
+    pretrained again.
     """
     import json
 
+    from keras_ecg.models.method_factory import DEFAULT_ENCODER
     from keras_ecg.run_folder import dataset_fingerprint
     from keras_ecg.workflows import pretrain as pretrain_job
 
+    method, encoder = parse_spec(spec)
     root = args.pretrained_dir or os.path.join(args.output, "pretrained")
-    out = os.path.join(root, f"{method}_seed{seed}")
+    name = method if encoder == DEFAULT_ENCODER[method] else f"{method}_{encoder}"
+    out = os.path.join(root, f"{name}_seed{seed}")
     path = os.path.join(out, "pretrained.keras")
     settings_path = os.path.join(out, "settings.json")
     settings = {
@@ -168,6 +196,9 @@ def pretrain(args, method, seed, train):
         "seed": seed,
         "train_records": dataset_fingerprint(train),
     }
+    if encoder != DEFAULT_ENCODER[method]:
+        # Default encoders keep the settings that earlier runs recorded.
+        settings["encoder"] = encoder
     if args.reuse_pretrained and os.path.exists(settings_path):
         with open(settings_path) as f:
             saved = json.load(f)
@@ -180,6 +211,7 @@ def pretrain(args, method, seed, train):
         shutil.rmtree(out)  # an earlier, different or unfinished pretraining
     # The pretraining job runs under `enable_determinism(seed)` itself.
     job = {k: v for k, v in settings.items() if k != "train_records"}
+    job["encoder"] = encoder
     start = time.time()
     _, history = pretrain_job(argparse.Namespace(**job), train, out)
     seconds, loss = time.time() - start, float(history["loss"][-1])
@@ -188,20 +220,22 @@ def pretrain(args, method, seed, train):
     return path, seconds, loss
 
 
-def protocol_backbone(protocol, method, size, seed, pretrained_path):
+def protocol_backbone(protocol, spec, size, seed, pretrained_path):
     """The encoder a downstream protocol starts from.
 
-    `"scratch"`: a freshly initialised encoder of `method` (seeded); otherwise
-    a new copy of the pretrained encoder, so every run starts from the same
-    pretrained weights (finetuning changes an encoder in place).
+    `"scratch"`: a freshly initialised encoder of the spec's method and
+    encoder (seeded); otherwise a new copy of the pretrained encoder, so
+    every run starts from the same pretrained weights (finetuning changes an
+    encoder in place).
     """
     import keras
 
     from keras_ecg.models.method_factory import build_method
 
     if protocol == "scratch" or pretrained_path is None:
+        method, encoder = parse_spec(spec)
         keras.utils.set_random_seed(seed + 1)
-        return build_method(method, size=size).backbone
+        return build_method(method, size=size, encoder=encoder).backbone
     return keras.saving.load_model(pretrained_path).backbone
 
 

@@ -29,23 +29,31 @@ END = "<!-- reproduce_ptbxl:end -->"
 METHODS = ("cpc", "simclr", "byol", "swav", "jepa")
 
 
-def baselines(methods):
-    """(label, architecture) of the random-init / scratch rows."""
+def baselines(specs):
+    """(label, spec) of the random-init / scratch rows: one per architecture."""
     rows = []
-    for label, architecture in common.ARCHITECTURES:
-        if any(common.architecture(m) == label for m in methods):
-            rows.append((label, architecture))
+    for spec in specs:
+        if common.architecture(spec) not in rows:
+            rows.append(common.architecture(spec))
     return rows
 
 
 def main(argv=None):
     parser = common.base_parser(__doc__.splitlines()[0], "runs/reproduce_ptbxl")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS),
+        help="method specs: a method, or method:encoder (e.g. cpc:s4, the "
+        "ECG-CPC architecture; simclr:s4)",
+    )
     parser.add_argument("--eval-batch-size", type=int, default=128)
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.methods) - set(METHODS))
-    if unknown:
-        parser.error(f"unknown method(s) {unknown}; choose from {METHODS}")
+    for spec in args.methods:
+        try:
+            common.parse_spec(spec)
+        except ValueError as error:
+            parser.error(f"--methods {spec}: {error}")
 
     from keras_ecg.evaluation.downstream import evaluate_records
     from keras_ecg.evaluation.downstream import train_downstream
@@ -103,12 +111,13 @@ def main(argv=None):
                 )
                 name = f"random init ({label})" if mode == "linear" else label
                 downstream(seed, name, backbone, mode)
-        for method in args.methods:
-            path, seconds, _ = common.pretrain(args, method, seed, train)
+        for spec in args.methods:
+            path, seconds, _ = common.pretrain(args, spec, seed, train)
+            label = f"{common.spec_label(spec)} pretrained"
             for mode in ("linear", "finetune"):
                 # Each protocol starts from the same pretrained weights.
-                backbone = common.protocol_backbone(mode, method, args.size, seed, path)
-                downstream(seed, f"{method} pretrained", backbone, mode, seconds)
+                backbone = common.protocol_backbone(mode, spec, args.size, seed, path)
+                downstream(seed, label, backbone, mode, seconds)
 
     grouped = collections.OrderedDict()
     for row in rows:

@@ -5,6 +5,7 @@ that breaks one would otherwise go unnoticed until the next measurement. The
 check is that a run finishes and reports what it measured, not the values.
 """
 
+import argparse
 import json
 import os
 import re
@@ -47,6 +48,28 @@ def test_reproduce_ptbxl_runs_and_reports(ptbxl_dir, tmp_path):
         in table
     )
     assert "--train-folds 1-7" in table and "--test-folds 9" in table
+
+
+def test_method_specs_name_their_encoder():
+    common = _benchmark_module("ptbxl_protocol")
+
+    assert common.parse_spec("cpc") == ("cpc", "lstm")
+    assert common.parse_spec("cpc:s4") == ("cpc", "s4")
+    assert common.parse_spec("jepa") == ("jepa", "transformer")
+    assert [common.spec_label(s) for s in ("cpc", "cpc:s4", "simclr:s4")] == [
+        "cpc",
+        "s4-cpc",
+        "s4-simclr",
+    ]
+    # Baselines per architecture: S4 SimCLR and S4 BYOL share one, S4-CPC
+    # has its own (CPC's encoder in front of the S4 context).
+    assert common.architecture("byol:s4") == common.architecture("simclr:s4")
+    assert common.architecture("cpc:s4") == ("cpc encoder + s4 context", "cpc:s4")
+    assert common.architecture("swav") == ("xresnet1d", "simclr")
+    with pytest.raises(ValueError, match="does not fit method 'cpc'"):
+        common.parse_spec("cpc:xresnet1d")
+    args = argparse.Namespace(cpc_batch_size=32, batch_size=128)
+    assert common.pretrain_batch_size(args, "cpc:s4") == 32
 
 
 # --- reference_speed.py, torch_reference.py, gpu_readiness.py --------------
