@@ -50,6 +50,34 @@ def test_reproduce_ptbxl_runs_and_reports(ptbxl_dir, tmp_path):
     assert "--train-folds 1-7" in table and "--test-folds 9" in table
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="benchmark scripts run in the tensorflow pass only",
+)
+def test_train_throughput_reports_speed_and_memory_per_spec(tmp_path):
+    out = tmp_path / "rows.json"
+    command = [sys.executable, os.path.join(BENCHMARKS, "train_throughput.py")]
+    command += ["--methods", "simclr:s4", "jepa", "--size", "tiny"]
+    command += ["--batch-size", "4", "--steps", "2", "--warmup-steps", "1"]
+    command += ["--json", str(out)]
+    process = subprocess.run(
+        command, env=subprocess_env(), capture_output=True, text=True, timeout=600
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "one process each" in process.stdout
+    rows = json.loads(out.read_text())
+    assert [(r["method"], r["encoder"]) for r in rows] == [
+        ("simclr", "s4"),
+        ("jepa", "transformer"),
+    ]
+    for row in rows:
+        assert row["steps_per_s"] > 0 and row["samples_per_s"] == pytest.approx(
+            4 * row["steps_per_s"]
+        )
+        # Its own process: the peak includes the imports, and training adds.
+        assert row["peak_rss_mb"] >= row["baseline_rss_mb"] > 50
+
+
 def test_method_specs_name_their_encoder():
     common = _benchmark_module("ptbxl_protocol")
 
