@@ -700,8 +700,9 @@ def run_convert(args):
     from keras_ecg.convert import REFERENCE_METHODS
     from keras_ecg.convert import ReferenceCheckpointError
     from keras_ecg.convert import convert_reference
+    from keras_ecg.presets import PresetError
     from keras_ecg.presets import save_to_preset
-    from keras_ecg.presets.preset_files import METADATA_FILE
+    from keras_ecg.presets.preset_files import check_destination
 
     if args.source not in CONVERT_SOURCES:
         raise CLIError(
@@ -716,20 +717,10 @@ def run_convert(args):
     if not os.path.isfile(args.checkpoint):
         raise CLIError(f"CKPT {args.checkpoint}: no such file.")
     output = args.output
-    if os.path.exists(output):
-        if not os.path.isdir(output):
-            raise CLIError(f"--output {output} exists and is not a folder.")
-        if os.listdir(output):
-            if not os.path.isfile(os.path.join(output, METADATA_FILE)):
-                raise CLIError(
-                    f"--output {output} is not empty and holds no preset: nothing "
-                    "in it is touched; choose a new or empty folder."
-                )
-            if not args.overwrite:
-                raise CLIError(
-                    f"--output {output} already holds a preset; pass --overwrite "
-                    "to replace it."
-                )
+    try:
+        check_destination(output, args.overwrite, "--output")
+    except PresetError as error:
+        raise CLIError(str(error)) from None
     try:
         conversion = convert_reference(args.checkpoint, method=args.method)
     except (ReferenceCheckpointError, ImportError) as error:

@@ -1370,8 +1370,9 @@ def run_preset_save(args):
     """`keras-ecg preset save RUN_DIR PRESET_DIR`."""
     import json
 
+    from keras_ecg.presets import PresetError
     from keras_ecg.presets import save_to_preset
-    from keras_ecg.presets.preset_files import METADATA_FILE
+    from keras_ecg.presets.preset_files import check_destination
     from keras_ecg.run_folder import MANIFEST
 
     run_dir, preset_dir = args.run_dir, args.preset_dir
@@ -1406,20 +1407,10 @@ def run_preset_save(args):
             f"RUN_DIR {run_dir}: its {command} run left no "
             f"{' or '.join(_RUN_MODELS)} to save."
         )
-    if os.path.exists(preset_dir):
-        if not os.path.isdir(preset_dir):
-            raise InputError(f"PRESET_DIR {preset_dir} exists and is not a folder.")
-        if os.listdir(preset_dir):
-            if not os.path.isfile(os.path.join(preset_dir, METADATA_FILE)):
-                raise InputError(
-                    f"PRESET_DIR {preset_dir} is not empty and holds no preset: "
-                    "nothing in it is touched; choose a new or empty folder."
-                )
-            if not args.overwrite:
-                raise InputError(
-                    f"PRESET_DIR {preset_dir} already holds a preset; pass "
-                    "--overwrite to replace it."
-                )
+    try:
+        check_destination(preset_dir, args.overwrite, "PRESET_DIR")
+    except PresetError as error:
+        raise InputError(str(error)) from None
     model = _load_keras(model_path, "RUN_DIR")
     preprocessor = _require_preprocessor(model, model_path, "RUN_DIR")
     settings = {

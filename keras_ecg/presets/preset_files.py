@@ -49,6 +49,36 @@ class PresetError(ValueError):
     folder), the file when there is one, and the problem."""
 
 
+def check_destination(preset_dir, overwrite, flag):
+    """Refuses a preset destination that is a file, a folder holding
+    something else, or an existing preset without `overwrite`.
+
+    Args:
+        preset_dir: the folder a preset is about to be written to.
+        overwrite: whether an existing preset there may be replaced.
+        flag: how the user named it (e.g. `"--output"`), for the message.
+
+    Raises:
+        PresetError: one line naming `flag`, the folder and the problem.
+    """
+    if not os.path.exists(preset_dir):
+        return
+    if not os.path.isdir(preset_dir):
+        raise PresetError(f"{flag} {preset_dir} exists and is not a folder.")
+    if not os.listdir(preset_dir):
+        return
+    if not os.path.isfile(os.path.join(preset_dir, METADATA_FILE)):
+        raise PresetError(
+            f"{flag} {preset_dir} is not empty and holds no preset: nothing in it "
+            "is touched; choose a new or empty folder."
+        )
+    if not overwrite:
+        raise PresetError(
+            f"{flag} {preset_dir} already holds a preset; pass --overwrite to "
+            "replace it."
+        )
+
+
 def preset_file(preset_dir, name, handle=None, required=True):
     """The path of `name` in `preset_dir`, or None when optional and absent.
 
