@@ -167,13 +167,19 @@ def pretrain_batch_size(args, method):
     return args.cpc_batch_size if parse_spec(method)[0] == "cpc" else args.batch_size
 
 
-def pretrain(args, spec, seed, train):
+def pretrain(args, spec, seed, train, epochs=None, tag=None):
     """Pretrains a method spec (or reuses it); returns path, seconds, final loss.
 
     With `--reuse-pretrained`, an encoder is reused only when the settings it
     was pretrained with (method, encoder, size, epochs, batch, lr, seed,
     training records' fingerprint) equal this run's; otherwise it is
     pretrained again.
+
+    Args:
+        epochs: pretraining epochs (default `args.pretrain_epochs`).
+        tag: optional suffix of the encoder's folder (e.g. the data fraction
+            and epochs), so that runs of one spec and seed on other records
+            or budgets are kept side by side.
     """
     import json
 
@@ -184,13 +190,13 @@ def pretrain(args, spec, seed, train):
     method, encoder = parse_spec(spec)
     root = args.pretrained_dir or os.path.join(args.output, "pretrained")
     name = method if encoder == DEFAULT_ENCODER[method] else f"{method}_{encoder}"
-    out = os.path.join(root, f"{name}_seed{seed}")
+    out = os.path.join(root, f"{name}_seed{seed}" + (f"_{tag}" if tag else ""))
     path = os.path.join(out, "pretrained.keras")
     settings_path = os.path.join(out, "settings.json")
     settings = {
         "method": method,
         "size": args.size,
-        "epochs": args.pretrain_epochs,
+        "epochs": args.pretrain_epochs if epochs is None else int(epochs),
         "batch_size": pretrain_batch_size(args, method),
         "lr": args.lr,
         "seed": seed,

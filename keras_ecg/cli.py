@@ -139,8 +139,9 @@ def _add_encoder(parser, what="the encoder"):
         default=None,
         choices=ENCODERS,
         help=f"{what}: xresnet1d or s4 for simclr/byol/swav, lstm or s4 "
-        "(its context network) for cpc (default: the method's, xresnet1d / "
-        "lstm); s4 CPC is ECG-CPC (see README)",
+        "(its context network) for cpc, transformer or s4 (over the same patch "
+        "tokens) for jepa (default: the method's, xresnet1d / lstm / "
+        "transformer); s4 CPC is ECG-CPC (see README)",
     )
 
 

@@ -622,3 +622,60 @@ def test_cache_build_runs_and_reports(tmp_path):
     assert len(rows) == 2, out  # once after the run, once in the final table
     assert len(list((tmp_path / "records").glob("*.hea"))) == 40
     assert not list(tmp_path.glob("cache_*"))  # the caches are removed after
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="benchmark scripts run in the tensorflow pass only",
+)
+def test_pretrain_scale_runs_and_reports_paired_gains(ptbxl_dir, tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, os.path.join(BENCHMARKS, "pretrain_scale_ptbxl.py")]
+    command += ["--size", "tiny", "--seeds", "1", "--eval-epochs", "1"]
+    command += ["--methods", "jepa", "--points", "1:1", "0.5:2"]
+    command += ["--train-folds", "1", "--data", str(ptbxl_dir), "--output", str(out)]
+    process = subprocess.run(
+        command, env=subprocess_env(), capture_output=True, text=True, timeout=900
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    table = (out / "results.md").read_text()
+    rows = json.loads((out / "results.json").read_text())
+    # Baselines (random init, scratch), then two points x two protocols.
+    assert len(rows) == 6
+    base = {r["protocol"]: r["test_macro_auc"] for r in rows if "architecture" in r}
+    assert set(base) == {"linear", "scratch"}
+    lines = [line for line in table.splitlines() if line.startswith("| jepa |")]
+    assert len(lines) == 2, table
+    for line in lines:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        fraction = 0.5 if "(0.5)" in cells[1] else 1.0
+        pretrained = [r for r in rows if r.get("fraction") == fraction and "spec" in r]
+        auc = {r["protocol"]: r["test_macro_auc"] for r in pretrained}
+        # Steps: full batches of min(128, records) records per epoch.
+        records = pretrained[0]["records"]
+        assert int(cells[3]) == pretrained[0]["epochs"] * (records // min(128, records))
+        assert float(cells[4]) == pytest.approx(auc["linear"], abs=1e-4)
+        assert float(cells[5]) == pytest.approx(
+            auc["linear"] - base["linear"], abs=2e-4
+        )
+        assert float(cells[7]) == pytest.approx(
+            auc["finetune"] - base["scratch"], abs=2e-4
+        )
+    assert "--points 1:1 0.5:2" in table and "--train-folds 1" in table
+    # Nested data fractions: half of fold 1's records.
+    assert rows[-1]["records"] == round(0.5 * rows[2]["records"])
+
+
+@pytest.mark.backend_agnostic
+def test_pretrain_scale_points_parse_and_refuse_bad_input():
+    scale = _benchmark_module("pretrain_scale_ptbxl")
+    assert scale.parse_point("0.25:80") == (0.25, 80, None)
+    assert scale.parse_point("1:150@jepa,cpc") == (1.0, 150, ("jepa", "cpc"))
+    for bad in ("1", "0:20", "1.5:20", "1:0", "a:b"):
+        with pytest.raises(ValueError, match="fraction:epochs"):
+            scale.parse_point(bad)
+    assert scale.paired_gains(
+        [{"seed": 0, "test_macro_auc": 0.8}, {"seed": 1, "test_macro_auc": 0.7}],
+        [{"seed": 0, "test_macro_auc": 0.75}],
+    ) == pytest.approx([0.05])
+    assert scale.signed([0.01, 0.03]) == "+0.0200 ± 0.0141"

@@ -1218,6 +1218,30 @@ def test_random_init_cpc_with_s4_context_trains_from_scratch(tmp_path, capsys):
 
 
 @ONE_PASS
+def test_jepa_with_the_s4_encoder_pretrains_and_random_inits(tmp_path, capsys):
+    from keras_ecg.models.encoders import S4TokenEncoder
+
+    args = ["pretrain", "--method", "jepa", "--encoder", "s4", "--epochs", "1"]
+    code, captured = _run([*args, *TINY, "--output", tmp_path / "pre"], capsys)
+    assert code == 0, captured.err
+    assert "pretraining jepa (tiny, s4 encoder)" in captured.out
+    assert _read(tmp_path / "pre" / "manifest.json")["settings"]["encoder"] == "s4"
+    model = keras.saving.load_model(tmp_path / "pre" / "pretrained.keras")
+    assert isinstance(model.encoder, S4TokenEncoder) and model.encoder.bidirectional
+    assert isinstance(model.backbone, S4TokenEncoder)
+    for command, mode in (("linear-eval", "linear"), ("finetune", "scratch")):
+        args = [command, "--random-init", "--method", "jepa", "--encoder", "s4"]
+        args += ["--size", "tiny", "--num-records", "120", "--eval-epochs", "1"]
+        code, captured = _run([*args, "--output", tmp_path / command], capsys)
+        assert code == 0, captured.err
+        results = _read(tmp_path / command / f"{command}_results.json")
+        assert results["mode"] == mode and results["settings"]["encoder"] == "s4"
+        classifier = keras.saving.load_model(tmp_path / command / "classifier.keras")
+        assert isinstance(classifier.backbone, S4TokenEncoder)
+        assert bool(classifier.backbone.trainable_weights) == (mode == "scratch")
+
+
+@ONE_PASS
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -1236,6 +1260,10 @@ def test_random_init_cpc_with_s4_context_trains_from_scratch(tmp_path, capsys):
         (
             ["demo", "--method", "swav", "--encoder", "lstm"],
             "--encoder lstm: Encoder 'lstm' does not fit method 'swav'",
+        ),
+        (
+            ["pretrain", "--method", "jepa", "--encoder", "xresnet1d"],
+            "--encoder xresnet1d: Encoder 'xresnet1d' does not fit method 'jepa'",
         ),
     ],
 )

@@ -9,7 +9,8 @@ ENCODER_SIZES = ("paper", "small", "tiny")
 # Encoder architectures: "xresnet1d" and "s4" map (batch, T, leads) to a
 # pooled vector (SimCLR/BYOL/SwAV); for CPC the name is its context network
 # ("lstm", or a causal "s4" stack), behind CPC's per-timestep encoder;
-# "transformer" is JEPA's patch transformer.
+# "transformer" is JEPA's patch transformer, "s4" JEPA's S4 over the same
+# patch tokens (`S4TokenEncoder`).
 ENCODERS = ("xresnet1d", "lstm", "transformer", "s4")
 DEFAULT_ENCODER = {
     "simclr": "xresnet1d",
@@ -24,7 +25,7 @@ METHOD_ENCODERS = {
     "byol": ("xresnet1d", "s4"),
     "swav": ("xresnet1d", "s4"),
     "cpc": ("lstm", "s4"),
-    "jepa": ("transformer",),
+    "jepa": ("transformer", "s4"),
 }
 # Methods pretrained on plain crops (one view, no augmentation).
 SINGLE_CROP_METHODS = ("cpc", "jepa")
@@ -197,8 +198,42 @@ JEPA_OPTIMIZER = dict(
     warmup_fraction=0.1,
     final_learning_rate=1e-6,
 )
-# Its decay applies to dense / convolution kernels only.
-_NO_WEIGHT_DECAY = ["bias", "gamma", "beta", "registers", "mask_token"]
+# Its decay applies to dense / convolution kernels only: not to an S4 block's
+# A, B, dt, C and D either (D as a whole name: "d", TensorFlow's ".../d:0").
+_NO_WEIGHT_DECAY = [
+    "bias",
+    "gamma",
+    "beta",
+    "registers",
+    "mask_token",
+    "log_dt",
+    "log_a_real",
+    "a_imag",
+    "b_real",
+    "b_imag",
+    "c_real",
+    "c_imag",
+    r"(^|/)d(:\d+)?$",
+]
+
+# JEPA with `encoder="s4"` (`S4TokenEncoder`). No S4-JEPA has been published:
+# "paper" combines ECG-CPC's S4 stack (tmehari/ssm_ecg: d_model 512, 4
+# post-norm blocks, d_state 8, A, B and dt frozen) with ViT-XS's tokens (50 ms
+# patches of all 12 leads, 200 per 10 s crop at 100 Hz) and JEPA's setup (no
+# dropout, as every ECG-JEPA config: the target encoder runs in training
+# mode, and dropout there would make the regression targets noisy). "small" /
+# "tiny" keep the S4 sizes of the other methods (A, B, dt trained; tiny's
+# 100 ms patches). The predictor is the transformer JEPA's of the same size
+# (ViT-XS's 96-wide, 8-block one at "paper"), so that the two JEPAs differ in
+# their encoder only.
+_S4_JEPA_CONFIGS = {
+    size: dict(
+        {k: v for k, v in _S4_CONFIGS[size].items() if k != "dropout"},
+        patch_size=_TRANSFORMER_CONFIGS[size]["patch_size"],
+        dropout=0.0,
+    )
+    for size in ENCODER_SIZES
+}
 
 
 def build_transformer_encoder(size="small", input_leads=12, pooling="avg"):
@@ -222,13 +257,35 @@ def build_transformer_encoder(size="small", input_leads=12, pooling="avg"):
     )
 
 
-def build_jepa(size="small", input_leads=12, encoder="transformer", **kwargs):
-    """`JEPA` with the transformer encoder and predictor of a size.
+def build_s4_token_encoder(size="small", input_leads=12, pooling="avg"):
+    """An `S4TokenEncoder` (JEPA's S4 encoder) of a size (`_S4_JEPA_CONFIGS`).
 
     Args:
         size: `"paper"`, `"small"` or `"tiny"`.
         input_leads: number of leads.
-        encoder: the encoder architecture, `"transformer"`.
+        pooling: the downstream pooling (default `"avg"`, as the transformer).
+    """
+    from keras_ecg.models.encoders.s4_token_encoder import S4TokenEncoder
+
+    _check(size, ENCODER_SIZES, "encoder size")
+    return S4TokenEncoder(
+        input_leads=input_leads,
+        pooling=pooling,
+        bidirectional=True,
+        name="encoder",
+        **_S4_JEPA_CONFIGS[size],
+    )
+
+
+def build_jepa(size="small", input_leads=12, encoder="transformer", **kwargs):
+    """`JEPA` with the encoder and predictor of a size.
+
+    Args:
+        size: `"paper"`, `"small"` or `"tiny"`.
+        input_leads: number of leads.
+        encoder: `"transformer"` (`ECGTransformer`, ViT-XS at `"paper"`) or
+            `"s4"` (a bidirectional `S4TokenEncoder` over the same 50 ms
+            tokens, see `_S4_JEPA_CONFIGS`).
         **kwargs: forwarded to `JEPA` (masking, momentum, `seed`, ...).
     """
     from keras_ecg.layers.jepa_predictor import JEPAPredictor
@@ -244,14 +301,13 @@ def build_jepa(size="small", input_leads=12, encoder="transformer", **kwargs):
         mlp_ratio=_TRANSFORMER_COMMON["mlp_ratio"],
         use_qkv_bias=_TRANSFORMER_COMMON["use_qkv_bias"],
         use_bias=_TRANSFORMER_COMMON["use_bias"],
-        layer_norm_epsilon=_TRANSFORMER_COMMON["layer_norm_epsilon"],
         **_JEPA_PREDICTORS[size],
     )
-    return JEPA(
-        encoder=build_transformer_encoder(size, input_leads),
-        predictor=predictor,
-        **settings,
-    )
+    if encoder == "s4":
+        context_encoder = build_s4_token_encoder(size, input_leads)
+    else:
+        context_encoder = build_transformer_encoder(size, input_leads)
+    return JEPA(encoder=context_encoder, predictor=predictor, **settings)
 
 
 def jepa_learning_rate(learning_rate=1e-3, total_steps=None):
@@ -365,10 +421,12 @@ def encoder_of(model):
     from keras_ecg.models.encoders.cpc_encoder import CPCContext
     from keras_ecg.models.encoders.ecg_transformer import ECGTransformer
     from keras_ecg.models.encoders.s4_encoder import S4Encoder
+    from keras_ecg.models.encoders.s4_token_encoder import S4TokenEncoder
     from keras_ecg.models.encoders.xresnet1d import XResNet1D
 
     kinds = (
         (S4Encoder, "s4"),
+        (S4TokenEncoder, "s4"),
         (CPCContext, "lstm"),
         (XResNet1D, "xresnet1d"),
         (ECGTransformer, "transformer"),
@@ -466,7 +524,8 @@ def build_method(
             `METHOD_ENCODERS[method]`. `"s4"`: SimCLR/BYOL/SwAV get a
             bidirectional, mean-pooled `S4Encoder`; CPC gets the ECG-CPC
             configuration, a causal `S4Encoder` as its context network
-            behind its usual encoder, with an MLP predictor.
+            behind its usual encoder, with an MLP predictor; JEPA gets an
+            `S4TokenEncoder` (S4 over 50 ms patch tokens, see `build_jepa`).
         **kwargs: forwarded to the method's constructor (temperature, tau, ...).
 
     Raises:
@@ -476,7 +535,7 @@ def build_method(
     from keras_ecg.layers.projection_head import ProjectionHead
 
     if method == "jepa":
-        # A transformer has no BatchNorm: nothing to synchronise.
+        # JEPA's encoders (transformer, S4 with LayerNorm) have no BatchNorm.
         encoder = resolve_encoder(method, encoder)
         return build_jepa(size, input_leads, encoder=encoder, **kwargs)
     if synchronized_batch_norm:

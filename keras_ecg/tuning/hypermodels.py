@@ -40,6 +40,7 @@ from keras_ecg.models.method_factory import _JEPA_MOMENTUM
 from keras_ecg.models.method_factory import _JEPA_PREDICTORS
 from keras_ecg.models.method_factory import _JEPA_SETTINGS
 from keras_ecg.models.method_factory import _S4_CONFIGS
+from keras_ecg.models.method_factory import _S4_JEPA_CONFIGS
 from keras_ecg.models.method_factory import _TRANSFORMER_COMMON
 from keras_ecg.models.method_factory import _TRANSFORMER_CONFIGS
 from keras_ecg.models.method_factory import _XRESNET_CONFIGS
@@ -138,7 +139,7 @@ def build_method_from_space(method, space, size="small", input_leads=12, encoder
         )
 
     if method == "jepa":
-        return _jepa_from_space(space, size, input_leads)
+        return _jepa_from_space(space, size, input_leads, encoder_name)
 
     if encoder_name == "s4":
         encoder = _s4_encoder(encoder_space, size, input_leads, causal=False)
@@ -178,15 +179,28 @@ def build_method_from_space(method, space, size="small", input_leads=12, encoder
     return SwAV(encoder, projection_head=head(), **space["method_kwargs"])
 
 
-def _jepa_from_space(space, size, input_leads):
-    """JEPA with the searched width / depth (the predictor half as wide)."""
+def _jepa_from_space(space, size, input_leads, encoder_name="transformer"):
+    """JEPA with the searched width / depth (the predictor half as wide):
+    an `ECGTransformer`, or with `encoder_name="s4"` an `S4TokenEncoder`."""
     from keras_ecg.layers.jepa_predictor import JEPAPredictor
     from keras_ecg.models.encoders.ecg_transformer import ECGTransformer
+    from keras_ecg.models.encoders.s4_token_encoder import S4TokenEncoder
     from keras_ecg.models.jepa import JEPA
 
-    width = int(space["encoder"]["width"])
-    encoder = dict(_TRANSFORMER_CONFIGS[size], **_TRANSFORMER_COMMON)
-    encoder.update(hidden_dim=width, num_layers=int(space["encoder"]["num_layers"]))
+    if encoder_name == "s4":
+        config = dict(_S4_JEPA_CONFIGS[size])
+        config.update(
+            d_model=int(space["encoder"]["d_model"]),
+            num_layers=int(space["encoder"]["num_layers"]),
+            d_state=int(space["encoder"]["d_state"]),
+        )
+        width = config["d_model"]
+        encoder = S4TokenEncoder(input_leads=input_leads, name="encoder", **config)
+    else:
+        width = int(space["encoder"]["width"])
+        config = dict(_TRANSFORMER_CONFIGS[size], **_TRANSFORMER_COMMON)
+        config.update(hidden_dim=width, num_layers=int(space["encoder"]["num_layers"]))
+        encoder = ECGTransformer(input_leads=input_leads, name="encoder", **config)
     predictor = dict(_JEPA_PREDICTORS[size], hidden_dim=width // 2)
     for key in ("mlp_ratio", "use_qkv_bias", "use_bias", "layer_norm_epsilon"):
         predictor[key] = _TRANSFORMER_COMMON[key]
@@ -195,11 +209,7 @@ def _jepa_from_space(space, size, input_leads):
     # The searched context share r: between r and r + 0.1 kept, as the
     # reference's 0.15-0.25.
     settings["max_keep_ratio"] = settings["min_keep_ratio"] + 0.1
-    return JEPA(
-        ECGTransformer(input_leads=input_leads, name="encoder", **encoder),
-        JEPAPredictor(name="predictor", **predictor),
-        **settings,
-    )
+    return JEPA(encoder, JEPAPredictor(name="predictor", **predictor), **settings)
 
 
 class SSLHyperModel(kt.HyperModel):

@@ -15,7 +15,10 @@ matter for each method on `hp` and returns the chosen values:
   blocks' `min_block_size` and the EMA `momentum`;
 - with `encoder="s4"` the encoder (SimCLR/BYOL/SwAV) or CPC's context network
   is an `S4Encoder` searched over `s4_d_model`, `s4_num_layers`, `s4_d_state`
-  and `s4_dropout` (instead of the xresnet width/depth or the LSTM units).
+  and `s4_dropout` (instead of the xresnet width/depth or the LSTM units);
+  JEPA's `S4TokenEncoder` over the first three (its dropout stays 0, see
+  `keras_ecg.models.method_factory._S4_JEPA_CONFIGS`), instead of the
+  transformer's width and depth.
 
 Ranges are sized per encoder `size` (`"tiny"` for tests, `"small"` for CPU,
 `"paper"`); they bracket the paper's values (lr 1e-3, temperature 0.5/0.1,
@@ -74,11 +77,12 @@ _S4_CHOICES = {
 }
 
 
-def _s4_space(hp, size):
-    """The S4 encoder hyperparameters (defaults: `build_method`'s S4 config)."""
+def _s4_space(hp, size, dropout=True):
+    """The S4 encoder hyperparameters (defaults: `build_method`'s S4 config);
+    `dropout=False` leaves the dropout out of the search."""
     choices, config = _S4_CHOICES[size], _S4_CONFIGS[size]
     low, high = choices["num_layers"]
-    return {
+    space = {
         "d_model": hp.Choice(
             "s4_d_model", choices["d_model"], default=config["d_model"]
         ),
@@ -89,8 +93,10 @@ def _s4_space(hp, size):
             default=min(max(config["num_layers"], low), high),
         ),
         "d_state": hp.Choice("s4_d_state", choices["d_state"], default=8),
-        "dropout": hp.Float("s4_dropout", 0.0, 0.3, step=0.1, default=0.2),
     }
+    if dropout:
+        space["dropout"] = hp.Float("s4_dropout", 0.0, 0.3, step=0.1, default=0.2)
+    return space
 
 
 def _crop_choices(method, size):
@@ -160,11 +166,14 @@ def define_search_space(hp, method, size="small", encoder=None):
         return space
 
     if method == "jepa":
-        low, high = choices["transformer_depths"]
-        space["encoder"] = {
-            "width": hp.Choice("encoder_width", choices["transformer_widths"]),
-            "num_layers": hp.Int("num_layers", low, high) if high > low else low,
-        }
+        if encoder == "s4":
+            space["encoder"] = _s4_space(hp, size, dropout=False)
+        else:
+            low, high = choices["transformer_depths"]
+            space["encoder"] = {
+                "width": hp.Choice("encoder_width", choices["transformer_widths"]),
+                "num_layers": hp.Int("num_layers", low, high) if high > low else low,
+            }
         space["projection_dim"] = None
         space["augmentation"] = None
         space["method_kwargs"] = {

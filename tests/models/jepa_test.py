@@ -205,3 +205,43 @@ def test_invalid_settings_are_refused():
         model(np.zeros((2, 48, 3), "float32"))
     with pytest.raises(ValueError, match="not a multiple"):
         _model()(np.zeros((2, 50, 3), "float32"))
+
+
+def test_s4_jepa_fits_moves_its_target_and_round_trips(tmp_path):
+    from keras_ecg.models.encoders import S4TokenEncoder
+
+    keras.utils.set_random_seed(0)
+    model = build_method(
+        "jepa", size="tiny", encoder="s4", momentum=0.5, final_momentum=0.5
+    )
+    x = np.random.default_rng(5).normal(size=(4, 1000, 12)).astype("float32")
+    model.build(x.shape)
+    assert isinstance(model.backbone, S4TokenEncoder)
+    # At the reference's initialisation (std 0.02 projections) the predictor
+    # passes the encoder gradients of ~1e-7; larger weights let SGD move it.
+    ref.randomize(model.predictor, np.random.default_rng(6), scale=0.3)
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    initial = _weights(model.online_weights)
+    # Two one-step fits (one compiled train function).
+    model.fit(x, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    after_one = _weights(model.online_weights)
+    history = model.fit(x, batch_size=4, epochs=1, shuffle=False, verbose=0).history
+    assert np.isfinite(history["loss"][0]) and int(_np(model.ema_step)) == 2
+    assert max(np.abs(a - b).max() for a, b in zip(after_one, initial)) > 1e-4
+    # Step 1 averages the initialisation with itself; step 2 moves the target
+    # halfway to the context encoder of that step (after one update).
+    for start, middle, target in zip(
+        initial, after_one, _weights(model.target_weights), strict=True
+    ):
+        np.testing.assert_allclose(target, 0.5 * start + 0.5 * middle, atol=1e-6)
+    # Only the context encoder (A, B, dt included at tiny size) and the
+    # predictor train.
+    assert len(model.trainable_variables) == len(model.encoder.weights) + len(
+        model.predictor.weights
+    )
+    assert not any(v.trainable for v in model.target_weights)
+    loaded = assert_saved_model_round_trip(
+        model, x[:2], tmp_path, atol=1e-5, call=lambda m, v: m.backbone(v)
+    )
+    assert isinstance(loaded.encoder, S4TokenEncoder)
+    assert int(_np(loaded.ema_step)) == 2

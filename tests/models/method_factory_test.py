@@ -147,6 +147,8 @@ def test_encoders_default_per_method_and_wrong_combinations_are_refused():
         build_method("swav", encoder="lstm")
     with pytest.raises(ValueError, match="'xresnet1d' does not fit method 'jepa'"):
         build_method("jepa", encoder="xresnet1d")
+    with pytest.raises(ValueError, match="'lstm' does not fit method 'jepa'"):
+        build_method("jepa", encoder="lstm")
     with pytest.raises(ValueError, match="Unknown encoder 'resnet'"):
         build_method("simclr", encoder="resnet")
 
@@ -313,3 +315,69 @@ def test_jepa_pretraining_optimizer_is_the_reference_adamw():
     # The other methods keep Keras' AdamW defaults.
     simclr = pretraining_optimizer("simclr", 2e-3)
     assert (simclr.beta_2, simclr.weight_decay) == (0.999, 0.004)
+
+
+def test_paper_s4_jepa_is_ecg_cpc_s4_on_vit_xs_tokens():
+    from keras_ecg.models import JEPA
+    from keras_ecg.models.encoders import S4TokenEncoder
+    from keras_ecg.models.method_factory import encoder_of
+
+    model = build_method("jepa", size="paper", encoder="s4")
+    assert isinstance(model, JEPA) and isinstance(model.encoder, S4TokenEncoder)
+    assert encoder_of(model) == "s4"
+    encoder = model.encoder
+    # ECG-CPC's S4 (d_model 512, 4 blocks, d_state 8, A / B / dt frozen),
+    # bidirectional, no dropout, over ViT-XS's 50 ms tokens.
+    assert (encoder.d_model, encoder.num_layers, encoder.d_state) == (512, 4, 8)
+    assert (encoder.bidirectional, encoder.train_ssm, encoder.dropout) == (
+        True,
+        False,
+        0.0,
+    )
+    assert encoder.patch_size == 5 and encoder.num_tokens(1000) == 200
+    model.build((None, 1000, 12))
+    # The transformer JEPA's predictor (ViT-XS's), masking and momentum.
+    vit = build_method("jepa", size="paper")
+    assert model.predictor.get_config() == vit.predictor.get_config()
+    assert (model.min_keep_ratio, model.max_keep_ratio, model.min_block_size) == (
+        0.15,
+        0.25,
+        10,
+    )
+    assert (model.momentum, model.final_momentum) == (0.998, 0.9995)
+    # Trainable parameters by hand: the patch map 60 -> 512 with bias, the
+    # mask token, and per block the two kernels' C (2 x 512 x 4 complex), D,
+    # the GLU map 512 -> 1024 and a LayerNorm.
+    block = 2 * 2 * 512 * 4 + 512 + (512 * 1024 + 1024) + 2 * 512
+    expected = 60 * 512 + 512 + 512 + 4 * block
+    assert sum(int(np.prod(w.shape)) for w in encoder.trainable_weights) == expected
+    # Frozen: dt, A (2 x 4 per channel) and B (2 x 4) of every block.
+    frozen = sum(int(np.prod(w.shape)) for w in encoder.non_trainable_weights)
+    assert frozen == 4 * (512 + 4 * 512 * 4)
+    small = build_method("jepa", size="small", encoder="s4")
+    assert (small.encoder.d_model, small.encoder.num_layers) == (64, 2)
+    assert small.encoder.train_ssm and small.momentum == 0.98
+
+
+def test_s4_jepa_optimizer_decays_dense_kernels_only():
+    from keras_ecg.models.method_factory import pretraining_optimizer
+
+    model = build_method("jepa", size="tiny", encoder="s4")
+    model.build((None, 1000, 12))
+    variables = model.trainable_variables
+    names = {v.name for v in variables}
+    assert {"c_real", "c_imag", "d", "log_dt", "a_imag", "mask_token"} <= names
+    before = [keras.ops.convert_to_numpy(v).copy() for v in variables]
+    optimizer = pretraining_optimizer("jepa", learning_rate=0.5)
+    optimizer.apply_gradients([(keras.ops.zeros(v.shape), v) for v in variables])
+    # The reference decays nn.Linear / nn.Conv1d weights only: here the patch
+    # map's, the S4 output maps' and the predictor's kernels.
+    for variable, old in zip(variables, before):
+        factor = 1 - 0.5 * 0.055 if variable.name == "kernel" else 1.0
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(variable),
+            old * factor,
+            rtol=1e-6,
+            atol=1e-9,
+            err_msg=variable.path,
+        )

@@ -18,6 +18,7 @@ from keras_ecg.models import SimCLR
 from keras_ecg.models.encoders import CPCEncoder
 from keras_ecg.models.encoders import ECGTransformer
 from keras_ecg.models.encoders import S4Encoder
+from keras_ecg.models.encoders import S4TokenEncoder
 from keras_ecg.models.encoders import XResNet1D
 from keras_ecg.presets import PresetError
 from tests.presets.preset_helpers import assert_same_outputs
@@ -34,7 +35,14 @@ def _round_trip(model, path, component="auto"):
 
 @pytest.mark.parametrize(
     "method, encoder",
-    [("simclr", None), ("cpc", None), ("byol", None), ("jepa", None), ("cpc", "s4")],
+    [
+        ("simclr", None),
+        ("cpc", None),
+        ("byol", None),
+        ("jepa", None),
+        ("cpc", "s4"),
+        ("jepa", "s4"),
+    ],
 )
 def test_method_model_round_trip(method, encoder, tmp_path):
     model, x = method_model(method, encoder=encoder)
@@ -76,13 +84,18 @@ def test_classifier_round_trip_keeps_classes_and_preprocessing(tmp_path):
     assert loaded.preprocessor.get_config() == model.preprocessor.get_config()
 
 
-@pytest.mark.parametrize("encoder_class", ["xresnet", "cpc_encoder", "s4", "vit"])
+@pytest.mark.parametrize(
+    "encoder_class", ["xresnet", "cpc_encoder", "s4", "vit", "s4_tokens"]
+)
 def test_encoder_alone_round_trip(encoder_class, tmp_path):
     x = np.random.default_rng(1).normal(size=(2, 160, 12)).astype("float32")
     if encoder_class == "xresnet":
         encoder = XResNet1D(block_depths=(1,), widths=(8,), stem_filters=(8,))
     elif encoder_class == "s4":
         encoder = S4Encoder(d_model=8, num_layers=1, d_state=4, pooling="avg")
+        encoder.build((None, None, 12))
+    elif encoder_class == "s4_tokens":
+        encoder = S4TokenEncoder(patch_size=10, d_model=8, num_layers=1, d_state=4)
         encoder.build((None, None, 12))
     elif encoder_class == "vit":
         encoder = ECGTransformer(patch_size=10, hidden_dim=8, num_layers=1)

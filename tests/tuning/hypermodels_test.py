@@ -50,6 +50,24 @@ def test_jepa_build_uses_hp_architecture(splits):
     assert model.backbone(np.zeros((2, 250, 12), "float32")).shape == (2, 8)
 
 
+def test_jepa_s4_build_uses_hp_architecture(splits):
+    from keras_ecg.models.encoders import S4TokenEncoder
+
+    train, val = splits
+    hp = kt.HyperParameters()
+    hp.Fixed("s4_d_model", 8)
+    hp.Fixed("s4_num_layers", 2)
+    hp.Fixed("s4_d_state", 4)
+    hp.Fixed("crop_seconds", 2.5)
+    model = SSLHyperModel("jepa", train, val, size="tiny", encoder="s4").build(hp)
+    assert isinstance(model.encoder, S4TokenEncoder) and model.built
+    encoder = model.encoder
+    assert (encoder.d_model, encoder.num_layers, encoder.d_state) == (8, 2, 4)
+    assert encoder.dropout == 0.0 and encoder.bidirectional
+    assert model.predictor.hidden_dim == 4  # half the encoder
+    assert model.backbone(np.zeros((2, 250, 12), "float32")).shape == (2, 8)
+
+
 def test_build_augmentation_strengths():
     augment = build_augmentation(0.7, 0.3, seed=1)
     rrc, timeout = augment.layers

@@ -104,3 +104,27 @@ def test_space_refuses_an_encoder_the_method_cannot_use():
     hp = kt.HyperParameters()
     space = define_search_space(hp, "cpc", size="tiny")
     assert space["encoder_name"] == "lstm" and "context_units" in hp.values
+
+
+@pytest.mark.backend_agnostic
+def test_jepa_s4_space_searches_the_s4_token_encoder():
+    from keras_ecg.models.method_factory import _S4_JEPA_CONFIGS
+
+    hp = kt.HyperParameters()
+    space = define_search_space(hp, "jepa", size="small", encoder="s4")
+    assert space["encoder_name"] == "s4"
+    config = _S4_JEPA_CONFIGS["small"]
+    assert space["encoder"] == {
+        "d_model": config["d_model"],
+        "num_layers": config["num_layers"],
+        "d_state": 8,
+    }
+    names = set(hp.values)
+    assert {"s4_d_model", "s4_num_layers", "s4_d_state"} <= names
+    # JEPA's S4 runs without dropout; no transformer width / depth either.
+    assert not {"s4_dropout", "encoder_width", "num_layers"} & names
+    assert set(space["method_kwargs"]) == {
+        "min_keep_ratio",
+        "min_block_size",
+        "momentum",
+    }

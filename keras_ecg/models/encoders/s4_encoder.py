@@ -50,6 +50,11 @@ class S4Encoder(PresetMixin, keras.Model):
         train_ssm: whether the S4 blocks' `A`, `B` and `dt` train (see `S4`).
         input_channels: number of input channels (ECG leads, or the
             features of CPC's encoder).
+        input_projection: whether the input is first mapped to `d_model`
+            by a position-wise linear map (the reference's); `False` feeds
+            the input, which must then have `d_model` channels, to the
+            first block as is (e.g. tokens embedded by the caller, as
+            `S4TokenEncoder`).
         synchronized_batch_norm: with `norm="batch"`, TensorFlow: compute
             the BatchNorm statistics over the global batch of a distributed
             step; JAX's are global anyway.
@@ -83,6 +88,7 @@ class S4Encoder(PresetMixin, keras.Model):
         train_ssm=True,
         input_channels=12,
         synchronized_batch_norm=False,
+        input_projection=True,
         **kwargs,
     ):
         if int(d_model) < 1 or int(num_layers) < 1 or int(input_channels) < 1:
@@ -97,18 +103,25 @@ class S4Encoder(PresetMixin, keras.Model):
                 f"S4Encoder: unknown pooling {pooling!r}; expected one of "
                 f"{S4_POOLING_MODES}."
             )
+        if not input_projection and int(input_channels) != int(d_model):
+            raise ValueError(
+                "S4Encoder: without input_projection the input must have "
+                f"d_model={d_model} channels, got input_channels={input_channels}."
+            )
         dtype = kwargs.get("dtype")
 
         # === Functional model ===
         inputs = keras.Input(shape=(None, int(input_channels)), name="ecg")
-        kernel_init, bias_init = torch_linear_initializers(input_channels)
-        x = keras.layers.Dense(
-            int(d_model),
-            kernel_initializer=kernel_init,
-            bias_initializer=bias_init,
-            dtype=dtype,
-            name="input_projection",
-        )(inputs)
+        x = inputs
+        if input_projection:
+            kernel_init, bias_init = torch_linear_initializers(input_channels)
+            x = keras.layers.Dense(
+                int(d_model),
+                kernel_initializer=kernel_init,
+                bias_initializer=bias_init,
+                dtype=dtype,
+                name="input_projection",
+            )(inputs)
         for i in range(int(num_layers)):
             normalize = _norm_layer(norm, synchronized_batch_norm, dtype, f"norm_{i}")
             z = normalize(x) if prenorm else x
@@ -149,6 +162,7 @@ class S4Encoder(PresetMixin, keras.Model):
         self.train_ssm = bool(train_ssm)
         self.input_channels = int(input_channels)
         self.synchronized_batch_norm = bool(synchronized_batch_norm)
+        self.input_projection = bool(input_projection)
         # A functional model does not keep a `dtype` given to it; its layers
         # got it, and the config records it.
         self._dtype_argument = dtype
@@ -176,6 +190,7 @@ class S4Encoder(PresetMixin, keras.Model):
             "train_ssm": self.train_ssm,
             "input_channels": self.input_channels,
             "synchronized_batch_norm": self.synchronized_batch_norm,
+            "input_projection": self.input_projection,
         }
         if self._dtype_argument is not None:
             config["dtype"] = keras.saving.serialize_keras_object(
