@@ -154,13 +154,15 @@ def test_backend_that_cannot_be_switched_in_process_is_refused(tmp_path, capsys)
 
 @ONE_PASS
 def test_sampling_rate_500_keeps_durations_in_seconds(tmp_path, capsys):
-    checkpoint = _pretrain(tmp_path / "p500", "--sampling-rate", "500")
+    # 48 records: 500 Hz records are five times the samples of the 100 Hz ones.
+    few = ["--num-records", "48"]
+    checkpoint = _pretrain(tmp_path / "p500", "--sampling-rate", "500", *few)
     printed = capsys.readouterr().out
     assert "2.5 s crops (1250 samples at 500 Hz)" in printed
     pretrained = keras.saving.load_model(checkpoint)
     assert pretrained.preprocessor.sampling_rate == 500
     args = ["linear-eval", "--checkpoint", checkpoint, "--eval-epochs", "1"]
-    args += ["--num-records", "120", "--window-seconds", "2", "--output"]
+    args += [*few, "--window-seconds", "2", "--output"]
     code, _ = _run([*args, tmp_path / "lin"], capsys)
     assert code == 0
     classifier = keras.saving.load_model(tmp_path / "lin" / "classifier.keras")

@@ -95,7 +95,9 @@ def _s4_space(hp, size, dropout=True):
         "d_state": hp.Choice("s4_d_state", choices["d_state"], default=8),
     }
     if dropout:
-        space["dropout"] = hp.Float("s4_dropout", 0.0, 0.3, step=0.1, default=0.2)
+        space["dropout"] = hp.Float(
+            "s4_dropout", 0.0, 0.3, step=0.1, default=config["dropout"]
+        )
     return space
 
 

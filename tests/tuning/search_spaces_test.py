@@ -77,11 +77,12 @@ def test_s4_space_brackets_the_build_method_configuration(method, size):
     assert space["encoder_name"] == "s4"
     s4 = {k: space["encoder"][k] for k in ("d_model", "num_layers", "d_state")}
     # Defaults: build_method's S4 configuration of that size (d_state 8, the
-    # reference's, and dropout 0.2 at every size).
+    # reference's, and the size's dropout).
     config = _S4_CONFIGS[size]
     assert s4["d_model"] == config["d_model"] and s4["d_state"] == 8
     assert s4["num_layers"] == config["num_layers"]
-    assert space["encoder"]["dropout"] == pytest.approx(0.2)
+    assert space["encoder"]["dropout"] == pytest.approx(config["dropout"])
+    assert config["dropout"] == {"tiny": 0.1, "small": 0.0, "paper": 0.2}[size]
     names = set(hp.values)
     assert {"s4_d_model", "s4_num_layers", "s4_d_state", "s4_dropout"} <= names
     # S4 replaces the xresnet width/depth, and CPC's LSTM units.
