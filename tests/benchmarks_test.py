@@ -679,3 +679,42 @@ def test_pretrain_scale_points_parse_and_refuse_bad_input():
         [{"seed": 0, "test_macro_auc": 0.75}],
     ) == pytest.approx([0.05])
     assert scale.signed([0.01, 0.03]) == "+0.0200 ± 0.0141"
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="benchmark scripts run in the tensorflow pass only",
+)
+def test_scratch_variants_trains_each_variant_and_reports(ptbxl_dir, tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, os.path.join(BENCHMARKS, "scratch_variants_ptbxl.py")]
+    command += ["--size", "tiny", "--seeds", "1", "--eval-epochs", "1"]
+    command += ["--encoder", "s4", "--variants", "{}", '{"dropout": 0.0}']
+    command += ["--train-folds", "1", "--data", str(ptbxl_dir), "--output", str(out)]
+    process = subprocess.run(
+        command, env=subprocess_env(), capture_output=True, text=True, timeout=900
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["variant"] for r in rows] == [{}, {"dropout": 0.0}]
+    table = (out / "results.md").read_text()
+    lines = [line for line in table.splitlines() if line.startswith("| s4 (")]
+    assert [line.split(" | ")[0] for line in lines] == [
+        "| s4 (the configuration)",
+        "| s4 (dropout=0.0)",
+    ]
+    for line, row in zip(lines, rows):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert float(cells[3]) == pytest.approx(row["test_macro_auc"], abs=1e-4)
+    # tiny S4 has dropout 0.1: the same weights count, the variant is what ran.
+    assert rows[0]["parameters"] == rows[1]["parameters"]
+    assert '--variants {} {"dropout": 0.0}' in table
+
+
+@pytest.mark.backend_agnostic
+def test_scratch_variants_refuse_what_is_not_a_json_object():
+    variants = _benchmark_module("scratch_variants_ptbxl")
+    assert variants.parse_variant('{"d_model": 128}') == {"d_model": 128}
+    for bad in ("dropout=0.2", "[1, 2]"):
+        with pytest.raises(ValueError, match="variant"):
+            variants.parse_variant(bad)

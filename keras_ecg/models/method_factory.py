@@ -443,7 +443,7 @@ def encoder_of(model):
     return None
 
 
-def build_encoder(size="small", input_leads=12, encoder="xresnet1d"):
+def build_encoder(size="small", input_leads=12, encoder="xresnet1d", **overrides):
     """A pooled encoder for SimCLR/BYOL/SwAV: `(batch, T, leads) -> (batch, F)`.
 
     Args:
@@ -452,23 +452,20 @@ def build_encoder(size="small", input_leads=12, encoder="xresnet1d"):
         encoder: `"xresnet1d"` (concat pooling, the paper's) or `"s4"` (a
             bidirectional `S4Encoder`, mean-pooled as the reference's
             supervised S4 model).
+        **overrides: constructor arguments that replace the size's (e.g.
+            `dropout=0.2` for an S4 encoder), for ablations.
     """
     _check(size, ENCODER_SIZES, "encoder size")
     _check(encoder, ("xresnet1d", "s4"), "pooled encoder")
     if encoder == "s4":
         from keras_ecg.models.encoders.s4_encoder import S4Encoder
 
-        return S4Encoder(
-            input_channels=input_leads,
-            bidirectional=True,
-            pooling="avg",
-            **_S4_CONFIGS[size],
-        )
+        config = dict(bidirectional=True, pooling="avg", **_S4_CONFIGS[size])
+        return S4Encoder(input_channels=input_leads, **dict(config, **overrides))
     from keras_ecg.models.encoders.xresnet1d import XResNet1D
 
-    return XResNet1D(
-        input_leads=input_leads, pooling="concat", **_XRESNET_CONFIGS[size]
-    )
+    config = dict(pooling="concat", **_XRESNET_CONFIGS[size])
+    return XResNet1D(input_leads=input_leads, **dict(config, **overrides))
 
 
 def build_cpc_context(size="small", encoder="lstm", input_channels=None):

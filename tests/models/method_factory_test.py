@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from keras_ecg.data.synthetic import make_synthetic_ecg
+from keras_ecg.models.method_factory import build_encoder
 from keras_ecg.models.method_factory import build_method
 from keras_ecg.models.method_factory import make_method_dataset
 
@@ -213,6 +214,14 @@ def test_small_s4_encoder_has_no_dropout():
         ]
     context = build_method("cpc", size="small", encoder="s4").context
     assert context.dropout == 0.0
+
+
+def test_build_encoder_overrides_replace_the_size_configuration():
+    encoder = build_encoder("small", 12, "s4", dropout=0.2, d_model=32)
+    assert (encoder.dropout, encoder.d_model, encoder.num_layers) == (0.2, 32, 2)
+    assert encoder.bidirectional and encoder.pooling == "avg"
+    xresnet = build_encoder("tiny", 12, "xresnet1d", pooling="avg")
+    assert xresnet.pooling == "avg"
 
 
 def test_paper_s4_configurations_are_the_reference():
