@@ -114,11 +114,8 @@ def main(argv=None):
             if spec not in args.methods:
                 parser.error(f"--points: {spec!r} is not one of --methods")
 
-    from keras_ecg.evaluation.downstream import evaluate_records
-    from keras_ecg.evaluation.downstream import train_downstream
     from keras_ecg.evaluation.downstream import trained_class_mask
     from keras_ecg.evaluation.experiments import label_fraction_subset
-    from keras_ecg.utils import enable_determinism
 
     common.quiet_warnings()
     started = time.time()
@@ -129,25 +126,15 @@ def main(argv=None):
     rows = []
 
     def downstream(seed, backbone, mode, **row):
-        t0 = time.time()
-        enable_determinism(seed)
-        result = train_downstream(
-            backbone,
-            train,
-            val,
-            mode=mode,
-            batch_size=args.eval_batch_size,
-            seed=seed,
-            verbose=0,
-            epochs=args.eval_epochs,
+        scores = common.downstream_scores(
+            args, backbone, mode, seed, train, val, test, trained
         )
-        scored = evaluate_records(result["model"], test, trained_classes=trained)
         row.update(
             seed=seed,
             protocol=mode,
-            val_macro_auc=result["best_val_auc"],
-            test_macro_auc=scored["macro_auc"],
-            seconds=time.time() - t0,
+            val_macro_auc=scores["val_macro_auc"],
+            test_macro_auc=scores["test_macro_auc"],
+            seconds=scores["seconds"],
         )
         rows.append(row)
         print(

@@ -245,6 +245,39 @@ def protocol_backbone(protocol, spec, size, seed, pretrained_path):
     return keras.saving.load_model(pretrained_path).backbone
 
 
+def downstream_scores(args, backbone, mode, seed, train, val, test, trained):
+    """One downstream run of `train_downstream` (defaults, `--eval-batch-size`,
+    `--eval-epochs`), seeded, scored on `test` per record.
+
+    Returns:
+        dict: `val_macro_auc` (the selected epoch's), `test_macro_auc` (over
+        the `trained` classes), `epochs_run` (all stages) and `seconds`.
+    """
+    from keras_ecg.evaluation.downstream import evaluate_records
+    from keras_ecg.evaluation.downstream import train_downstream
+    from keras_ecg.utils import enable_determinism
+
+    started = time.time()
+    enable_determinism(seed)
+    result = train_downstream(
+        backbone,
+        train,
+        val,
+        mode=mode,
+        batch_size=args.eval_batch_size,
+        seed=seed,
+        verbose=0,
+        epochs=args.eval_epochs,
+    )
+    scored = evaluate_records(result["model"], test, trained_classes=trained)
+    return {
+        "val_macro_auc": result["best_val_auc"],
+        "test_macro_auc": scored["macro_auc"],
+        "epochs_run": sum(s["epochs_run"] for s in result["stages"]),
+        "seconds": time.time() - started,
+    }
+
+
 def mean_std(values):
     """`"0.7912 ± 0.0043"` (sample std over seeds; one value: no ±)."""
     import numpy as np

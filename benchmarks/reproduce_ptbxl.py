@@ -55,10 +55,7 @@ def main(argv=None):
         except ValueError as error:
             parser.error(f"--methods {spec}: {error}")
 
-    from keras_ecg.evaluation.downstream import evaluate_records
-    from keras_ecg.evaluation.downstream import train_downstream
     from keras_ecg.evaluation.downstream import trained_class_mask
-    from keras_ecg.utils import enable_determinism
 
     common.quiet_warnings()
     started = time.time()
@@ -72,34 +69,21 @@ def main(argv=None):
     rows = []
 
     def downstream(seed, label, backbone, mode, pretrain_seconds=None):
-        t0 = time.time()
-        enable_determinism(seed)
-        result = train_downstream(
-            backbone,
-            train,
-            val,
-            mode=mode,
-            batch_size=args.eval_batch_size,
-            seed=seed,
-            verbose=0,
-            epochs=args.eval_epochs,
+        scores = common.downstream_scores(
+            args, backbone, mode, seed, train, val, test, trained
         )
-        scored = evaluate_records(result["model"], test, trained_classes=trained)
         rows.append(
             {
                 "seed": seed,
                 "model": label,
                 "protocol": mode,
-                "val_macro_auc": result["best_val_auc"],
-                "test_macro_auc": scored["macro_auc"],
-                "epochs_run": sum(s["epochs_run"] for s in result["stages"]),
-                "seconds": time.time() - t0,
+                **scores,
                 "pretrain_seconds": pretrain_seconds,
             }
         )
         print(
-            f"seed {seed} | {label} | {mode}: val {result['best_val_auc']:.4f} "
-            f"test {scored['macro_auc']:.4f} ({time.time() - t0:.0f} s)",
+            f"seed {seed} | {label} | {mode}: val {scores['val_macro_auc']:.4f} "
+            f"test {scores['test_macro_auc']:.4f} ({scores['seconds']:.0f} s)",
             flush=True,
         )
 

@@ -64,11 +64,8 @@ def main(argv=None):
 
     import keras
 
-    from keras_ecg.evaluation.downstream import evaluate_records
-    from keras_ecg.evaluation.downstream import train_downstream
     from keras_ecg.evaluation.downstream import trained_class_mask
     from keras_ecg.models.method_factory import build_encoder
-    from keras_ecg.utils import enable_determinism
 
     common.quiet_warnings()
     started = time.time()
@@ -81,36 +78,23 @@ def main(argv=None):
     for seed in range(args.seeds):
         for variant in variants:
             label = variant_label(args.encoder, variant)
-            t0 = time.time()
             keras.utils.set_random_seed(seed + 1)
             backbone = build_encoder(args.size, 12, args.encoder, **variant)
-            enable_determinism(seed)
-            result = train_downstream(
-                backbone,
-                train,
-                val,
-                mode="scratch",
-                batch_size=args.eval_batch_size,
-                seed=seed,
-                verbose=0,
-                epochs=args.eval_epochs,
+            scores = common.downstream_scores(
+                args, backbone, "scratch", seed, train, val, test, trained
             )
-            scored = evaluate_records(result["model"], test, trained_classes=trained)
             rows.append(
                 {
                     "seed": seed,
                     "variant": variant,
                     "label": label,
                     "parameters": int(backbone.count_params()),
-                    "val_macro_auc": result["best_val_auc"],
-                    "test_macro_auc": scored["macro_auc"],
-                    "epochs_run": sum(s["epochs_run"] for s in result["stages"]),
-                    "seconds": time.time() - t0,
+                    **scores,
                 }
             )
             print(
-                f"seed {seed} | {label} | scratch: val {result['best_val_auc']:.4f} "
-                f"test {scored['macro_auc']:.4f} ({time.time() - t0:.0f} s)",
+                f"seed {seed} | {label} | scratch: val {scores['val_macro_auc']:.4f} "
+                f"test {scores['test_macro_auc']:.4f} ({scores['seconds']:.0f} s)",
                 flush=True,
             )
 
