@@ -11,6 +11,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 DEFAULT_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data", "ptbxl"))
@@ -79,6 +81,13 @@ def base_parser(description, output):
         help="reuse an encoder pretrained earlier with identical settings and "
         "data (checked against its settings.json)",
     )
+    parser.add_argument(
+        "--bootstrap-resamples",
+        type=int,
+        default=1000,
+        help="resamples of the test records for the 95%% confidence intervals",
+    )
+    parser.add_argument("--bootstrap-seed", type=int, default=0)
     parser.add_argument("--update-readme", action="store_true")
     return parser
 
@@ -251,8 +260,12 @@ def downstream_scores(args, backbone, mode, seed, train, val, test, trained):
 
     Returns:
         dict: `val_macro_auc` (the selected epoch's), `test_macro_auc` (over
-        the `trained` classes), `epochs_run` (all stages) and `seconds`.
+        the `trained` classes) and `test_macro_auprc`, each with its
+        `..._ci` (95% bootstrap over test records), `epochs_run` (all
+        stages), `seconds`, and `test_scores`, the per-record scores of the
+        `trained` classes (`write_outputs` keeps arrays in scores.npz).
     """
+    from keras_ecg.evaluation.bootstrap import bootstrap_macro_metrics
     from keras_ecg.evaluation.downstream import evaluate_records
     from keras_ecg.evaluation.downstream import train_downstream
     from keras_ecg.utils import enable_determinism
@@ -270,12 +283,68 @@ def downstream_scores(args, backbone, mode, seed, train, val, test, trained):
         epochs=args.eval_epochs,
     )
     scored = evaluate_records(result["model"], test, trained_classes=trained)
+    y_score = scored["scores"][:, trained]
+    interval = bootstrap_macro_metrics(
+        test.labels[:, trained],
+        y_score,
+        num_resamples=args.bootstrap_resamples,
+        seed=args.bootstrap_seed,
+    )
+    auroc, auprc = interval["macro_auroc"], interval["macro_auprc"]
     return {
         "val_macro_auc": result["best_val_auc"],
         "test_macro_auc": scored["macro_auc"],
+        "test_macro_auc_ci": [auroc["low"], auroc["high"]],
+        "test_macro_auprc": auprc["value"],
+        "test_macro_auprc_ci": [auprc["low"], auprc["high"]],
         "epochs_run": sum(s["epochs_run"] for s in result["stages"]),
         "seconds": time.time() - started,
+        "test_scores": y_score,
     }
+
+
+def seed_mean_intervals(args, y_true, runs):
+    """95% bootstrap intervals of the seed-mean macro AUROC / AUPRC.
+
+    Every resample of the test records scores all seeds' predictions, and the
+    metric is their mean: the interval is the test-set sampling noise of the
+    reported mean (the ± beside it is the seed-to-seed spread).
+    """
+    from keras_ecg.evaluation.bootstrap import bootstrap_macro_metrics
+
+    return bootstrap_macro_metrics(
+        y_true,
+        np.stack([r["test_scores"] for r in runs]),
+        num_resamples=args.bootstrap_resamples,
+        seed=args.bootstrap_seed,
+    )
+
+
+def paired_difference(args, y_true, runs_a, runs_b):
+    """Paired bootstrap of seed-mean(A) - seed-mean(B) on the same resamples."""
+    from keras_ecg.evaluation.bootstrap import paired_bootstrap
+
+    return paired_bootstrap(
+        y_true,
+        np.stack([r["test_scores"] for r in runs_a]),
+        np.stack([r["test_scores"] for r in runs_b]),
+        num_resamples=args.bootstrap_resamples,
+        seed=args.bootstrap_seed,
+    )
+
+
+def ci_text(entry, digits=4):
+    """`[0.8712, 0.9120]`."""
+    return f"[{entry['low']:.{digits}f}, {entry['high']:.{digits}f}]"
+
+
+def interval_text(entry, digits=4):
+    """`0.8938 [0.8712, 0.9120]`, or a signed difference with `*` when its
+    interval excludes 0."""
+    from keras_ecg.evaluation.bootstrap import format_interval
+
+    text = format_interval(entry, digits)
+    return text + (" *" if entry.get("excludes_zero") else "")
 
 
 def mean_std(values):
@@ -357,13 +426,27 @@ def report(args, script, started, description, lines, rows, begin, end, notes=""
 
 
 def write_outputs(args, table, rows):
+    """results.md, results.json (scalars) and scores.npz (per-record test
+    scores of every run, `<row index>`, so intervals can be recomputed)."""
     import json
 
     os.makedirs(args.output, exist_ok=True)
     with open(os.path.join(args.output, "results.md"), "w") as f:
         f.write(table)
+    arrays = {}
+    scalars = []
+    for index, row in enumerate(rows):
+        kept = {}
+        for key, value in row.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"{index}_{key}"] = value
+            else:
+                kept[key] = value
+        scalars.append(kept)
     with open(os.path.join(args.output, "results.json"), "w") as f:
-        json.dump(rows, f, indent=2, default=float)
+        json.dump(scalars, f, indent=2, default=float)
+    if arrays:
+        np.savez_compressed(os.path.join(args.output, "scores.npz"), **arrays)
 
 
 def quiet_warnings():

@@ -38,6 +38,55 @@ def baselines(specs):
     return rows
 
 
+def comparisons(specs):
+    """(label, (model, protocol) A, (model, protocol) B) of the paired tests:
+    each method against its architecture's baseline, and against CPC."""
+    pairs = []
+    for spec in specs:
+        label = f"{common.spec_label(spec)} pretrained"
+        arch = baselines([spec])[0][0]
+        pairs.append(
+            (f"{label}, finetune - scratch", (label, "finetune"), (arch, "scratch"))
+        )
+        pairs.append(
+            (
+                f"{label}, linear - random init",
+                (label, "linear"),
+                (f"random init ({arch})", "linear"),
+            )
+        )
+    if "cpc" in specs:
+        for spec in specs:
+            if spec == "cpc":
+                continue
+            label = f"{common.spec_label(spec)} pretrained"
+            for mode in ("linear", "finetune"):
+                pairs.append(
+                    (
+                        f"{label} - cpc pretrained, {mode}",
+                        (label, mode),
+                        ("cpc pretrained", mode),
+                    )
+                )
+    return pairs
+
+
+def difference_lines(args, y_true, grouped):
+    lines = [
+        "| difference (seed means) | macro AUROC [95% CI] | macro AUPRC [95% CI] |",
+        "|---|---|---|",
+    ]
+    for label, a, b in comparisons(args.methods):
+        if a not in grouped or b not in grouped:
+            continue
+        diff = common.paired_difference(args, y_true, grouped[a], grouped[b])
+        lines.append(
+            f"| {label} | {common.interval_text(diff['macro_auroc'])} | "
+            f"{common.interval_text(diff['macro_auprc'])} |"
+        )
+    return lines
+
+
 def main(argv=None):
     parser = common.base_parser(__doc__.splitlines()[0], "runs/reproduce_ptbxl")
     parser.add_argument(
@@ -106,28 +155,40 @@ def main(argv=None):
     grouped = collections.OrderedDict()
     for row in rows:
         grouped.setdefault((row["model"], row["protocol"]), []).append(row)
+    y_true = test.labels[:, trained]
     lines = [
-        "| encoder | protocol | val macro AUC | test macro AUC | epochs run | "
-        "downstream s | pretrain s |",
-        "|---|---|---|---|---|---|---|",
+        "| encoder | protocol | val macro AUC | test macro AUROC | 95% CI | "
+        "test macro AUPRC | 95% CI | epochs run | downstream s | pretrain s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (model, mode), group in grouped.items():
         epochs = [r["epochs_run"] for r in group]
         pretrain_s = [r["pretrain_seconds"] for r in group if r["pretrain_seconds"]]
+        interval = common.seed_mean_intervals(args, y_true, group)
         lines.append(
             f"| {model} | {mode} | "
             f"{common.mean_std([r['val_macro_auc'] for r in group])} | "
             f"{common.mean_std([r['test_macro_auc'] for r in group])} | "
+            f"{common.ci_text(interval['macro_auroc'])} | "
+            f"{common.mean_std([r['test_macro_auprc'] for r in group])} | "
+            f"{common.ci_text(interval['macro_auprc'])} | "
             f"{min(epochs)}-{max(epochs)} | "
             f"{sum(r['seconds'] for r in group) / len(group):.0f} | "
             f"{sum(pretrain_s) / len(pretrain_s) if pretrain_s else 0:.0f} |"
         )
+    lines += ["", *difference_lines(args, y_true, grouped)]
     notes = (
         f"Classes scored: the {int(trained.sum())} with a positive training record "
         f"({int(present.sum())} of them with a positive test record; classes "
         "without positives or negatives in the test fold have no AUC and are left "
         "out of the mean). Left out for having no positive training record: "
-        f"{', '.join(untrained) if untrained else 'none'}."
+        f"{', '.join(untrained) if untrained else 'none'}. "
+        f"95% CI: percentile bootstrap over the {len(test)} test records "
+        f"({args.bootstrap_resamples} resamples, seed {args.bootstrap_seed}); "
+        "each resample scores every seed's predictions, so the interval is the "
+        "test-set noise of the seed mean, and the ± is the spread over seeds. "
+        "Differences: paired bootstrap on the same resamples; `*` marks an "
+        "interval that excludes 0."
     )
     common.report(
         args,

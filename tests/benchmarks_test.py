@@ -37,12 +37,30 @@ def test_reproduce_ptbxl_runs_and_reports(ptbxl_dir, tmp_path):
     )
     assert process.returncode == 0, process.stderr[-3000:]
     table = (out / "results.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    main, differences = table.split("| difference (seed means)", 1)
+    rows = [line for line in main.splitlines() if line.startswith("| ")]
     # Header + random init + scratch + simclr linear / finetune.
     assert len(rows) == 5, table
-    assert re.search(
-        r"\| simclr pretrained \| finetune \| 0\.\d{4} \| 0\.\d{4} \|", table
+    number, interval = r"0\.\d{4}", r"\[0\.\d{4}, [01]\.\d{4}\]"
+    found = re.search(
+        rf"\| simclr pretrained \| finetune \| {number} \| ({number}) \| "
+        rf"({interval}) \| ({number}) \| ({interval}) \|",
+        table,
     )
+    assert found, table
+    # One seed: the seed-mean interval is that run's, as results.json has it.
+    runs = json.loads((out / "results.json").read_text())
+    finetuned = [r for r in runs if r["model"] == "simclr pretrained"][-1]
+    assert finetuned["protocol"] == "finetune"
+    low, high = finetuned["test_macro_auc_ci"]
+    assert found.group(1) == f"{finetuned['test_macro_auc']:.4f}"
+    assert found.group(2) == f"[{low:.4f}, {high:.4f}]"
+    assert low <= finetuned["test_macro_auc"] <= high
+    scores = np.load(out / "scores.npz")
+    assert scores[f"{runs.index(finetuned)}_test_scores"].shape[0] == 245
+    # The paired differences: finetune - scratch and linear - random init.
+    assert "simclr pretrained, finetune - scratch | " in differences
+    assert "simclr pretrained, linear - random init | " in differences
     assert (
         "Command: `KERAS_BACKEND=tensorflow python benchmarks/reproduce_ptbxl.py"
         in table
