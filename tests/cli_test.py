@@ -593,13 +593,17 @@ def test_predict_writes_one_row_per_record(
     assert list(frame.columns) == [
         "record_id",
         *names,
-        *(f"{n}_positive" for n in names),
+        *(f"{n}_pred" for n in names),
     ]
     probabilities = frame[names].to_numpy()
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
     np.testing.assert_array_equal(
-        frame[[f"{n}_positive" for n in names]].to_numpy(), probabilities >= 0.5
+        frame[[f"{n}_pred" for n in names]].to_numpy(), probabilities >= 0.5
     )
+    # Named as `predict --help` says.
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "--help"])
+    assert "`<class>_pred`" in " ".join(capsys.readouterr().out.split())
     # An existing output is kept unless --overwrite.
     code, captured = _run([*args, "--output", out], capsys)
     assert code == 2 and "--overwrite" in captured.err

@@ -275,7 +275,7 @@ class ECGClassifier(PresetMixin, PreprocessorAttribute, keras.Model):
             batch_size: windows per prediction batch.
             threshold: optional decision threshold, one for all classes or a
                 sequence of one per class. With it, one boolean column
-                `"<class>_positive"` (`probability >= threshold`) per class is
+                `"<class>_pred"` (`probability >= threshold`) per class is
                 appended after the probability columns, which stay.
             on_error: `"raise"` or `"skip"` bad records (one
                 `ECGDataWarning` lists the skipped ones).
@@ -337,7 +337,7 @@ class ECGClassifier(PresetMixin, PreprocessorAttribute, keras.Model):
         if thresholds is not None:
             positive = probabilities >= thresholds
             for j, name in enumerate(names):
-                frame[f"{name}_positive"] = positive[:, j]
+                frame[f"{name}_pred"] = positive[:, j]
         return frame
 
     def _thresholds(self, threshold):

@@ -339,10 +339,10 @@ def test_predict_records_threshold_and_column_names(ptbxl_dir):
     probabilities = scores[CLASS_NAMES].to_numpy()
     thresholded = model.predict_records(records, threshold=0.5)
     assert list(thresholded.columns) == (
-        ["record_id", *CLASS_NAMES] + [f"{c}_positive" for c in CLASS_NAMES]
+        ["record_id", *CLASS_NAMES] + [f"{c}_pred" for c in CLASS_NAMES]
     )
     np.testing.assert_array_equal(thresholded[CLASS_NAMES], probabilities)
-    positives = thresholded[[f"{c}_positive" for c in CLASS_NAMES]].to_numpy()
+    positives = thresholded[[f"{c}_pred" for c in CLASS_NAMES]].to_numpy()
     assert positives.dtype == bool
     np.testing.assert_array_equal(positives, probabilities >= 0.5)
     per_class = [0.0, 1.0, float(probabilities[0, 2])]
