@@ -9,6 +9,9 @@ rate.
 The default recipes (`DOWNSTREAM_DEFAULTS`) were chosen by measurement on the
 PTB-XL subset over several seeds (`benchmarks/finetune_protocols_ptbxl.py`,
 table in `benchmarks/README.md`).
+
+`evaluate_records(..., bootstrap=1000)` adds percentile bootstrap intervals of
+the test macro AUROC and AUPRC (`keras_ecg.evaluation.bootstrap`).
 """
 
 import copy
@@ -21,6 +24,8 @@ import numpy as np
 from keras_ecg.data.durations import seconds_to_samples
 from keras_ecg.data.pipelines import make_supervised_dataset
 from keras_ecg.data.pipelines import make_window_dataset
+from keras_ecg.evaluation.bootstrap import bootstrap_macro_metrics
+from keras_ecg.evaluation.bootstrap import macro_metrics
 from keras_ecg.evaluation.metrics import macro_auc
 from keras_ecg.evaluation.window_aggregation import aggregate_windows
 
@@ -148,8 +153,18 @@ def _predict_windows(model, windows, aggregation="mean"):
     )
 
 
-def evaluate_records(model, data, trained_classes=None, output_indices=None, **kwargs):
-    """Macro ROC AUC of `model` on `data`, windows aggregated per record.
+def evaluate_records(
+    model,
+    data,
+    trained_classes=None,
+    output_indices=None,
+    bootstrap=None,
+    bootstrap_seed=0,
+    confidence=0.95,
+    **kwargs,
+):
+    """Macro ROC AUC and AUPRC of `model` on `data`, windows aggregated per
+    record, optionally with bootstrap confidence intervals.
 
     Args:
         model: a classifier returning logits.
@@ -161,14 +176,33 @@ def evaluate_records(model, data, trained_classes=None, output_indices=None, **k
         output_indices: optional model outputs that `data`'s label columns
             belong to, in order (e.g. `LabelAlignment.model_indices` when the
             data label only some of the model's classes); default: all.
+        bootstrap: number of bootstrap resamples of the records for
+            confidence intervals (at least 1000 for an interval to report);
+            `None` or 0: none.
+        bootstrap_seed: seed of the resampling; the same seed resamples the
+            same records, so that intervals of models scored on the same
+            data are paired (`keras_ecg.evaluation.paired_bootstrap`).
+        confidence: two-sided coverage of the intervals.
         **kwargs: forwarded to `predict_records` (window, stride,
             `standardizer`, ...).
 
     Returns:
-        A dict with `macro_auc`, the per-record `scores`, `per_class_auc`
-        (`{class: auc}`, NaN when undefined) and the details of
-        `keras_ecg.evaluation.macro_auc` (classes excluded for lacking
-        positives or negatives in `data`).
+        A dict with `macro_auc`, `macro_auprc` (over the same classes), the
+        per-record `scores`, `per_class_auc` (`{class: auc}`, NaN when
+        undefined), the details of `keras_ecg.evaluation.macro_auc` (classes
+        excluded for lacking positives or negatives in `data`) and
+        `bootstrap`: `None`, or the result of
+        `keras_ecg.evaluation.bootstrap_macro_metrics` (`{"macro_auroc":
+        {"value", "low", "high"}, "macro_auprc": {...}, "num_resamples",
+        "confidence", "num_classes"}`) plus its `"seed"`.
+
+    Example:
+
+    ```python
+    result = evaluate_records(classifier, test, bootstrap=1000)
+    auroc = result["bootstrap"]["macro_auroc"]
+    print(f"{auroc['value']:.3f} [{auroc['low']:.3f}, {auroc['high']:.3f}]")
+    ```
     """
     if data.labels is None:
         raise ValueError("evaluate_records needs a labelled ECGDataset.")
@@ -194,8 +228,28 @@ def evaluate_records(model, data, trained_classes=None, output_indices=None, **k
     per_class = {
         name: float(auc) for name, auc in zip(names, details["per_class"], strict=True)
     }
+    # The bootstrap module leaves out the classes macro_auc excludes (no
+    # positive or no negative record), so both average the same classes.
+    scored_labels, scored = labels[:, columns], scores[:, columns]
+    intervals = None
+    if bootstrap:
+        intervals = bootstrap_macro_metrics(
+            scored_labels,
+            scored,
+            num_resamples=int(bootstrap),
+            confidence=confidence,
+            seed=bootstrap_seed,
+        )
+        intervals["seed"] = bootstrap_seed
+        auprc = intervals["macro_auprc"]["value"]
+    else:
+        auprc = macro_metrics(scored_labels, scored, metrics=("macro_auprc",))[
+            "macro_auprc"
+        ]
     return {
         "macro_auc": float(value),
+        "macro_auprc": float(auprc),
+        "bootstrap": intervals,
         "scores": scores,
         "per_class_auc": per_class,
         "untrained_classes": untrained,

@@ -185,6 +185,23 @@ def test_train_downstream_modes(mode, discriminative_lr):
         assert all(changed[i] for i in trainable)
 
 
+def test_evaluate_records_bootstrap_intervals():
+    data = _dataset(num_records=24, seed=3)
+    model = ECGClassifier(_backbone(), num_classes=2)
+    window = dict(window_seconds=0.4, stride_seconds=0.2)
+    plain = evaluate_records(model, data, **window)
+    assert plain["bootstrap"] is None and 0.0 <= plain["macro_auprc"] <= 1.0
+    result = evaluate_records(model, data, bootstrap=200, bootstrap_seed=4, **window)
+    intervals = result["bootstrap"]
+    assert (intervals["num_resamples"], intervals["seed"]) == (200, 4)
+    auroc, auprc = intervals["macro_auroc"], intervals["macro_auprc"]
+    assert auroc["value"] == pytest.approx(result["macro_auc"])
+    assert auprc["value"] == pytest.approx(plain["macro_auprc"])
+    for entry in (auroc, auprc):
+        assert entry["low"] <= entry["value"] <= entry["high"]
+        assert entry["low"] < entry["high"]
+
+
 class _BackboneSnapshots(keras.callbacks.Callback):
     """Copies the backbone's weights at the end of every epoch."""
 
