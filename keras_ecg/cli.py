@@ -36,6 +36,13 @@ def _positive_float(text):
     return value
 
 
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _add_backend(parser):
     parser.add_argument(
         "--backend",
@@ -208,6 +215,24 @@ def _add_downstream(parser, mode):
         )
 
 
+def _add_bootstrap(parser):
+    group = parser.add_argument_group("confidence intervals")
+    group.add_argument(
+        "--bootstrap-resamples",
+        type=_non_negative_int,
+        default=1000,
+        help="bootstrap resamples of the test records for the 95%% intervals of "
+        "the macro AUROC / AUPRC (0: no intervals; default: 1000)",
+    )
+    group.add_argument(
+        "--bootstrap-seed",
+        type=int,
+        default=0,
+        help="seed of the resampling; the same seed pairs the intervals of runs "
+        "scored on the same records (default: 0)",
+    )
+
+
 def _add_multi_process(parser):
     group = parser.add_argument_group(
         "multi-process / multi-host data parallelism (JAX, TensorFlow; see "
@@ -284,6 +309,7 @@ def build_parser():
         help="shares of the labelled training records the classifiers see",
     )
     _add_downstream(demo, "demo")
+    _add_bootstrap(demo)
 
     pretrain = sub.add_parser("pretrain", help="self-supervised pretraining")
     _add_backend(pretrain)
@@ -333,6 +359,7 @@ def build_parser():
         _add_model_size(p)
         _add_output(p, f"runs/{name}")
         _add_downstream(p, "finetune" if name == "finetune" else "linear")
+        _add_bootstrap(p)
         source = p.add_mutually_exclusive_group(required=True)
         source.add_argument("--checkpoint", help="pretrained model from `pretrain`")
         source.add_argument(
@@ -376,6 +403,7 @@ def build_parser():
         "SCP statements or SNOMED CT codes (all digits), mapped to the model's",
     )
     evaluate.add_argument("--batch-size", type=int, default=256)
+    _add_bootstrap(evaluate)
 
     embed = sub.add_parser("embed", help="export embeddings of a pretrained encoder")
     _add_backend(embed)

@@ -359,6 +359,23 @@ def test_finetune_results_carry_settings_stages_and_per_class_auc(trained):
     assert "keras" in results["versions"]
 
 
+def _assert_intervals(results, prefix="test_", num_resamples=1000, seed=0):
+    """The results JSON carries the macro AUROC / AUPRC with their intervals."""
+    auroc, auprc = results[f"{prefix}macro_auroc"], results[f"{prefix}macro_auprc"]
+    point = results[f"{prefix}macro_auc" if prefix else "macro_auc"]
+    assert auroc["value"] == pytest.approx(point)
+    assert auroc["low"] <= auroc["value"] <= auroc["high"]
+    assert 0.0 <= auprc["low"] <= auprc["high"] <= 1.0
+    settings = results["bootstrap"]
+    assert (settings["num_resamples"], settings["seed"]) == (num_resamples, seed)
+    assert settings["confidence"] == 0.95
+
+
+def test_test_auc_has_a_bootstrap_interval_and_auprc(trained):
+    _assert_intervals(trained["results"])
+    assert trained["results"]["settings"]["bootstrap_resamples"] == 1000
+
+
 @ONE_PASS
 @pytest.mark.parametrize(
     "flags, check",
@@ -506,10 +523,16 @@ def test_random_init_jepa_finetunes_its_transformer_from_scratch(tmp_path, capsy
 def test_progress_is_one_line_per_epoch_off_a_terminal(trained, tmp_path, capsys):
     args = ["linear-eval", "--checkpoint", trained["checkpoint"], "--eval-epochs"]
     args += ["2", "--patience", "0", "--num-records", "120", "--output", tmp_path]
-    code, captured = _run(args, capsys)
+    code, captured = _run([*args, "--bootstrap-resamples", "0"], capsys)
     assert code == 0
     assert "Epoch 2/2" in captured.out
     assert "━" not in captured.out  # no per-step progress bar in a log file
+    # No resampling asked for: point estimates, no interval.
+    results = _read(tmp_path / "linear-eval_results.json")
+    assert results["bootstrap"] is None
+    assert results["test_macro_auroc"]["low"] is None
+    assert 0.0 <= results["test_macro_auprc"]["value"] <= 1.0
+    assert "no interval: --bootstrap-resamples 0" in captured.out
 
 
 # ----------------------------------------------------------------------------
@@ -529,6 +552,25 @@ def test_evaluate_uses_the_model_standardisation(trained, tmp_path, capsys):
     code, _ = _run([*args, "--split", "all", "--output", tmp_path / "a"], capsys)
     assert code == 0
     assert _read(tmp_path / "a" / "evaluate_results.json")["records"] == 120
+
+
+@ONE_PASS
+def test_evaluate_bootstrap_flags(trained, tmp_path, capsys):
+    args = ["evaluate", "--model", trained["classifier"], "--num-records", "120"]
+    args += ["--bootstrap-resamples", "300", "--bootstrap-seed", "5"]
+    code, captured = _run([*args, "--output", tmp_path], capsys)
+    assert code == 0, captured.err
+    results = _read(tmp_path / "evaluate_results.json")
+    _assert_intervals(results, prefix="", num_resamples=300, seed=5)
+    line = next(x for x in captured.out.splitlines() if "AUROC" in x)
+    low, high = results["macro_auroc"]["low"], results["macro_auroc"]["high"]
+    assert f"[{low:.4f}, {high:.4f}]" in line
+    assert "95% bootstrap CI over 12 records, 300 resamples, seed 5" in line
+    # The finetune run scored the same records with other resamples (seed 0,
+    # 1000): same point, another interval.
+    finetuned = trained["results"]["test_macro_auroc"]
+    assert results["macro_auroc"]["value"] == pytest.approx(finetuned["value"])
+    assert (low, high) != (finetuned["low"], finetuned["high"])
 
 
 @ONE_PASS
@@ -836,6 +878,22 @@ def test_demo_prints_the_label_efficiency_table(tmp_path, capsys, monkeypatch):
     assert row["labelled records"] == 19  # 20% of 96 training records
     assert all(0.0 <= v <= 1.0 for k, v in row.items() if k != "labelled records")
     assert np.isfinite(results["pretraining_gain_few_labels"])
+    # Every test AUC has its interval; pretrained vs random init is paired.
+    assert results["bootstrap"]["num_resamples"] == 1000
+    for name, auroc in results["intervals"][0].items():
+        if name != "labelled records":
+            assert auroc["macro_auroc"]["value"] == pytest.approx(row[name])
+            low, high = auroc["macro_auroc"]["low"], auroc["macro_auroc"]["high"]
+            assert f"{row[name]:.4f} [{low:.4f}, {high:.4f}]" in captured.out
+    differences = results["paired_differences"]
+    assert [(d["a"], d["b"]) for d in differences] == [
+        ("pretrained, linear", "random init, linear"),
+        ("pretrained, finetune", "supervised from scratch"),
+    ]
+    for d in differences:
+        expected = row[d["a"]] - row[d["b"]]
+        assert d["macro_auroc"]["difference"] == pytest.approx(expected, abs=1e-9)
+    assert "pretrained, finetune - supervised from scratch:" in captured.out
 
 
 @ONE_PASS
@@ -1307,18 +1365,28 @@ def test_demo_pretrains_and_builds_its_baselines_with_the_encoder(
 
     backbones = []
 
-    def score(backbone, *args, **kwargs):
+    def score(backbone, train, val, test, *args, **kwargs):
         backbones.append(backbone)
-        return {}, {"test_macro_auc": 0.5}
+        labels = test.labels
+        scores = np.random.default_rng(len(backbones)).random(labels.shape)
+        trained = np.ones(labels.shape[1], bool)
+        return {"test_scores": scores, "trained_classes": trained}, {
+            "test_macro_auc": 0.5
+        }
 
     # The classifiers themselves are tested elsewhere: record the backbones.
     monkeypatch.setattr(workflows, "train_and_score", score)
     args = ["demo", "--encoder", "s4", *TINY, "--epochs", "1"]
+    args += ["--bootstrap-resamples", "0"]
     code, captured = _run([*args, "--label-fractions", "0.2", "--output", tmp_path])
     assert code == 0
     assert len(backbones) == 4
     assert all(isinstance(b, S4Encoder) for b in backbones)
-    assert _read(tmp_path / "demo_results.json")["settings"]["encoder"] == "s4"
+    results = _read(tmp_path / "demo_results.json")
+    assert results["settings"]["encoder"] == "s4"
+    # --bootstrap-resamples 0: point differences, no interval.
+    assert results["bootstrap"] is None
+    assert all(d["macro_auroc"]["low"] is None for d in results["paired_differences"])
 
 
 @ONE_PASS
