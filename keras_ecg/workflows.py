@@ -23,6 +23,7 @@ from keras_ecg.callbacks import resumable_fit
 from keras_ecg.data.durations import drop_short_records
 from keras_ecg.data.durations import seconds_to_samples
 from keras_ecg.data.lead_standardizer import LeadStandardizer
+from keras_ecg.evaluation.downstream import DOWNSTREAM_DEFAULTS
 from keras_ecg.evaluation.downstream import evaluate_records
 from keras_ecg.evaluation.downstream import train_downstream
 from keras_ecg.evaluation.downstream import trained_class_mask
@@ -70,6 +71,7 @@ def run(args):
         "pretrain": run_pretrain,
         "linear-eval": run_downstream,
         "finetune": run_downstream,
+        "downstream": run_downstream,
         "evaluate": run_evaluate,
         "embed": run_embed,
         "predict": run_predict,
@@ -789,12 +791,22 @@ def downstream_options(args, mode):
         window_seconds=args.window_seconds,
         stride_seconds=args.stride_seconds,
     )
-    if mode == "finetune":
+    if mode in ("finetune", "scratch"):
+        # `finetune --random-init` (scratch) honours these flags too.
         options.update(
             linear_probe_epochs=getattr(args, "linear_probe_epochs", None),
             discriminative_lr=getattr(args, "discriminative_lr", None),
             backbone_batch_norm=getattr(args, "backbone_batch_norm", None),
         )
+    hidden = getattr(args, "head_hidden_dims", None)
+    dropout = getattr(args, "head_dropout", None)
+    if hidden is not None:
+        options["head_hidden_dims"] = tuple(hidden)
+    if dropout is not None:
+        if hidden is None:
+            hidden = DOWNSTREAM_DEFAULTS[mode]["head_hidden_dims"]
+        # fastai's head: half the rate before the hidden layers.
+        options["dropout"] = (dropout / 2,) * len(hidden) + (dropout,)
     return options
 
 
@@ -952,12 +964,56 @@ def train_and_score(
     return result, row
 
 
+def downstream_protocol(args):
+    """The protocol of a downstream command: `--protocol`, else the command's."""
+    if args.command == "downstream":
+        return args.protocol
+    if args.command == "linear-eval":
+        return "linear"
+    return "scratch" if args.random_init else "finetune"
+
+
+# Flags of `downstream` that only some protocols use.
+_PROTOCOL_FLAGS = (
+    ("linear_probe_epochs", "--linear-probe-epochs", ("finetune",)),
+    ("discriminative_lr", "--discriminative-lr", ("finetune", "scratch")),
+    ("backbone_batch_norm", "--backbone-batch-norm", ("finetune", "scratch")),
+)
+
+
+def check_protocol_flags(args, protocol):
+    """Refuses `downstream` flags the protocol would silently ignore."""
+    if args.command != "downstream":
+        return
+    for attribute, flag, protocols in _PROTOCOL_FLAGS:
+        if getattr(args, attribute, None) is not None and protocol not in protocols:
+            raise InputError(
+                f"{flag} applies to --protocol {' or '.join(protocols)}, not "
+                f"{protocol}."
+            )
+    if args.random_init_baseline and (args.random_init or protocol == "scratch"):
+        raise InputError(
+            "--random-init-baseline: this run already starts from random "
+            "weights; it needs --checkpoint or --init-from-preset and a "
+            "protocol other than scratch."
+        )
+
+
+def fresh_backbone(backbone, seed):
+    """A newly initialised backbone of `backbone`'s architecture, built from
+    its config (no weights copied): the random-init counterpart of a
+    pretrained encoder."""
+    keras.utils.set_random_seed(seed)
+    return keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(backbone)
+    )
+
+
 def run_downstream(args):
-    mode = "linear" if args.command == "linear-eval" else "finetune"
-    if mode == "finetune" and args.random_init:
-        mode = "scratch"
+    mode = downstream_protocol(args)
     _print_header(args, f"{args.command} ({mode})")
-    preprocessor, backbone = None, None
+    check_protocol_flags(args, mode)
+    preprocessor, backbone, source = None, None, None
     if args.checkpoint:
         pretrained = _load_keras(args.checkpoint, "--checkpoint")
         preprocessor = _require_preprocessor(
@@ -971,6 +1027,7 @@ def run_downstream(args):
             )
         check_checkpoint_encoder(args, pretrained)
         rate = _model_rate(args, preprocessor, "pretrained model")
+        source = f"--checkpoint {args.checkpoint}"
     elif getattr(args, "init_from_preset", None):
         handle = args.init_from_preset
         path = open_preset(handle)
@@ -978,6 +1035,7 @@ def run_downstream(args):
         preprocessor = load_preset_part(handle, path, "preprocessor")
         backbone = load_preset_part(handle, path, "backbone")
         rate = _model_rate(args, preprocessor, "preset")
+        source = f"--init-from-preset {handle}"
     else:
         check_encoder(args)
         rate = args.sampling_rate or 100
@@ -1015,6 +1073,17 @@ def run_downstream(args):
             input_leads=train.num_leads,
             encoder=args.encoder,
         ).backbone
+    elif mode == "scratch":
+        # Same architecture and preprocessing as the pretrained encoder, so
+        # that only the starting weights differ.
+        backbone = fresh_backbone(backbone, args.seed)
+        print(
+            f"scratch: a freshly initialised {type(backbone).__name__}, the "
+            f"architecture of {source}",
+            flush=True,
+        )
+    baseline = getattr(args, "random_init_baseline", False)
+    baseline_backbone = fresh_backbone(backbone, args.seed) if baseline else None
     folder.create()
     result, row = train_and_score(
         backbone,
@@ -1030,22 +1099,56 @@ def run_downstream(args):
     model.label_set = args.label_set
     path = os.path.join(args.output, "classifier.keras")
     model.save(path)
-    print(
-        _table(
-            [row],
-            [
-                c
-                for c in ("val_macro_auc", "test_macro_auc", "best_epoch", "epochs_run")
-                if c in row
-            ],
+    rows = [{"weights": "random init" if args.random_init else "pretrained", **row}]
+    extra = {}
+    if baseline:
+        print(f"\nrandom-init baseline: {mode} on a fresh copy of the encoder")
+        base_result, base_row = train_and_score(
+            baseline_backbone,
+            train,
+            val,
+            test,
+            args,
+            mode,
+            preprocessor=preprocessor,
+            standardizer=standardizer,
         )
-    )
+        rows.append({"weights": "random init", **base_row})
+        extra["random_init_baseline"] = {
+            "options": base_result["options"],
+            "stages": base_result["stages"],
+            **base_row,
+        }
+    columns = ["weights"] if baseline else []
+    columns += [
+        c
+        for c in ("val_macro_auc", "test_macro_auc", "best_epoch", "epochs_run")
+        if c in row
+    ]
+    print(_table(rows, columns))
     if len(test):
-        print(describe_intervals(row, "test", len(test), prefix="test_"))
+        for r in rows:
+            what = f"{r['weights']}: test" if baseline else "test"
+            print(describe_intervals(r, what, len(test), prefix="test_"))
+        if baseline:
+            mask = result["trained_classes"]
+            difference = paired_difference(
+                test.labels[:, mask],
+                result["test_scores"][:, mask],
+                base_result["test_scores"][:, mask],
+                args,
+            )
+            extra["paired_difference"] = {
+                "a": "pretrained",
+                "b": "random init",
+                **difference,
+            }
+            print(describe_difference(difference, "pretrained - random init"))
     else:
         print("(no test records in the chosen folds: no test AUC)")
     results = {
         "mode": mode,
+        "protocol": mode,
         "backend": keras.backend.backend(),
         "checkpoint": args.checkpoint,
         "init_from_preset": getattr(args, "init_from_preset", None),
@@ -1053,6 +1156,7 @@ def run_downstream(args):
         "options": result["options"],
         "stages": result["stages"],
         **row,
+        **extra,
     }
     out = folder.finish(results)
     print(f"classifier saved to {path}\nResults written to {out}")

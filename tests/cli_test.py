@@ -416,6 +416,104 @@ def test_finetune_flags_change_the_protocol(trained, tmp_path, capsys, flags, ch
     assert check(_read(tmp_path / "finetune_results.json"))
 
 
+@ONE_PASS
+def test_protocol_choices_are_the_downstream_modes():
+    from keras_ecg.evaluation.downstream import DOWNSTREAM_MODES
+
+    assert cli.PROTOCOLS == DOWNSTREAM_MODES
+
+
+def _backbone_values(model):
+    return [keras.ops.convert_to_numpy(w) for w in model.backbone.weights]
+
+
+@ONE_PASS  # the protocols' training runs under every backend (downstream_test)
+@pytest.mark.parametrize(
+    "protocol, flags, stages",
+    [
+        ("linear", ["--random-init-baseline"], ["linear"]),
+        ("frozen", ["--bootstrap-resamples", "200", "--bootstrap-seed", "7"], None),
+        (
+            "finetune",
+            ["--linear-probe-epochs", "1", "--head-hidden-dims", "32"]
+            + ["--head-dropout", "0.2"],
+            ["linear_probe", "finetune"],
+        ),
+        ("scratch", [], ["scratch"]),
+    ],
+)
+def test_downstream_protocol(trained, tmp_path, capsys, protocol, flags, stages):
+    args = ["downstream", "--protocol", protocol, "--checkpoint", trained["checkpoint"]]
+    args += ["--num-records", "120", "--eval-epochs", "1", "--patience", "0", *flags]
+    code, captured = _run([*args, "--output", tmp_path], capsys)
+    assert code == 0, captured.err
+    results = _read(tmp_path / "downstream_results.json")
+    assert results["protocol"] == results["mode"] == protocol
+    assert [s["name"] for s in results["stages"]] == (stages or [protocol])
+    classifier = keras.saving.load_model(tmp_path / "classifier.keras")
+    pretrained = keras.saving.load_model(trained["checkpoint"])
+    if protocol == "frozen":
+        _assert_intervals(results, num_resamples=200, seed=7)
+        assert classifier.head_hidden_dims == (512,)
+        assert results["options"]["dropout"] == [0.25, 0.5]
+        # Only the head trained: the backbone is the checkpoint's, value for
+        # value (BatchNorm statistics included).
+        for a, b in zip(
+            _backbone_values(classifier), _backbone_values(pretrained), strict=True
+        ):
+            np.testing.assert_array_equal(a, b)
+    else:
+        _assert_intervals(results)
+        hidden = (32,) if protocol == "finetune" else ()
+        assert classifier.head_hidden_dims == hidden
+    if protocol == "finetune":
+        # --head-dropout before the output, half of it before hidden layers.
+        assert classifier.dropout == (0.1, 0.2)
+    if protocol == "scratch":
+        # A fresh encoder of the checkpoint's architecture, its preprocessing.
+        assert "freshly initialised" in captured.out
+        assert type(classifier.backbone) is type(pretrained.backbone)
+        assert [w.shape for w in classifier.backbone.weights] == [
+            w.shape for w in pretrained.backbone.weights
+        ]
+        np.testing.assert_array_equal(
+            classifier.preprocessor.mean, pretrained.preprocessor.mean
+        )
+    if protocol == "linear":
+        # The same protocol on a fresh copy of the architecture, paired.
+        baseline = results["random_init_baseline"]
+        _assert_intervals(baseline)
+        difference = results["paired_difference"]["macro_auroc"]
+        assert difference["difference"] == pytest.approx(
+            results["test_macro_auc"] - baseline["test_macro_auc"], abs=1e-9
+        )
+        assert difference["low"] <= difference["difference"] <= difference["high"]
+        assert difference["excludes_zero"] == (
+            difference["low"] > 0 or difference["high"] < 0
+        )
+        assert "| random init |" in captured.out
+        assert "pretrained - random init:" in captured.out
+
+
+@ONE_PASS
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--protocol", "frozen", "--linear-probe-epochs", "1"], "applies to"),
+        (["--protocol", "linear", "--backbone-batch-norm", "train"], "applies to"),
+        (["--protocol", "scratch", "--random-init-baseline"], "already starts"),
+    ],
+)
+def test_downstream_refuses_flags_its_protocol_ignores(
+    trained, tmp_path, capsys, flags, message
+):
+    args = ["downstream", "--checkpoint", trained["checkpoint"], *flags]
+    code, captured = _run([*args, "--output", tmp_path / "out"], capsys)
+    assert code == 2
+    assert message in captured.err and len(captured.err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 def _forbid_standardised_copies(monkeypatch):
     """Standardising a whole dataset (a copy) raises; the pipelines may not."""
     from keras_ecg.data.lead_standardizer import LeadStandardizer
