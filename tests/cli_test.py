@@ -439,7 +439,7 @@ def _backbone_values(model):
             + ["--head-dropout", "0.2"],
             ["linear_probe", "finetune"],
         ),
-        ("scratch", [], ["scratch"]),
+        ("scratch", ["--backbone-batch-norm", "frozen"], ["scratch"]),
     ],
 )
 def test_downstream_protocol(trained, tmp_path, capsys, protocol, flags, stages):
@@ -479,6 +479,7 @@ def test_downstream_protocol(trained, tmp_path, capsys, protocol, flags, stages)
         np.testing.assert_array_equal(
             classifier.preprocessor.mean, pretrained.preprocessor.mean
         )
+        assert results["options"]["backbone_batch_norm"] == "frozen"
     if protocol == "linear":
         # The same protocol on a fresh copy of the architecture, paired.
         baseline = results["random_init_baseline"]
