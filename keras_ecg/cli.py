@@ -18,6 +18,9 @@ METHODS = ("simclr", "byol", "swav", "cpc", "jepa")
 # Keras before --backend is applied; a test checks that they agree).
 ENCODERS = ("xresnet1d", "lstm", "transformer", "s4")
 BACKENDS = ("tensorflow", "jax", "torch")
+# keras_ecg.evaluation.downstream.DOWNSTREAM_MODES (a test checks that they
+# agree): linear probe, MLP head on frozen features, LP-FT, from scratch.
+PROTOCOLS = ("linear", "frozen", "finetune", "scratch")
 SPLITS = ("train", "val", "test", "all")
 
 # Exit codes: 1 a failed run (e.g. diverged training), 2 bad input or usage.
@@ -33,6 +36,13 @@ def _positive_float(text):
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
@@ -172,7 +182,7 @@ def _add_downstream(parser, mode):
         type=float,
         default=None,
         help="peak learning rate of the head (default: 1e-2 linear, 1e-3 "
-        "finetune/scratch)",
+        "frozen/finetune/scratch)",
     )
     group.add_argument(
         "--window-seconds",
@@ -186,7 +196,7 @@ def _add_downstream(parser, mode):
         default=None,
         help="evaluation window stride (default: half a window)",
     )
-    if mode == "finetune":
+    if mode in ("finetune", "downstream"):
         group.add_argument(
             "--linear-probe-epochs",
             type=int,
@@ -206,6 +216,41 @@ def _add_downstream(parser, mode):
             default=None,
             help="whether the backbone's BatchNorm layers train (default: train)",
         )
+    if mode == "downstream":
+        group.add_argument(
+            "--head-hidden-dims",
+            type=int,
+            nargs="*",
+            default=None,
+            metavar="WIDTH",
+            help="widths of the head's hidden layers (none given: a linear head; "
+            "default: 512 for frozen, none otherwise)",
+        )
+        group.add_argument(
+            "--head-dropout",
+            type=float,
+            default=None,
+            help="dropout before the head's output layer, half of it before its "
+            "hidden layers (default: 0.5 for frozen, 0 otherwise)",
+        )
+
+
+def _add_bootstrap(parser):
+    group = parser.add_argument_group("confidence intervals")
+    group.add_argument(
+        "--bootstrap-resamples",
+        type=_non_negative_int,
+        default=1000,
+        help="bootstrap resamples of the test records for the 95%% intervals of "
+        "the macro AUROC / AUPRC (0: no intervals; default: 1000)",
+    )
+    group.add_argument(
+        "--bootstrap-seed",
+        type=int,
+        default=0,
+        help="seed of the resampling; the same seed pairs the intervals of runs "
+        "scored on the same records (default: 0)",
+    )
 
 
 def _add_multi_process(parser):
@@ -284,6 +329,7 @@ def build_parser():
         help="shares of the labelled training records the classifiers see",
     )
     _add_downstream(demo, "demo")
+    _add_bootstrap(demo)
 
     pretrain = sub.add_parser("pretrain", help="self-supervised pretraining")
     _add_backend(pretrain)
@@ -326,13 +372,30 @@ def build_parser():
     for name, help_text in (
         ("linear-eval", "linear evaluation of a pretrained encoder"),
         ("finetune", "finetune a pretrained encoder (or train from scratch)"),
+        (
+            "downstream",
+            "train a classifier on an encoder with any --protocol: linear, "
+            "frozen (MLP head), finetune (LP-FT) or scratch",
+        ),
     ):
         p = sub.add_parser(name, help=help_text)
         _add_backend(p)
         _add_data(p, "Hz (default: the pretrained model's, else 100)")
         _add_model_size(p)
         _add_output(p, f"runs/{name}")
-        _add_downstream(p, "finetune" if name == "finetune" else "linear")
+        if name == "downstream":
+            p.add_argument(
+                "--protocol",
+                required=True,
+                choices=PROTOCOLS,
+                help="linear: linear probe on frozen features; frozen: an MLP "
+                "head on frozen features; finetune: LP-FT; scratch: supervised "
+                "training of a freshly initialised encoder of the same "
+                "architecture (the --checkpoint's, or --method/--encoder/--size "
+                "with --random-init)",
+            )
+        _add_downstream(p, {"linear-eval": "linear"}.get(name, name))
+        _add_bootstrap(p)
         source = p.add_mutually_exclusive_group(required=True)
         source.add_argument("--checkpoint", help="pretrained model from `pretrain`")
         source.add_argument(
@@ -345,8 +408,19 @@ def build_parser():
             "--random-init",
             action="store_true",
             help="a freshly initialised encoder (baseline; with `finetune`: "
-            "supervised training from scratch)",
+            "supervised training from scratch)"
+            if name != "downstream"
+            else "a freshly initialised encoder of --method/--encoder/--size: "
+            "the random-init baseline of the protocol",
         )
+        if name == "downstream":
+            p.add_argument(
+                "--random-init-baseline",
+                action="store_true",
+                help="also train the protocol on a freshly initialised encoder "
+                "of the same architecture and report the paired difference "
+                "(with --checkpoint or --init-from-preset)",
+            )
         p.add_argument(
             "--method",
             default="simclr",
@@ -376,6 +450,7 @@ def build_parser():
         "SCP statements or SNOMED CT codes (all digits), mapped to the model's",
     )
     evaluate.add_argument("--batch-size", type=int, default=256)
+    _add_bootstrap(evaluate)
 
     embed = sub.add_parser("embed", help="export embeddings of a pretrained encoder")
     _add_backend(embed)

@@ -23,6 +23,7 @@ from keras_ecg.callbacks import resumable_fit
 from keras_ecg.data.durations import drop_short_records
 from keras_ecg.data.durations import seconds_to_samples
 from keras_ecg.data.lead_standardizer import LeadStandardizer
+from keras_ecg.evaluation.downstream import DOWNSTREAM_DEFAULTS
 from keras_ecg.evaluation.downstream import evaluate_records
 from keras_ecg.evaluation.downstream import train_downstream
 from keras_ecg.evaluation.downstream import trained_class_mask
@@ -70,6 +71,7 @@ def run(args):
         "pretrain": run_pretrain,
         "linear-eval": run_downstream,
         "finetune": run_downstream,
+        "downstream": run_downstream,
         "evaluate": run_evaluate,
         "embed": run_embed,
         "predict": run_predict,
@@ -789,13 +791,118 @@ def downstream_options(args, mode):
         window_seconds=args.window_seconds,
         stride_seconds=args.stride_seconds,
     )
-    if mode == "finetune":
+    if mode in ("finetune", "scratch"):
+        # `finetune --random-init` (scratch) honours these flags too.
         options.update(
             linear_probe_epochs=getattr(args, "linear_probe_epochs", None),
             discriminative_lr=getattr(args, "discriminative_lr", None),
             backbone_batch_norm=getattr(args, "backbone_batch_norm", None),
         )
+    hidden = getattr(args, "head_hidden_dims", None)
+    dropout = getattr(args, "head_dropout", None)
+    if hidden is not None:
+        options["head_hidden_dims"] = tuple(hidden)
+    if dropout is not None:
+        if hidden is None:
+            hidden = DOWNSTREAM_DEFAULTS[mode]["head_hidden_dims"]
+        # fastai's head: half the rate before the hidden layers.
+        options["dropout"] = (dropout / 2,) * len(hidden) + (dropout,)
     return options
+
+
+def bootstrap_settings(args):
+    """`(num_resamples, seed)` of `--bootstrap-resamples/--bootstrap-seed`."""
+    return (
+        getattr(args, "bootstrap_resamples", 0),
+        getattr(args, "bootstrap_seed", 0),
+    )
+
+
+def interval_fields(scored, prefix=""):
+    """What a results JSON records of an `evaluate_records(bootstrap=...)`
+    result: `<prefix>macro_auroc` and `<prefix>macro_auprc` as `{"value",
+    "low", "high"}` (`None` bounds without a bootstrap) and `bootstrap`
+    (its settings, or `None`)."""
+    intervals = scored["bootstrap"]
+    fields = {}
+    for metric, value in (
+        ("macro_auroc", scored["macro_auc"]),
+        ("macro_auprc", scored["macro_auprc"]),
+    ):
+        entry = {"value": value, "low": None, "high": None}
+        if intervals is not None:
+            entry = dict(intervals[metric])
+        fields[prefix + metric] = entry
+    fields["bootstrap"] = None
+    if intervals is not None:
+        fields["bootstrap"] = {
+            key: intervals[key]
+            for key in ("num_resamples", "seed", "confidence", "num_classes")
+        }
+    return fields
+
+
+def describe_intervals(fields, what, records, prefix=""):
+    """One line: `test macro AUROC 0.8421 [0.8123, 0.8702], macro AUPRC ...
+    (95% bootstrap CI over 245 records, 1000 resamples, seed 0)`."""
+    from keras_ecg.evaluation.bootstrap import format_interval
+
+    settings = fields["bootstrap"]
+    values = []
+    for metric, name in (("macro_auroc", "macro AUROC"), ("macro_auprc", "AUPRC")):
+        entry = fields[prefix + metric]
+        shown = (
+            f"{entry['value']:.4f}"
+            if settings is None
+            else format_interval(entry, digits=4)
+        )
+        values.append(f"{name} {shown}")
+    if settings is None:
+        how = f"{records} records; no interval: --bootstrap-resamples 0"
+    else:
+        how = (
+            f"{settings['confidence']:.0%} bootstrap CI over {records} records, "
+            f"{settings['num_resamples']} resamples, seed {settings['seed']}"
+        )
+    return f"{what} {', '.join(values)} ({how})"
+
+
+def paired_difference(labels, scores_a, scores_b, args):
+    """Paired bootstrap difference A - B of the macro AUROC and AUPRC on the
+    same records (`keras_ecg.evaluation.paired_bootstrap`); point differences
+    with `None` bounds when `--bootstrap-resamples 0`."""
+    from keras_ecg.evaluation.bootstrap import macro_metrics
+    from keras_ecg.evaluation.bootstrap import paired_bootstrap
+
+    num_resamples, seed = bootstrap_settings(args)
+    if num_resamples:
+        return paired_bootstrap(
+            labels, scores_a, scores_b, num_resamples=num_resamples, seed=seed
+        )
+    a, b = macro_metrics(labels, scores_a), macro_metrics(labels, scores_b)
+    return {
+        metric: {
+            "difference": a[metric] - b[metric],
+            "low": None,
+            "high": None,
+            "excludes_zero": None,
+        }
+        for metric in ("macro_auroc", "macro_auprc")
+    }
+
+
+def describe_difference(difference, name):
+    """One line for a `paired_difference` of the macro AUROC."""
+    from keras_ecg.evaluation.bootstrap import format_interval
+
+    entry = difference["macro_auroc"]
+    if entry["low"] is None:
+        return f"{name}: {entry['difference']:+.4f} macro AUROC (no interval)"
+    verdict = "excludes 0" if entry["excludes_zero"] else "includes 0"
+    return (
+        f"{name}: {format_interval(entry, digits=4)} macro AUROC (paired "
+        f"bootstrap, {difference['confidence']:.0%} CI {verdict})"
+    )
 
 
 def train_and_score(
@@ -812,7 +919,10 @@ def train_and_score(
     """Trains a classifier with the `mode` protocol; scores val and test.
 
     With `standardizer` the splits are in mV and standardised window by
-    window in the input pipelines (no standardised copies).
+    window in the input pipelines (no standardised copies). The test scores
+    carry bootstrap intervals (`--bootstrap-resamples`, `--bootstrap-seed`);
+    the per-record test probabilities are `result["test_scores"]` (for
+    paired comparisons), over the classes of `result["trained_classes"]`.
     """
     result = train_downstream(
         backbone,
@@ -832,27 +942,78 @@ def train_and_score(
         "val_macro_auc": result["best_val_auc"],
     }
     if len(test):
+        num_resamples, seed = bootstrap_settings(args)
+        trained = trained_class_mask(train)
         scored = evaluate_records(
             result["model"],
             test,
-            trained_classes=trained_class_mask(train),
+            trained_classes=trained,
             window_seconds=result["options"]["window_seconds"],
             stride_seconds=result["options"]["stride_seconds"],
             standardizer=standardizer,
+            bootstrap=num_resamples,
+            bootstrap_seed=seed,
         )
         row["test_macro_auc"] = scored["macro_auc"]
+        row.update(interval_fields(scored, prefix="test_"))
         row["test_per_class_auc"] = scored["per_class_auc"]
         row["untrained_classes"] = scored["untrained_classes"]
         row["excluded_classes"] = scored["excluded_classes"]
+        result["test_scores"] = scored["scores"]
+        result["trained_classes"] = trained
     return result, row
 
 
+def downstream_protocol(args):
+    """The protocol of a downstream command: `--protocol`, else the command's."""
+    if args.command == "downstream":
+        return args.protocol
+    if args.command == "linear-eval":
+        return "linear"
+    return "scratch" if args.random_init else "finetune"
+
+
+# Flags of `downstream` that only some protocols use.
+_PROTOCOL_FLAGS = (
+    ("linear_probe_epochs", "--linear-probe-epochs", ("finetune",)),
+    ("discriminative_lr", "--discriminative-lr", ("finetune", "scratch")),
+    ("backbone_batch_norm", "--backbone-batch-norm", ("finetune", "scratch")),
+)
+
+
+def check_protocol_flags(args, protocol):
+    """Refuses `downstream` flags the protocol would silently ignore."""
+    if args.command != "downstream":
+        return
+    for attribute, flag, protocols in _PROTOCOL_FLAGS:
+        if getattr(args, attribute, None) is not None and protocol not in protocols:
+            raise InputError(
+                f"{flag} applies to --protocol {' or '.join(protocols)}, not "
+                f"{protocol}."
+            )
+    if args.random_init_baseline and (args.random_init or protocol == "scratch"):
+        raise InputError(
+            "--random-init-baseline: this run already starts from random "
+            "weights; it needs --checkpoint or --init-from-preset and a "
+            "protocol other than scratch."
+        )
+
+
+def fresh_backbone(backbone, seed):
+    """A newly initialised backbone of `backbone`'s architecture, built from
+    its config (no weights copied): the random-init counterpart of a
+    pretrained encoder."""
+    keras.utils.set_random_seed(seed)
+    return keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(backbone)
+    )
+
+
 def run_downstream(args):
-    mode = "linear" if args.command == "linear-eval" else "finetune"
-    if mode == "finetune" and args.random_init:
-        mode = "scratch"
+    mode = downstream_protocol(args)
     _print_header(args, f"{args.command} ({mode})")
-    preprocessor, backbone = None, None
+    check_protocol_flags(args, mode)
+    preprocessor, backbone, source = None, None, None
     if args.checkpoint:
         pretrained = _load_keras(args.checkpoint, "--checkpoint")
         preprocessor = _require_preprocessor(
@@ -866,6 +1027,7 @@ def run_downstream(args):
             )
         check_checkpoint_encoder(args, pretrained)
         rate = _model_rate(args, preprocessor, "pretrained model")
+        source = f"--checkpoint {args.checkpoint}"
     elif getattr(args, "init_from_preset", None):
         handle = args.init_from_preset
         path = open_preset(handle)
@@ -873,6 +1035,7 @@ def run_downstream(args):
         preprocessor = load_preset_part(handle, path, "preprocessor")
         backbone = load_preset_part(handle, path, "backbone")
         rate = _model_rate(args, preprocessor, "preset")
+        source = f"--init-from-preset {handle}"
     else:
         check_encoder(args)
         rate = args.sampling_rate or 100
@@ -910,6 +1073,17 @@ def run_downstream(args):
             input_leads=train.num_leads,
             encoder=args.encoder,
         ).backbone
+    elif mode == "scratch":
+        # Same architecture and preprocessing as the pretrained encoder, so
+        # that only the starting weights differ.
+        backbone = fresh_backbone(backbone, args.seed)
+        print(
+            f"scratch: a freshly initialised {type(backbone).__name__}, the "
+            f"architecture of {source}",
+            flush=True,
+        )
+    baseline = getattr(args, "random_init_baseline", False)
+    baseline_backbone = fresh_backbone(backbone, args.seed) if baseline else None
     folder.create()
     result, row = train_and_score(
         backbone,
@@ -925,20 +1099,56 @@ def run_downstream(args):
     model.label_set = args.label_set
     path = os.path.join(args.output, "classifier.keras")
     model.save(path)
-    print(
-        _table(
-            [row],
-            [
-                c
-                for c in ("val_macro_auc", "test_macro_auc", "best_epoch", "epochs_run")
-                if c in row
-            ],
+    rows = [{"weights": "random init" if args.random_init else "pretrained", **row}]
+    extra = {}
+    if baseline:
+        print(f"\nrandom-init baseline: {mode} on a fresh copy of the encoder")
+        base_result, base_row = train_and_score(
+            baseline_backbone,
+            train,
+            val,
+            test,
+            args,
+            mode,
+            preprocessor=preprocessor,
+            standardizer=standardizer,
         )
-    )
-    if not len(test):
+        rows.append({"weights": "random init", **base_row})
+        extra["random_init_baseline"] = {
+            "options": base_result["options"],
+            "stages": base_result["stages"],
+            **base_row,
+        }
+    columns = ["weights"] if baseline else []
+    columns += [
+        c
+        for c in ("val_macro_auc", "test_macro_auc", "best_epoch", "epochs_run")
+        if c in row
+    ]
+    print(_table(rows, columns))
+    if len(test):
+        for r in rows:
+            what = f"{r['weights']}: test" if baseline else "test"
+            print(describe_intervals(r, what, len(test), prefix="test_"))
+        if baseline:
+            mask = result["trained_classes"]
+            difference = paired_difference(
+                test.labels[:, mask],
+                result["test_scores"][:, mask],
+                base_result["test_scores"][:, mask],
+                args,
+            )
+            extra["paired_difference"] = {
+                "a": "pretrained",
+                "b": "random init",
+                **difference,
+            }
+            print(describe_difference(difference, "pretrained - random init"))
+    else:
         print("(no test records in the chosen folds: no test AUC)")
     results = {
         "mode": mode,
+        "protocol": mode,
         "backend": keras.backend.backend(),
         "checkpoint": args.checkpoint,
         "init_from_preset": getattr(args, "init_from_preset", None),
@@ -946,6 +1156,7 @@ def run_downstream(args):
         "options": result["options"],
         "stages": result["stages"],
         **row,
+        **extra,
     }
     out = folder.finish(results)
     print(f"classifier saved to {path}\nResults written to {out}")
@@ -1080,16 +1291,21 @@ def run_evaluate(args):
         aggregation=preprocessor.aggregation,
         output_indices=outputs,
         standardizer=_statistics_of(preprocessor),
+        bootstrap=args.bootstrap_resamples,
+        bootstrap_seed=args.bootstrap_seed,
     )
     print(
         f"{args.split} macro AUC over {len(result['included'])} classes with "
         f"positives and negatives, {len(data)} records: {result['macro_auc']:.4f}"
     )
+    fields = interval_fields(result)
+    print(describe_intervals(fields, args.split, len(data)))
     results = {
         "split": args.split,
         "records": len(data),
         "backend": keras.backend.backend(),
         "macro_auc": result["macro_auc"],
+        **fields,
         "per_class_auc": result["per_class_auc"],
         "excluded_classes": result["excluded_classes"],
         "classes_without_counterpart": unmatched,
@@ -1242,6 +1458,7 @@ def run_demo(args):
             "data; its numbers say nothing about clinical performance).",
             flush=True,
         )
+    from keras_ecg.evaluation.bootstrap import format_interval
     from keras_ecg.evaluation.experiments import label_fraction_subset
     from keras_ecg.models.ecg_preprocessor import ECGPreprocessor
 
@@ -1300,10 +1517,17 @@ def run_demo(args):
         f"{len(train)} labelled training records",
         flush=True,
     )
-    rows = []
+    # Same labels, same architecture, pretrained vs random weights: paired
+    # on the same test records.
+    pairs = (
+        ("pretrained, linear", "random init, linear"),
+        ("pretrained, finetune", "supervised from scratch"),
+    )
+    rows, cells, intervals, differences = [], [], [], []
     for fraction in fractions:
         subset = label_fraction_subset(train, fraction, seed=args.seed)
         row = {"labelled records": len(subset)}
+        cell, interval, scores = dict(row), dict(row), {}
         for name, kind, mode in protocols:
             t0 = time.time()
             result, scored = train_and_score(
@@ -1317,25 +1541,54 @@ def run_demo(args):
                 standardizer=preprocessor,
             )
             row[name] = scored["test_macro_auc"]
+            scores[name] = result["test_scores"]
+            auroc = scored.get("test_macro_auroc")
+            cell[name] = row[name]
+            if auroc is not None and auroc["low"] is not None:
+                cell[name] = format_interval(auroc, digits=4)
+            interval[name] = {
+                metric: scored.get(f"test_{metric}")
+                for metric in ("macro_auroc", "macro_auprc")
+            }
             print(
                 f"  {len(subset):4d} records | {name:24s} | test macro AUC "
                 f"{scored['test_macro_auc']:.4f} ({time.time() - t0:.0f} s)",
                 flush=True,
             )
+        mask = result["trained_classes"]
+        for a, b in pairs:
+            difference = paired_difference(
+                test.labels[:, mask], scores[a][:, mask], scores[b][:, mask], args
+            )
+            differences.append(
+                {"labelled records": len(subset), "a": a, "b": b, **difference}
+            )
         rows.append(row)
+        cells.append(cell)
+        intervals.append(interval)
     columns = ["labelled records"] + [p[0] for p in protocols]
-    table = _table(rows, columns)
+    table = _table(cells, columns)
     few = rows[0]
     gain = min(
         few["pretrained, finetune"] - few["supervised from scratch"],
         max(few["pretrained, linear"], few["pretrained, finetune"])
         - few["random init, linear"],
     )
+    num_resamples, seed = bootstrap_settings(args)
+    how = (
+        f"; 95% bootstrap CI over the records, {num_resamples} resamples, seed {seed}"
+        if num_resamples
+        else ""
+    )
     print(
         f"\n[3/3] test macro ROC AUC on {len(test)} held-out records "
-        "(sliding windows averaged per record):\n"
+        f"(sliding windows averaged per record{how}):\n"
     )
     print(table)
+    print("\nPretrained minus random init, same labels, same test records:")
+    for d in differences:
+        name = f"{d['labelled records']:4d} records | {d['a']} - {d['b']}"
+        print("  " + describe_difference(d, name))
     print(
         f"\nWith {few['labelled records']} labelled records, pretraining gains "
         f"{gain:+.4f} macro AUC over the better of random init and supervised "
@@ -1346,6 +1599,13 @@ def run_demo(args):
         "method": args.method,
         "pretrain_loss": [float(v) for v in history["loss"]],
         "results": rows,
+        "intervals": intervals,
+        "paired_differences": differences,
+        "bootstrap": (
+            {"num_resamples": num_resamples, "seed": seed, "confidence": 0.95}
+            if num_resamples
+            else None
+        ),
         "pretraining_gain_few_labels": gain,
         "table": table,
         "seconds": time.time() - start,

@@ -359,6 +359,23 @@ def test_finetune_results_carry_settings_stages_and_per_class_auc(trained):
     assert "keras" in results["versions"]
 
 
+def _assert_intervals(results, prefix="test_", num_resamples=1000, seed=0):
+    """The results JSON carries the macro AUROC / AUPRC with their intervals."""
+    auroc, auprc = results[f"{prefix}macro_auroc"], results[f"{prefix}macro_auprc"]
+    point = results[f"{prefix}macro_auc" if prefix else "macro_auc"]
+    assert auroc["value"] == pytest.approx(point)
+    assert auroc["low"] <= auroc["value"] <= auroc["high"]
+    assert 0.0 <= auprc["low"] <= auprc["high"] <= 1.0
+    settings = results["bootstrap"]
+    assert (settings["num_resamples"], settings["seed"]) == (num_resamples, seed)
+    assert settings["confidence"] == 0.95
+
+
+def test_test_auc_has_a_bootstrap_interval_and_auprc(trained):
+    _assert_intervals(trained["results"])
+    assert trained["results"]["settings"]["bootstrap_resamples"] == 1000
+
+
 @ONE_PASS
 @pytest.mark.parametrize(
     "flags, check",
@@ -397,6 +414,105 @@ def test_finetune_flags_change_the_protocol(trained, tmp_path, capsys, flags, ch
     code, _ = _run([*args, "--output", tmp_path], capsys)
     assert code == 0
     assert check(_read(tmp_path / "finetune_results.json"))
+
+
+@ONE_PASS
+def test_protocol_choices_are_the_downstream_modes():
+    from keras_ecg.evaluation.downstream import DOWNSTREAM_MODES
+
+    assert cli.PROTOCOLS == DOWNSTREAM_MODES
+
+
+def _backbone_values(model):
+    return [keras.ops.convert_to_numpy(w) for w in model.backbone.weights]
+
+
+@ONE_PASS  # the protocols' training runs under every backend (downstream_test)
+@pytest.mark.parametrize(
+    "protocol, flags, stages",
+    [
+        ("linear", ["--random-init-baseline"], ["linear"]),
+        ("frozen", ["--bootstrap-resamples", "200", "--bootstrap-seed", "7"], None),
+        (
+            "finetune",
+            ["--linear-probe-epochs", "1", "--head-hidden-dims", "32"]
+            + ["--head-dropout", "0.2"],
+            ["linear_probe", "finetune"],
+        ),
+        ("scratch", ["--backbone-batch-norm", "frozen"], ["scratch"]),
+    ],
+)
+def test_downstream_protocol(trained, tmp_path, capsys, protocol, flags, stages):
+    args = ["downstream", "--protocol", protocol, "--checkpoint", trained["checkpoint"]]
+    args += ["--num-records", "120", "--eval-epochs", "1", "--patience", "0", *flags]
+    code, captured = _run([*args, "--output", tmp_path], capsys)
+    assert code == 0, captured.err
+    results = _read(tmp_path / "downstream_results.json")
+    assert results["protocol"] == results["mode"] == protocol
+    assert [s["name"] for s in results["stages"]] == (stages or [protocol])
+    classifier = keras.saving.load_model(tmp_path / "classifier.keras")
+    pretrained = keras.saving.load_model(trained["checkpoint"])
+    if protocol == "frozen":
+        _assert_intervals(results, num_resamples=200, seed=7)
+        assert classifier.head_hidden_dims == (512,)
+        assert results["options"]["dropout"] == [0.25, 0.5]
+        # Only the head trained: the backbone is the checkpoint's, value for
+        # value (BatchNorm statistics included).
+        for a, b in zip(
+            _backbone_values(classifier), _backbone_values(pretrained), strict=True
+        ):
+            np.testing.assert_array_equal(a, b)
+    else:
+        _assert_intervals(results)
+        hidden = (32,) if protocol == "finetune" else ()
+        assert classifier.head_hidden_dims == hidden
+    if protocol == "finetune":
+        # --head-dropout before the output, half of it before hidden layers.
+        assert classifier.dropout == (0.1, 0.2)
+    if protocol == "scratch":
+        # A fresh encoder of the checkpoint's architecture, its preprocessing.
+        assert "freshly initialised" in captured.out
+        assert type(classifier.backbone) is type(pretrained.backbone)
+        assert [w.shape for w in classifier.backbone.weights] == [
+            w.shape for w in pretrained.backbone.weights
+        ]
+        np.testing.assert_array_equal(
+            classifier.preprocessor.mean, pretrained.preprocessor.mean
+        )
+        assert results["options"]["backbone_batch_norm"] == "frozen"
+    if protocol == "linear":
+        # The same protocol on a fresh copy of the architecture, paired.
+        baseline = results["random_init_baseline"]
+        _assert_intervals(baseline)
+        difference = results["paired_difference"]["macro_auroc"]
+        assert difference["difference"] == pytest.approx(
+            results["test_macro_auc"] - baseline["test_macro_auc"], abs=1e-9
+        )
+        assert difference["low"] <= difference["difference"] <= difference["high"]
+        assert difference["excludes_zero"] == (
+            difference["low"] > 0 or difference["high"] < 0
+        )
+        assert "| random init |" in captured.out
+        assert "pretrained - random init:" in captured.out
+
+
+@ONE_PASS
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--protocol", "frozen", "--linear-probe-epochs", "1"], "applies to"),
+        (["--protocol", "linear", "--backbone-batch-norm", "train"], "applies to"),
+        (["--protocol", "scratch", "--random-init-baseline"], "already starts"),
+    ],
+)
+def test_downstream_refuses_flags_its_protocol_ignores(
+    trained, tmp_path, capsys, flags, message
+):
+    args = ["downstream", "--checkpoint", trained["checkpoint"], *flags]
+    code, captured = _run([*args, "--output", tmp_path / "out"], capsys)
+    assert code == 2
+    assert message in captured.err and len(captured.err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
 
 
 def _forbid_standardised_copies(monkeypatch):
@@ -506,10 +622,16 @@ def test_random_init_jepa_finetunes_its_transformer_from_scratch(tmp_path, capsy
 def test_progress_is_one_line_per_epoch_off_a_terminal(trained, tmp_path, capsys):
     args = ["linear-eval", "--checkpoint", trained["checkpoint"], "--eval-epochs"]
     args += ["2", "--patience", "0", "--num-records", "120", "--output", tmp_path]
-    code, captured = _run(args, capsys)
+    code, captured = _run([*args, "--bootstrap-resamples", "0"], capsys)
     assert code == 0
     assert "Epoch 2/2" in captured.out
     assert "━" not in captured.out  # no per-step progress bar in a log file
+    # No resampling asked for: point estimates, no interval.
+    results = _read(tmp_path / "linear-eval_results.json")
+    assert results["bootstrap"] is None
+    assert results["test_macro_auroc"]["low"] is None
+    assert 0.0 <= results["test_macro_auprc"]["value"] <= 1.0
+    assert "no interval: --bootstrap-resamples 0" in captured.out
 
 
 # ----------------------------------------------------------------------------
@@ -529,6 +651,25 @@ def test_evaluate_uses_the_model_standardisation(trained, tmp_path, capsys):
     code, _ = _run([*args, "--split", "all", "--output", tmp_path / "a"], capsys)
     assert code == 0
     assert _read(tmp_path / "a" / "evaluate_results.json")["records"] == 120
+
+
+@ONE_PASS
+def test_evaluate_bootstrap_flags(trained, tmp_path, capsys):
+    args = ["evaluate", "--model", trained["classifier"], "--num-records", "120"]
+    args += ["--bootstrap-resamples", "300", "--bootstrap-seed", "5"]
+    code, captured = _run([*args, "--output", tmp_path], capsys)
+    assert code == 0, captured.err
+    results = _read(tmp_path / "evaluate_results.json")
+    _assert_intervals(results, prefix="", num_resamples=300, seed=5)
+    line = next(x for x in captured.out.splitlines() if "AUROC" in x)
+    low, high = results["macro_auroc"]["low"], results["macro_auroc"]["high"]
+    assert f"[{low:.4f}, {high:.4f}]" in line
+    assert "95% bootstrap CI over 12 records, 300 resamples, seed 5" in line
+    # The finetune run scored the same records with other resamples (seed 0,
+    # 1000): same point, another interval.
+    finetuned = trained["results"]["test_macro_auroc"]
+    assert results["macro_auroc"]["value"] == pytest.approx(finetuned["value"])
+    assert (low, high) != (finetuned["low"], finetuned["high"])
 
 
 @ONE_PASS
@@ -840,6 +981,22 @@ def test_demo_prints_the_label_efficiency_table(tmp_path, capsys, monkeypatch):
     assert row["labelled records"] == 19  # 20% of 96 training records
     assert all(0.0 <= v <= 1.0 for k, v in row.items() if k != "labelled records")
     assert np.isfinite(results["pretraining_gain_few_labels"])
+    # Every test AUC has its interval; pretrained vs random init is paired.
+    assert results["bootstrap"]["num_resamples"] == 1000
+    for name, auroc in results["intervals"][0].items():
+        if name != "labelled records":
+            assert auroc["macro_auroc"]["value"] == pytest.approx(row[name])
+            low, high = auroc["macro_auroc"]["low"], auroc["macro_auroc"]["high"]
+            assert f"{row[name]:.4f} [{low:.4f}, {high:.4f}]" in captured.out
+    differences = results["paired_differences"]
+    assert [(d["a"], d["b"]) for d in differences] == [
+        ("pretrained, linear", "random init, linear"),
+        ("pretrained, finetune", "supervised from scratch"),
+    ]
+    for d in differences:
+        expected = row[d["a"]] - row[d["b"]]
+        assert d["macro_auroc"]["difference"] == pytest.approx(expected, abs=1e-9)
+    assert "pretrained, finetune - supervised from scratch:" in captured.out
 
 
 @ONE_PASS
@@ -1311,18 +1468,28 @@ def test_demo_pretrains_and_builds_its_baselines_with_the_encoder(
 
     backbones = []
 
-    def score(backbone, *args, **kwargs):
+    def score(backbone, train, val, test, *args, **kwargs):
         backbones.append(backbone)
-        return {}, {"test_macro_auc": 0.5}
+        labels = test.labels
+        scores = np.random.default_rng(len(backbones)).random(labels.shape)
+        trained = np.ones(labels.shape[1], bool)
+        return {"test_scores": scores, "trained_classes": trained}, {
+            "test_macro_auc": 0.5
+        }
 
     # The classifiers themselves are tested elsewhere: record the backbones.
     monkeypatch.setattr(workflows, "train_and_score", score)
     args = ["demo", "--encoder", "s4", *TINY, "--epochs", "1"]
+    args += ["--bootstrap-resamples", "0"]
     code, captured = _run([*args, "--label-fractions", "0.2", "--output", tmp_path])
     assert code == 0
     assert len(backbones) == 4
     assert all(isinstance(b, S4Encoder) for b in backbones)
-    assert _read(tmp_path / "demo_results.json")["settings"]["encoder"] == "s4"
+    results = _read(tmp_path / "demo_results.json")
+    assert results["settings"]["encoder"] == "s4"
+    # --bootstrap-resamples 0: point differences, no interval.
+    assert results["bootstrap"] is None
+    assert all(d["macro_auroc"]["low"] is None for d in results["paired_differences"])
 
 
 @ONE_PASS

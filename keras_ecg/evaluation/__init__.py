@@ -1,6 +1,7 @@
 """keras_ecg.evaluation."""
 
 from keras_ecg.evaluation.bootstrap import bootstrap_macro_metrics
+from keras_ecg.evaluation.bootstrap import macro_metrics
 from keras_ecg.evaluation.bootstrap import paired_bootstrap
 from keras_ecg.evaluation.downstream import DOWNSTREAM_DEFAULTS
 from keras_ecg.evaluation.downstream import DOWNSTREAM_MODES

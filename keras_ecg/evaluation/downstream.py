@@ -1,4 +1,5 @@
-"""The paper's downstream protocols: linear evaluation, finetuning, from scratch.
+"""Downstream protocols: linear evaluation, a frozen-feature MLP head,
+finetuning (LP-FT) and training from scratch.
 
 Training uses random crops of the training records; validation and test use
 sliding windows (2.5 s, stride 1.25 s) whose sigmoid outputs are averaged per
@@ -8,7 +9,10 @@ rate.
 
 The default recipes (`DOWNSTREAM_DEFAULTS`) were chosen by measurement on the
 PTB-XL subset over several seeds (`benchmarks/finetune_protocols_ptbxl.py`,
-table in `benchmarks/README.md`).
+table in `benchmarks/README.md`), except `"frozen"`'s (see its entry).
+
+`evaluate_records(..., bootstrap=1000)` adds percentile bootstrap intervals of
+the test macro AUROC and AUPRC (`keras_ecg.evaluation.bootstrap`).
 """
 
 import copy
@@ -21,10 +25,14 @@ import numpy as np
 from keras_ecg.data.durations import seconds_to_samples
 from keras_ecg.data.pipelines import make_supervised_dataset
 from keras_ecg.data.pipelines import make_window_dataset
+from keras_ecg.evaluation.bootstrap import bootstrap_macro_metrics
+from keras_ecg.evaluation.bootstrap import macro_metrics
 from keras_ecg.evaluation.metrics import macro_auc
 from keras_ecg.evaluation.window_aggregation import aggregate_windows
 
-DOWNSTREAM_MODES = ("linear", "finetune", "scratch")
+DOWNSTREAM_MODES = ("linear", "frozen", "finetune", "scratch")
+# The protocols that train the head only, on a frozen backbone.
+FROZEN_BACKBONE_MODES = ("linear", "frozen")
 SCHEDULES = ("cosine", "constant")
 BATCH_NORM_MODES = ("train", "frozen")
 
@@ -32,8 +40,9 @@ BATCH_NORM_MODES = ("train", "frozen")
 WINDOW_SECONDS = 2.5
 STRIDE_SECONDS = 1.25
 
-# Shared by the three protocols: AdamW, up to 50 epochs with early stopping on
-# the validation macro AUC, warm-up + cosine decay, a BatchNorm head.
+# Shared by the protocols: AdamW, up to 50 epochs with early stopping on the
+# validation macro AUC, warm-up + cosine decay, a BatchNorm head (linear unless
+# a protocol says otherwise).
 _COMMON_DEFAULTS = dict(
     weight_decay=1e-3,
     epochs=50,
@@ -44,6 +53,8 @@ _COMMON_DEFAULTS = dict(
     min_epochs=20,
     schedule="cosine",
     head_batch_norm=True,
+    head_hidden_dims=(),
+    dropout=0.0,
     discriminative_lr=None,
 )
 DOWNSTREAM_DEFAULTS = {
@@ -55,6 +66,24 @@ DOWNSTREAM_DEFAULTS = {
         warmup_epochs=0,
         linear_probe_epochs=0,
         backbone_batch_norm="frozen",
+    ),
+    # A non-linear head on frozen features: what a linear probe cannot
+    # read out is still in the features, without finetuning's cost. The
+    # protocol is ecg-fm-benchmarking's `frozen` (AI4HealthUOL, ICLR 2026):
+    # backbone in eval mode, only the head trains, AdamW at lr 1e-3 with
+    # weight decay 1e-3. Its head is a learnable-query attention pooling
+    # (V-JEPA's); this one is the paper's reference code's head-only
+    # training (`--train-head-only`): fastai's MLP head, BatchNorm ->
+    # Dropout -> Dense, one hidden layer of 512 with ReLU, dropout 0.25
+    # before it and 0.5 before the output. Not yet measured on PTB-XL.
+    "frozen": dict(
+        _COMMON_DEFAULTS,
+        learning_rate=1e-3,
+        warmup_epochs=0,
+        linear_probe_epochs=0,
+        backbone_batch_norm="frozen",
+        head_hidden_dims=(512,),
+        dropout=(0.25, 0.5),
     ),
     # LP-FT (Kumar et al. 2022; the reference code's CPC recipe): fit the head
     # on frozen features first, then train everything. A backbone learning
@@ -148,8 +177,18 @@ def _predict_windows(model, windows, aggregation="mean"):
     )
 
 
-def evaluate_records(model, data, trained_classes=None, output_indices=None, **kwargs):
-    """Macro ROC AUC of `model` on `data`, windows aggregated per record.
+def evaluate_records(
+    model,
+    data,
+    trained_classes=None,
+    output_indices=None,
+    bootstrap=None,
+    bootstrap_seed=0,
+    confidence=0.95,
+    **kwargs,
+):
+    """Macro ROC AUC and AUPRC of `model` on `data`, windows aggregated per
+    record, optionally with bootstrap confidence intervals.
 
     Args:
         model: a classifier returning logits.
@@ -161,14 +200,33 @@ def evaluate_records(model, data, trained_classes=None, output_indices=None, **k
         output_indices: optional model outputs that `data`'s label columns
             belong to, in order (e.g. `LabelAlignment.model_indices` when the
             data label only some of the model's classes); default: all.
+        bootstrap: number of bootstrap resamples of the records for
+            confidence intervals (at least 1000 for an interval to report);
+            `None` or 0: none.
+        bootstrap_seed: seed of the resampling; the same seed resamples the
+            same records, so that intervals of models scored on the same
+            data are paired (`keras_ecg.evaluation.paired_bootstrap`).
+        confidence: two-sided coverage of the intervals.
         **kwargs: forwarded to `predict_records` (window, stride,
             `standardizer`, ...).
 
     Returns:
-        A dict with `macro_auc`, the per-record `scores`, `per_class_auc`
-        (`{class: auc}`, NaN when undefined) and the details of
-        `keras_ecg.evaluation.macro_auc` (classes excluded for lacking
-        positives or negatives in `data`).
+        A dict with `macro_auc`, `macro_auprc` (over the same classes), the
+        per-record `scores`, `per_class_auc` (`{class: auc}`, NaN when
+        undefined), the details of `keras_ecg.evaluation.macro_auc` (classes
+        excluded for lacking positives or negatives in `data`) and
+        `bootstrap`: `None`, or the result of
+        `keras_ecg.evaluation.bootstrap_macro_metrics` (`{"macro_auroc":
+        {"value", "low", "high"}, "macro_auprc": {...}, "num_resamples",
+        "confidence", "num_classes"}`) plus its `"seed"`.
+
+    Example:
+
+    ```python
+    result = evaluate_records(classifier, test, bootstrap=1000)
+    auroc = result["bootstrap"]["macro_auroc"]
+    print(f"{auroc['value']:.3f} [{auroc['low']:.3f}, {auroc['high']:.3f}]")
+    ```
     """
     if data.labels is None:
         raise ValueError("evaluate_records needs a labelled ECGDataset.")
@@ -194,8 +252,28 @@ def evaluate_records(model, data, trained_classes=None, output_indices=None, **k
     per_class = {
         name: float(auc) for name, auc in zip(names, details["per_class"], strict=True)
     }
+    # The bootstrap module leaves out the classes macro_auc excludes (no
+    # positive or no negative record), so both average the same classes.
+    scored_labels, scored = labels[:, columns], scores[:, columns]
+    intervals = None
+    if bootstrap:
+        intervals = bootstrap_macro_metrics(
+            scored_labels,
+            scored,
+            num_resamples=int(bootstrap),
+            confidence=confidence,
+            seed=bootstrap_seed,
+        )
+        intervals["seed"] = bootstrap_seed
+        auprc = intervals["macro_auprc"]["value"]
+    else:
+        auprc = macro_metrics(scored_labels, scored, metrics=("macro_auprc",))[
+            "macro_auprc"
+        ]
     return {
         "macro_auc": float(value),
+        "macro_auprc": float(auprc),
+        "bootstrap": intervals,
         "scores": scores,
         "per_class_auc": per_class,
         "untrained_classes": untrained,
@@ -305,6 +383,15 @@ def _resolve_options(mode, options):
     resolved = dict(DOWNSTREAM_DEFAULTS[mode])
     given = {k: v for k, v in options.items() if v is not None}
     resolved.update(given)
+    resolved["head_hidden_dims"] = tuple(int(d) for d in resolved["head_hidden_dims"])
+    if isinstance(resolved["dropout"], (list, tuple)):
+        resolved["dropout"] = tuple(float(r) for r in resolved["dropout"])
+        if "dropout" not in given:
+            # fastai's rule for the default rates of any hidden layers asked
+            # for: half the output layer's rate before each hidden layer.
+            last = resolved["dropout"][-1]
+            hidden = len(resolved["head_hidden_dims"])
+            resolved["dropout"] = (last / 2,) * hidden + (last,)
     if "linear_probe_epochs" not in given and "epochs" in given:
         # A short run asked for is short in both stages.
         resolved["linear_probe_epochs"] = min(
@@ -350,8 +437,8 @@ def train_downstream(
     preprocessor=None,
     standardizer=None,
     pooling="concat",
-    head_hidden_dims=(),
-    dropout=0.0,
+    head_hidden_dims=None,
+    dropout=None,
     head_batch_norm=None,
     output_initializer=None,
     augmentation=None,
@@ -361,11 +448,16 @@ def train_downstream(
 ):
     """Trains a classifier on `backbone`; selects epochs by val macro AUC.
 
-    Three protocols (`mode`), each with measured defaults
+    Four protocols (`mode`), each with its defaults
     (`DOWNSTREAM_DEFAULTS[mode]`; any argument left `None` takes them):
 
     - `"linear"`: linear evaluation. The backbone is frozen (BatchNorm in
       inference mode), the head is BatchNorm -> Dense, trained at lr 1e-2.
+    - `"frozen"`: the backbone frozen as in `"linear"`, a non-linear head:
+      BatchNorm -> Dropout(0.25) -> Dense(512, ReLU) -> BatchNorm ->
+      Dropout(0.5) -> Dense, trained at lr 1e-3 (the protocol of
+      ecg-fm-benchmarking, the head of the paper's reference code; see
+      `DOWNSTREAM_DEFAULTS`).
     - `"finetune"`: LP-FT. A linear stage as above (`linear_probe_epochs`,
       at `linear_probe_learning_rate`, default the linear mode's rate), then
       every weight trains at `learning_rate` (the backbone at
@@ -386,7 +478,7 @@ def train_downstream(
             sequence (see `keras_ecg.models.ECGClassifier`).
         train_data: labelled `ECGDataset` to train on (random crops).
         val_data: labelled `ECGDataset` for epoch selection (sliding windows).
-        mode: `"linear"`, `"finetune"` or `"scratch"`.
+        mode: `"linear"`, `"frozen"`, `"finetune"` or `"scratch"`.
         epochs: maximum epochs of the (last) stage.
         patience: early-stopping patience in epochs, on val macro AUC.
         min_epochs: epochs before early stopping starts counting (Keras'
@@ -424,7 +516,12 @@ def train_downstream(
             the input pipeline, with no standardised copy of the records
             (they may be a memory-mapped cache). Pass it once: data already
             standardised must not get it again.
-        pooling, head_hidden_dims, dropout: `ECGClassifier` head settings.
+        pooling: `ECGClassifier` pooling of a sequence backbone's output.
+        head_hidden_dims: widths of the head's hidden layers; default `()`
+            (a linear head), `(512,)` for `"frozen"`.
+        dropout: dropout before every head `Dense`, or one rate per `Dense`;
+            default 0; for `"frozen"` 0.5 before the output and 0.25 before
+            each hidden layer (`(0.25, 0.5)`).
         head_batch_norm: whether the head batch-normalises its input features
             (`ECGClassifier(use_batch_norm=...)`). Frozen features carry a
             large offset shared by all records; a plain `Dense` trained on
@@ -470,6 +567,8 @@ def train_downstream(
             discriminative_lr=discriminative_lr,
             backbone_batch_norm=backbone_batch_norm,
             head_batch_norm=head_batch_norm,
+            head_hidden_dims=head_hidden_dims,
+            dropout=dropout,
         ),
     )
     options["linear_probe_learning_rate"] = (
@@ -509,10 +608,12 @@ def train_downstream(
         class_descriptions=getattr(train_data, "class_descriptions", None),
         label_vocabulary=getattr(train_data, "label_vocabulary", None),
         pooling=pooling,
-        head_hidden_dims=head_hidden_dims,
-        dropout=dropout,
+        head_hidden_dims=options["head_hidden_dims"],
+        dropout=options["dropout"],
         use_batch_norm=bool(options["head_batch_norm"]),
-        freeze_backbone=mode == "linear" or options["linear_probe_epochs"] > 0,
+        freeze_backbone=(
+            mode in FROZEN_BACKBONE_MODES or options["linear_probe_epochs"] > 0
+        ),
         output_initializer=output_initializer
         or keras.initializers.TruncatedNormal(stddev=0.01, seed=seed),
     )
@@ -577,9 +678,9 @@ def train_downstream(
             learning_rate=rate, weight_decay=options["weight_decay"]
         )
 
-    if mode == "linear":
+    if mode in FROZEN_BACKBONE_MODES:
         run_stage(
-            "linear",
+            mode,
             options["epochs"],
             adamw(
                 options["learning_rate"], options["epochs"], options["warmup_epochs"]

@@ -39,7 +39,10 @@ class ECGClassifier(PresetMixin, PreprocessorAttribute, keras.Model):
             `"concat_last"` (max, avg, last); only used for sequence outputs.
         head_hidden_dims: widths of the hidden head layers; `()` gives a linear
             head.
-        dropout: dropout rate before every head `Dense`.
+        dropout: dropout rate before every head `Dense`, or one rate per
+            head `Dense` (`len(head_hidden_dims) + 1` rates, e.g. fastai's
+            `(0.25, 0.5)` for one hidden layer: half the rate before the
+            hidden layers).
         use_batch_norm: whether to batch-normalise the input of every head
             `Dense`.
         activation: activation of the output layer; `None` returns logits.
@@ -128,15 +131,11 @@ class ECGClassifier(PresetMixin, PreprocessorAttribute, keras.Model):
                 f"ECGClassifier: unknown pooling {pooling!r}; expected one of "
                 f"{POOLING_MODES}."
             )
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(
-                f"ECGClassifier: dropout must be in [0, 1), got {dropout}."
-            )
+        self.head_hidden_dims = tuple(int(d) for d in head_hidden_dims)
+        self.dropout = _check_dropout(dropout, len(self.head_hidden_dims) + 1)
         self.backbone = backbone
         self.num_classes = int(num_classes)
         self.pooling = pooling
-        self.head_hidden_dims = tuple(int(d) for d in head_hidden_dims)
-        self.dropout = float(dropout)
         self.use_batch_norm = bool(use_batch_norm)
         self.activation = activation
         self.freeze_backbone = bool(freeze_backbone)
@@ -166,7 +165,12 @@ class ECGClassifier(PresetMixin, PreprocessorAttribute, keras.Model):
         self.head_dropouts = []
         self.head_denses = []
         dims = self.head_hidden_dims + (self.num_classes,)
-        for i, dim in enumerate(dims):
+        rates = (
+            self.dropout
+            if isinstance(self.dropout, tuple)
+            else (self.dropout,) * len(dims)
+        )
+        for i, (dim, rate) in enumerate(zip(dims, rates, strict=True)):
             last = i == len(dims) - 1
             suffix = "output" if last else f"hidden_{i}"
             if self.use_batch_norm:
@@ -176,7 +180,7 @@ class ECGClassifier(PresetMixin, PreprocessorAttribute, keras.Model):
                     )
                 )
             self.head_dropouts.append(
-                keras.layers.Dropout(self.dropout, name=f"head_dropout_{suffix}")
+                keras.layers.Dropout(rate, name=f"head_dropout_{suffix}")
             )
             self.head_denses.append(
                 keras.layers.Dense(
@@ -363,7 +367,9 @@ class ECGClassifier(PresetMixin, PreprocessorAttribute, keras.Model):
             "num_classes": self.num_classes,
             "pooling": self.pooling,
             "head_hidden_dims": list(self.head_hidden_dims),
-            "dropout": self.dropout,
+            "dropout": (
+                list(self.dropout) if isinstance(self.dropout, tuple) else self.dropout
+            ),
             "use_batch_norm": self.use_batch_norm,
             "activation": self.activation
             if self.activation is None or isinstance(self.activation, str)
@@ -409,6 +415,20 @@ def _check_names(names, what, num_classes, unique=True):
     if unique and len(set(names)) != len(names):
         raise ValueError(f"ECGClassifier: {what} has duplicates: {list(names)}.")
     return names
+
+
+def _check_dropout(dropout, num_layers):
+    """A float, or a tuple of one rate per head `Dense`; each in [0, 1)."""
+    per_layer = isinstance(dropout, (list, tuple))
+    rates = [float(r) for r in dropout] if per_layer else [float(dropout)]
+    if per_layer and len(rates) != num_layers:
+        raise ValueError(
+            f"ECGClassifier: {len(rates)} dropout rates for {num_layers} head "
+            "layers; give one rate, or one per hidden layer plus the output."
+        )
+    if not all(0.0 <= r < 1.0 for r in rates):
+        raise ValueError(f"ECGClassifier: dropout must be in [0, 1), got {dropout}.")
+    return tuple(rates) if per_layer else rates[0]
 
 
 def _as_list(values):

@@ -6,6 +6,7 @@ from sklearn.metrics import roc_auc_score
 from keras_ecg.evaluation.bootstrap import bootstrap_macro_metrics
 from keras_ecg.evaluation.bootstrap import bootstrap_resamples
 from keras_ecg.evaluation.bootstrap import format_interval
+from keras_ecg.evaluation.bootstrap import macro_metrics
 from keras_ecg.evaluation.bootstrap import paired_bootstrap
 
 pytestmark = pytest.mark.backend_agnostic
@@ -47,6 +48,17 @@ def test_interval_matches_a_loop_over_sklearn_resamples(metric):
     assert result[metric]["low"] == pytest.approx(low, abs=1e-12)
     assert result[metric]["high"] == pytest.approx(high, abs=1e-12)
     assert result[metric]["low"] < result[metric]["value"] < result[metric]["high"]
+
+
+def test_point_metrics_match_sklearn_and_the_bootstrap_values():
+    y_true, y_score = _case(seed=5)
+    y_true[:, 0] = 0  # no positive: left out of both means
+    points = macro_metrics(y_true, y_score)
+    intervals = bootstrap_macro_metrics(y_true, y_score, num_resamples=10)
+    assert points["num_classes"] == 4
+    for metric in ("macro_auroc", "macro_auprc"):
+        assert points[metric] == pytest.approx(_sklearn_macro(y_true, y_score, metric))
+        assert points[metric] == intervals[metric]["value"]
 
 
 def test_hand_computed_average_precision_with_ties():

@@ -185,6 +185,79 @@ def test_train_downstream_modes(mode, discriminative_lr):
         assert all(changed[i] for i in trainable)
 
 
+class _HeadAtStart(keras.callbacks.Callback):
+    """Copies the head's kernels when training starts (the model is built)."""
+
+    def on_train_begin(self, logs=None):
+        self.kernels = [
+            keras.ops.convert_to_numpy(d.kernel).copy() for d in self.model.head_denses
+        ]
+
+
+def test_frozen_trains_an_mlp_head_and_leaves_the_backbone_unchanged():
+    train, val = _dataset(num_records=16, seed=1), _dataset(num_records=8, seed=2)
+    backbone = _backbone()
+    backbone(np.zeros((1, 40, LEADS), "float32"))
+    before = [keras.ops.convert_to_numpy(w).copy() for w in backbone.weights]
+    head = _HeadAtStart()
+    result = train_downstream(
+        backbone,
+        train,
+        val,
+        mode="frozen",
+        epochs=1,
+        patience=0,
+        batch_size=8,
+        window_seconds=0.4,
+        verbose=0,
+        callbacks=[head],
+    )
+    model = result["model"]
+    assert [(s["name"], s["epochs_run"]) for s in result["stages"]] == [("frozen", 1)]
+    assert result["options"]["learning_rate"] == 1e-3
+    assert (model.head_hidden_dims, model.dropout) == ((512,), (0.25, 0.5))
+    assert model.freeze_backbone and model.head_denses[0].activation.__name__ == "relu"
+    # Every backbone weight, BatchNorm moving statistics included, is the
+    # value it had before training.
+    for b, a in zip(before, _backbone_weights(model), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Both head layers trained.
+    for start, dense in zip(head.kernels, model.head_denses, strict=True):
+        assert not np.allclose(start, keras.ops.convert_to_numpy(dense.kernel))
+
+
+@pytest.mark.backend_agnostic
+def test_frozen_head_settings_can_be_overridden():
+    from keras_ecg.evaluation.downstream import _resolve_options
+
+    resolve = _resolve_options
+    assert resolve("frozen", {"head_hidden_dims": (64, 32)})["dropout"] == (
+        0.25,
+        0.25,
+        0.5,
+    )
+    assert resolve("frozen", {"dropout": 0.1})["dropout"] == 0.1
+    linear = resolve("linear", {})
+    assert (linear["head_hidden_dims"], linear["dropout"]) == ((), 0.0)
+
+
+def test_evaluate_records_bootstrap_intervals():
+    data = _dataset(num_records=24, seed=3)
+    model = ECGClassifier(_backbone(), num_classes=2)
+    window = dict(window_seconds=0.4, stride_seconds=0.2)
+    plain = evaluate_records(model, data, **window)
+    assert plain["bootstrap"] is None and 0.0 <= plain["macro_auprc"] <= 1.0
+    result = evaluate_records(model, data, bootstrap=200, bootstrap_seed=4, **window)
+    intervals = result["bootstrap"]
+    assert (intervals["num_resamples"], intervals["seed"]) == (200, 4)
+    auroc, auprc = intervals["macro_auroc"], intervals["macro_auprc"]
+    assert auroc["value"] == pytest.approx(result["macro_auc"])
+    assert auprc["value"] == pytest.approx(plain["macro_auprc"])
+    for entry in (auroc, auprc):
+        assert entry["low"] <= entry["value"] <= entry["high"]
+        assert entry["low"] < entry["high"]
+
+
 class _BackboneSnapshots(keras.callbacks.Callback):
     """Copies the backbone's weights at the end of every epoch."""
 

@@ -140,6 +140,10 @@ def test_invalid_arguments():
         ECGClassifier(_sequence_backbone(), num_classes=2, pooling="mean")
     with pytest.raises(ValueError, match="num_classes"):
         ECGClassifier(_sequence_backbone(), num_classes=0)
+    with pytest.raises(ValueError, match="2 dropout rates for 1 head layers"):
+        ECGClassifier(_sequence_backbone(), num_classes=2, dropout=(0.1, 0.2))
+    with pytest.raises(ValueError, match="dropout must be in"):
+        ECGClassifier(_sequence_backbone(), num_classes=2, dropout=1.0)
 
 
 def test_config_and_saved_model_round_trip(tmp_path):
@@ -149,6 +153,7 @@ def test_config_and_saved_model_round_trip(tmp_path):
         num_classes=3,
         pooling="concat_last",
         head_hidden_dims=(5,),
+        dropout=(0.25, 0.5),
         use_batch_norm=True,
         freeze_backbone=True,
         output_initializer=keras.initializers.TruncatedNormal(stddev=0.01, seed=1),
@@ -166,6 +171,8 @@ def test_config_and_saved_model_round_trip(tmp_path):
     assert rebuilt.output_initializer.stddev == 0.01
     assert rebuilt.backbone.trainable is False
     assert isinstance(rebuilt.backbone, XResNet1D)
+    # One rate per head layer: half before the hidden layer (fastai's head).
+    assert [d.rate for d in rebuilt.head_dropouts] == [0.25, 0.5]
     restored = assert_saved_model_round_trip(model, x, tmp_path, atol=1e-5)
     assert restored.freeze_backbone and restored.backbone.trainable is False
 
