@@ -11,6 +11,14 @@ negatives among the test records (as `macro_auc`); within a resample, such a
 class that drew no positive (or no negative) is left out of that resample's
 mean instead of rejecting the resample, which rare classes would make
 near-certain.
+
+Average precision is not symmetric under resampling: a resample repeats
+some positives (a repeated record ties with itself, so precision at its rank
+rises) and rare classes keep few distinct positives, both of which raise AP.
+On small test sets (tens of records, classes with 1-3 positives) the
+percentile interval of macro AUPRC can therefore lie above its point
+estimate; AUROC, a rank statistic over positive-negative pairs, has no such
+shift. Read AUPRC intervals of small test sets as indicative.
 """
 
 import warnings
