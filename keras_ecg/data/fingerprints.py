@@ -222,8 +222,8 @@ class RecordFingerprints:
 
         Args:
             query: a `RecordFingerprints`.
-            chunk: rows compared at a time (bounds the memory: `chunk` x
-                `chunk` similarities).
+            chunk: query records compared at a time (bounds the memory to
+                `chunk` x 8 `chunk` similarities).
 
         Returns:
             A `(len(query),)` int64 array.
@@ -231,32 +231,30 @@ class RecordFingerprints:
         found = np.full(len(query), -1, dtype=np.int64)
         if not len(self) or not len(query):
             return found
-        ours, our_ok = _unit_rows(self.values)
-        theirs, their_ok = _unit_rows(query.values)
+        # Flat records are zero rows: similarity 0, never a match.
+        ours, theirs = _unit_rows(self.values), _unit_rows(query.values)
         # |a - b|^2 = 2 - 2 a.b for unit vectors.
         threshold = 1.0 - MATCH_DISTANCE**2 / 2.0
         best = np.full(len(query), -np.inf, dtype=np.float32)
-        for q in range(0, len(query), chunk):
-            rows = theirs[q : q + chunk]
-            for r in range(0, len(self), chunk):
-                similarity = rows @ ours[r : r + chunk].T
-                similarity[:, ~our_ok[r : r + chunk]] = -np.inf
+        step = 8 * chunk
+        for r in range(0, len(self), step):
+            reference = ours[r : r + step].T
+            for q in range(0, len(query), chunk):
+                similarity = theirs[q : q + chunk] @ reference
                 index = similarity.argmax(axis=1)
-                value = similarity[np.arange(len(rows)), index]
+                value = similarity[np.arange(len(index)), index]
                 better = value > best[q : q + chunk]
                 best[q : q + chunk][better] = value[better]
                 found[q : q + chunk][better] = index[better] + r
-        found[(best < threshold) | ~their_ok] = -1
+        found[best < threshold] = -1
         return found
 
 
 def _unit_rows(values):
+    """The fingerprints as unit-length float32 rows (zero rows stay zero)."""
     flat = np.asarray(values, dtype=np.float32).reshape(len(values), -1)
-    norms = np.linalg.norm(flat, axis=1)
-    ok = norms > 0
-    unit = np.zeros_like(flat)
-    unit[ok] = flat[ok] / norms[ok, None]
-    return unit, ok
+    norms = np.linalg.norm(flat, axis=1, keepdims=True)
+    return np.divide(flat, norms, out=np.zeros_like(flat), where=norms > 0)
 
 
 def sidecar_path(model_path):
