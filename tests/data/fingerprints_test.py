@@ -23,7 +23,9 @@ pytestmark = pytest.mark.backend_agnostic
 # PTB-XL v1.0.1 records that are one ECG twice (v1.0.3 dropped the first of
 # each pair); 140/1370 and 145/463 are in different folds, under different
 # patient ids.
-PTBXL_DUPLICATES = [(137, 138), (140, 1370), (143, 144), (145, 463)]
+PTBXL_DUPLICATES = [
+    (137, 138), (140, 1370), (143, 144), (145, 463), (456, 457), (459, 460)
+]  # fmt: skip
 
 
 def _ptbxl(ptbxl_dir, ids, rate):
