@@ -115,8 +115,9 @@ def encoder(pretrained_weights):
 
 
 # ## Label fractions
-# Subsets are drawn per record with one seed, so each fraction's records
-# contain the smaller fraction's (nested), as in the paper's curves.
+# Subsets are drawn with one seed, whole patients at a time where the data
+# has patient ids (PTB-XL), so each fraction's records contain the smaller
+# fraction's (nested), as in the paper's curves.
 
 rows = []
 for fraction in args.fractions:

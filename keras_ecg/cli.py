@@ -131,6 +131,16 @@ def _add_data(parser, sampling_rate_help):
     group.add_argument("--seed", type=int, default=0)
 
 
+def _add_strict(parser, what):
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help=f"refuse (exit 2, before {what}) when scored records were seen in "
+        "pretraining or training, by their content fingerprints (see "
+        "docs/leakage.md); without it the count is only reported",
+    )
+
+
 def _add_model_size(parser):
     parser.add_argument(
         "--size",
@@ -432,6 +442,7 @@ def build_parser():
             "encoder of --random-init (with --checkpoint the checkpoint's "
             "architecture is used; a different --encoder is refused)",
         )
+        _add_strict(p, "training")
 
     evaluate = sub.add_parser(
         "evaluate", help="macro AUC of a trained classifier on labelled records"
@@ -451,6 +462,7 @@ def build_parser():
     )
     evaluate.add_argument("--batch-size", type=int, default=256)
     _add_bootstrap(evaluate)
+    _add_strict(evaluate, "scoring")
 
     embed = sub.add_parser("embed", help="export embeddings of a pretrained encoder")
     _add_backend(embed)
@@ -632,6 +644,12 @@ def describe_preset(info):
         )
     if meta.get("data_fingerprint"):
         lines.append(f"data fingerprint: {meta['data_fingerprint']}")
+    counts = meta.get("record_fingerprints")
+    if isinstance(counts, dict):
+        lines.append(
+            "record fingerprints: "
+            + ", ".join(f"{count} {name} records" for name, count in counts.items())
+        )
     run = meta.get("training_run")
     if isinstance(run, dict):
         lines.append(f"training run: keras-ecg {run.get('command')}")

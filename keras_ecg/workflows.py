@@ -20,10 +20,15 @@ from keras_ecg import distribute
 from keras_ecg.callbacks import StepCheckpoint
 from keras_ecg.callbacks import StopOnNonFiniteLoss
 from keras_ecg.callbacks import resumable_fit
+from keras_ecg.data import fingerprints as record_fingerprints
 from keras_ecg.data.durations import drop_short_records
 from keras_ecg.data.durations import seconds_to_samples
 from keras_ecg.data.lead_standardizer import LeadStandardizer
 from keras_ecg.evaluation.downstream import DOWNSTREAM_DEFAULTS
+from keras_ecg.data.splits import check_disjoint_folds
+from keras_ecg.data.splits import check_fractions
+from keras_ecg.data.splits import patient_ids
+from keras_ecg.data.splits import split_summary
 from keras_ecg.evaluation.downstream import evaluate_records
 from keras_ecg.evaluation.downstream import train_downstream
 from keras_ecg.evaluation.downstream import trained_class_mask
@@ -48,6 +53,8 @@ _NOT_SETTINGS = (
     "job_addresses",
     "process_id",
     "collective_timeout_seconds",
+    # Whether a leaky split is refused; a run it lets through is the same run.
+    "strict",
 )
 
 
@@ -78,6 +85,8 @@ def run(args):
         "tune": run_tune,
         "preset": run_preset_save,
     }
+    # Before anything is read or written: a refused split leaves no trace.
+    check_split_flags(args)
     return jobs[args.command](args)
 
 
@@ -121,6 +130,38 @@ def _parse_folds(text, flag):
                 f"{flag} {text!r}: expected fold numbers such as '1-8' or '9,10'."
             ) from error
     return folds
+
+
+def check_split_flags(args):
+    """Refuses fold flags that share a fold, fractions that overlap or leave
+    no training records, and label fractions outside (0, 1] (commands
+    without such flags pass).
+
+    Raises:
+        InputError: one line naming both flags and what they share.
+    """
+    if not hasattr(args, "train_folds"):
+        return
+    flags = {
+        f"--{name}-folds": _parse_folds(
+            getattr(args, f"{name}_folds"), f"--{name}-folds"
+        )
+        for name in ("train", "val", "test")
+    }
+    try:
+        check_disjoint_folds(flags)
+        check_fractions(
+            args.val_fraction,
+            args.test_fraction,
+            names=("--val-fraction", "--test-fraction"),
+        )
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    for fraction in getattr(args, "label_fractions", None) or ():
+        if not 0.0 < fraction <= 1.0:
+            raise InputError(
+                f"--label-fractions {fraction:g}: expected a share in (0, 1]."
+            )
 
 
 def load_data(args, sampling_rate, progress=True):
@@ -350,6 +391,146 @@ def _require_preprocessor(model, path, what):
             "ECGPreprocessor before saving."
         )
     return preprocessor
+
+
+# ----------------------------------------------------------------------------
+# Leakage: the scored records a model has already seen
+# ----------------------------------------------------------------------------
+
+
+def _fingerprint_sets(read, where):
+    """The fingerprint sets `read()` returns (None: none kept); an unreadable
+    file is reported and counts as none."""
+    try:
+        return read()
+    except ValueError as error:
+        print(f"{where}: {error} Treated as unknown.", flush=True)
+        return None
+
+
+def save_pretraining_fingerprints(output, train, initial=None):
+    """Writes the fingerprints of the records `train` pretrains on (with
+    those the preset it starts from saw) beside `output/pretrained.keras`.
+
+    Returns:
+        What the results record: the file, its number of records and whether
+        they are all the model saw; None when `train` lacks a standard lead.
+    """
+    seen = record_fingerprints.RecordFingerprints.from_dataset(train)
+    if seen is None:
+        print(
+            "no record fingerprints: the data lacks some of the 12 standard leads",
+            flush=True,
+        )
+        return None
+    if initial is not None:
+        inherited = record_fingerprints.seen_by(initial.fingerprints)
+        if inherited is None:
+            seen.complete = False  # the preset's own records are unknown
+        else:
+            seen = inherited.concatenate(seen)
+    path = record_fingerprints.sidecar_path(os.path.join(output, "pretrained.keras"))
+    record_fingerprints.save_fingerprints(path, {"pretraining": seen})
+    return {"file": path, "records": len(seen), "complete": seen.complete}
+
+
+def starting_fingerprints(args, preset_path=None):
+    """`(seen, source)`: the `RecordFingerprints` of what a downstream run's
+    starting weights were fitted to (None: unknown) and where they come from.
+    """
+    if args.checkpoint:
+        source = f"--checkpoint {args.checkpoint}"
+        sets = _fingerprint_sets(
+            lambda: record_fingerprints.model_fingerprints(args.checkpoint), source
+        )
+        return record_fingerprints.seen_by(sets), source
+    if preset_path is not None:
+        source = f"--init-from-preset {args.init_from_preset}"
+        sets = _fingerprint_sets(
+            lambda: record_fingerprints.preset_fingerprints(preset_path), source
+        )
+        return record_fingerprints.seen_by(sets), source
+    return record_fingerprints.RecordFingerprints.empty(), "--random-init"
+
+
+# How each set's overlap reads: "<n> of <m> test records <verb>".
+_SEEN = {
+    "pretraining": "were seen in pretraining",
+    "training": "are train/val records of the classifier",
+}
+
+
+def leakage_report(scored, pretraining, training, what, sources):
+    """How many `scored` records the model saw, printed and for the results.
+
+    Args:
+        scored: the `ECGDataset` scored (in mV).
+        pretraining: `RecordFingerprints` of what the weights were pretrained
+            on, or None (unknown).
+        training: `RecordFingerprints` of the classifier's train and val
+            records, or None (unknown).
+        what: what `scored` is, e.g. "test".
+        sources: dict set name -> where its fingerprints come from (for
+            "unknown" messages).
+
+    Returns:
+        `{"scored": what, "records": n, "pretraining": ..., "training": ...}`,
+        each set as `keras_ecg.data.fingerprints.overlap` gives it (`seen`
+        None: unknown).
+    """
+    query = record_fingerprints.RecordFingerprints.from_dataset(scored)
+    report = {"scored": what, "records": len(scored)}
+    for name, seen in (("pretraining", pretraining), ("training", training)):
+        report[name] = record_fingerprints.overlap(seen, query)
+    if not len(scored):
+        print(f"leakage check: no {what} records to check", flush=True)
+        return report
+    for name, verb in _SEEN.items():
+        result = report[name]
+        if query is None or result["seen"] is None:
+            why = (
+                "the data lacks some of the 12 standard leads"
+                if query is None
+                else f"{sources[name]} has no record fingerprints"
+            )
+            print(
+                f"leakage check: {what} records that {verb}: unknown ({why})",
+                flush=True,
+            )
+            continue
+        bound = "at least " if result["at_least"] else ""
+        examples = result["examples"][:3]
+        shown = f" (e.g. {_pairs(examples)})" if examples else ""
+        print(
+            f"leakage check: {bound}{result['seen']} of {len(scored)} {what} "
+            f"records {verb}{shown}",
+            flush=True,
+        )
+    return report
+
+
+def _pairs(examples):
+    """`"1 = HR00001, 2"`: a scored record and the record it matches (one id
+    where they are the same)."""
+    return ", ".join(a if a == b else f"{a} = {b}" for a, b in examples)
+
+
+def refuse_seen_records(args, report):
+    """Under `--strict`, refuses (one line) scored records the model saw;
+    unknown counts pass (there is nothing to refuse on)."""
+    if not getattr(args, "strict", False):
+        return
+    seen = [
+        f"{report[name]['seen']} of {report['records']} {report['scored']} records "
+        f"{verb} ({_pairs(report[name]['examples'][:3])})"
+        for name, verb in _SEEN.items()
+        if report[name].get("seen")
+    ]
+    if seen:
+        raise InputError(
+            f"--strict: {'; '.join(seen)}. Score records the model has not seen "
+            "(other folds or data), or drop --strict."
+        )
 
 
 # ----------------------------------------------------------------------------
@@ -625,13 +806,17 @@ class PretrainingStart:
     else the preset's backbone, whose weights the new method model's encoder
     takes; and the preset's preprocessor (None if it has none)."""
 
-    def __init__(self, handle, path, backbone, preprocessor, metadata):
+    def __init__(
+        self, handle, path, backbone, preprocessor, metadata, fingerprints=None
+    ):
         self.handle = handle
         self.path = path
         self.backbone = backbone
         self.continues = backbone is None
         self.preprocessor = preprocessor
         self.metadata = metadata
+        # The preset's record fingerprint sets (None: it keeps none).
+        self.fingerprints = fingerprints
 
     def load_model(self):
         return load_preset_part(self.handle, self.path, "task")
@@ -698,7 +883,13 @@ def load_pretraining_start(args):
             f"{type(backbone).__name__} backbone of preset {handle}",
             flush=True,
         )
-    return PretrainingStart(handle, path, backbone, preprocessor, metadata)
+    fingerprints = _fingerprint_sets(
+        lambda: record_fingerprints.preset_fingerprints(path),
+        f"--init-from-preset {handle}",
+    )
+    return PretrainingStart(
+        handle, path, backbone, preprocessor, metadata, fingerprints
+    )
 
 
 def _run_pretrain(args):
@@ -747,12 +938,18 @@ def _run_pretrain(args):
         standardizer=standardizer,
         initial=initial,
     )
+    fingerprints = None
+    if distribute.is_chief():
+        # Of every record this run pretrained on (all processes' shards).
+        fingerprints = save_pretraining_fingerprints(args.output, train, initial)
     results = {
         "backend": keras.backend.backend(),
         "model": os.path.join(args.output, "pretrained.keras"),
         "init_from_preset": getattr(args, "init_from_preset", None),
         "loss": [float(v) for v in history["loss"]],
         "train_records": len(train),
+        "record_fingerprints": fingerprints,
+        "split": split_summary(data, (train, val, test)),
     }
     if distribute.process_count() > 1:
         results["processes"] = distribute.process_count()
@@ -1013,7 +1210,7 @@ def run_downstream(args):
     mode = downstream_protocol(args)
     _print_header(args, f"{args.command} ({mode})")
     check_protocol_flags(args, mode)
-    preprocessor, backbone, source = None, None, None
+    preprocessor, backbone, source, preset_path = None, None, None, None
     if args.checkpoint:
         pretrained = _load_keras(args.checkpoint, "--checkpoint")
         preprocessor = _require_preprocessor(
@@ -1030,7 +1227,7 @@ def run_downstream(args):
         source = f"--checkpoint {args.checkpoint}"
     elif getattr(args, "init_from_preset", None):
         handle = args.init_from_preset
-        path = open_preset(handle)
+        path = preset_path = open_preset(handle)
         # The preprocessing first: without it the backbone is not usable.
         preprocessor = load_preset_part(handle, path, "preprocessor")
         backbone = load_preset_part(handle, path, "backbone")
@@ -1065,6 +1262,22 @@ def run_downstream(args):
     )
     if len(test):
         test = drop_short_records(test, window, f"{args.window_seconds:g} s window")
+    # Which test records the weights (or this run's train/val) already saw:
+    # reported, and under --strict refused before anything is written.
+    seen, source = starting_fingerprints(args, preset_path)
+    train_val = record_fingerprints.RecordFingerprints.from_dataset(train)
+    if train_val is not None:
+        train_val = train_val.concatenate(
+            record_fingerprints.RecordFingerprints.from_dataset(val)
+        )
+    leakage = leakage_report(
+        test,
+        seen,
+        train_val,
+        "test",
+        {"pretraining": source, "training": "this run"},
+    )
+    refuse_seen_records(args, leakage)
     if backbone is None:
         keras.utils.set_random_seed(args.seed)
         backbone = build_method(
@@ -1099,6 +1312,12 @@ def run_downstream(args):
     model.label_set = args.label_set
     path = os.path.join(args.output, "classifier.keras")
     model.save(path)
+    # What the classifier's weights saw, for `evaluate` (unknown sets left out).
+    known = {"pretraining": seen, "training": train_val}
+    record_fingerprints.save_fingerprints(
+        record_fingerprints.sidecar_path(path),
+        {name: value for name, value in known.items() if value is not None},
+    )
     rows = [{"weights": "random init" if args.random_init else "pretrained", **row}]
     extra = {}
     if baseline:
@@ -1155,6 +1374,8 @@ def run_downstream(args):
         "model": path,
         "options": result["options"],
         "stages": result["stages"],
+        "split": split_summary(data, (train, val, test)),
+        "leakage": leakage,
         **row,
         **extra,
     }
@@ -1281,6 +1502,19 @@ def run_evaluate(args):
     # Checked and in the model's lead order, still in mV: the window
     # pipeline applies the statistics (no standardised copy).
     data = preprocessor.prepare(data, standardize=False)
+    sets = _fingerprint_sets(
+        lambda: record_fingerprints.model_fingerprints(args.model),
+        f"--model {args.model}",
+    )
+    source = f"--model {args.model}"
+    leakage = leakage_report(
+        data,
+        (sets or {}).get("pretraining"),
+        (sets or {}).get("training"),
+        args.split,
+        {"pretraining": source, "training": source},
+    )
+    refuse_seen_records(args, leakage)
     folder.create()
     result = evaluate_records(
         model,
@@ -1309,6 +1543,7 @@ def run_evaluate(args):
         "per_class_auc": result["per_class_auc"],
         "excluded_classes": result["excluded_classes"],
         "classes_without_counterpart": unmatched,
+        "leakage": leakage,
     }
     out = folder.finish(results)
     print(f"Results written to {out}")
@@ -1493,6 +1728,7 @@ def run_demo(args):
         standardizer=preprocessor,
     )
     pretrained_path = os.path.join(args.output, "pretrained.keras")
+    fingerprints = save_pretraining_fingerprints(args.output, train)
 
     def backbone(kind):
         if kind == "pretrained":
@@ -1608,6 +1844,10 @@ def run_demo(args):
         ),
         "pretraining_gain_few_labels": gain,
         "table": table,
+        "record_fingerprints": fingerprints,
+        "split": split_summary(data, (train, val, test)),
+        # Label-fraction subsets take whole patients where the data has ids.
+        "label_fractions_by_patient": patient_ids(train) is not None,
         "seconds": time.time() - start,
     }
     out = folder.finish(results)
@@ -1695,7 +1935,16 @@ def run_preset_save(args):
         )
     if args.description:
         metadata["description"] = args.description
-    save_to_preset(model, preset_dir, preprocessor=preprocessor, metadata=metadata)
+    fingerprints = _fingerprint_sets(
+        lambda: record_fingerprints.model_fingerprints(model_path), "RUN_DIR"
+    )
+    save_to_preset(
+        model,
+        preset_dir,
+        preprocessor=preprocessor,
+        metadata=metadata,
+        record_fingerprints=fingerprints,
+    )
     backbone = getattr(model, "backbone", None)
     print(
         f"preset saved to {preset_dir}: the {type(model).__name__} of "

@@ -41,6 +41,10 @@ _LAZY = {
     "read_ecg_file": ("ecg_formats", "read_ecg_file"),
     "read_record": ("ecg_formats", "read_record"),
     "apply_label_table": ("label_table", "apply_label_table"),
+    "RecordFingerprints": ("fingerprints", "RecordFingerprints"),
+    "record_fingerprint": ("fingerprints", "record_fingerprint"),
+    "check_disjoint_folds": ("splits", "check_disjoint_folds"),
+    "split_by_fractions": ("splits", "split_by_fractions"),
 }
 
 

@@ -4,11 +4,12 @@ and clinical exports), one record file, or synthetic."""
 import collections
 import os
 
-import numpy as np
-
 from keras_ecg.data.ptbxl import TEST_FOLDS
 from keras_ecg.data.ptbxl import TRAIN_FOLDS
 from keras_ecg.data.ptbxl import VAL_FOLDS
+from keras_ecg.data.splits import check_disjoint_folds
+from keras_ecg.data.splits import check_fractions
+from keras_ecg.data.splits import split_by_fractions
 
 SYNTHETIC = "synthetic"
 
@@ -108,23 +109,25 @@ def split_dataset(
 
     With folds (PTB-XL, synthetic) the fold lists decide; a split whose folds are
     absent comes back empty (the PTB-XL subset here has no fold 10). Without
-    folds (a plain WFDB folder), records are split at random under `seed`.
+    folds (a plain WFDB folder), records are split at random under `seed`,
+    whole patients at a time where the data carries patient ids
+    (`keras_ecg.data.splits.split_by_fractions`).
+
+    Raises:
+        ValueError: two fold lists share a fold, or the fractions are not in
+            [0, 1) or add up to 1 or more (`keras_ecg.data.splits`); checked
+            whether or not the data has folds.
     """
+    check_disjoint_folds(
+        {"train_folds": train_folds, "val_folds": val_folds, "test_folds": test_folds}
+    )
+    check_fractions(val_fraction, test_fraction)
     if data.folds is not None:
         return tuple(
             data.select_folds(folds) for folds in (train_folds, val_folds, test_folds)
         )
-    order = np.random.default_rng(seed).permutation(len(data))
-    num_val = int(round(val_fraction * len(data)))
-    num_test = int(round(test_fraction * len(data)))
-    val = order[:num_val]
-    test = order[num_val : num_val + num_test]
-    train = order[num_val + num_test :]
-    return (
-        data.subset(np.sort(train)),
-        data.subset(np.sort(val)),
-        data.subset(np.sort(test)),
-    )
+    val, test, train = split_by_fractions(data, (val_fraction, test_fraction), seed)
+    return data.subset(train), data.subset(val), data.subset(test)
 
 
 class Splits(

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 
+from keras_ecg.data.splits import nested_fraction_indices
 from keras_ecg.evaluation.downstream import evaluate_records
 
 
@@ -11,20 +12,25 @@ def label_fraction_subset(data, fraction, seed=0):
     """A random subset holding `fraction` of the records (at least one).
 
     Records, not windows, are sampled, so a record's windows never straddle the
-    kept and dropped parts. The same `seed` and a larger fraction give a
-    superset of a smaller fraction's records (nested subsets), as in the paper's
-    label-efficiency curves.
+    kept and dropped parts; and where the data carries patient ids (PTB-XL's
+    `patient_id`), whole patients are: a patient's records are all kept or
+    all dropped (`keras_ecg.data.splits.nested_fraction_indices`), so the
+    subset may hold a few records more than its share. The same `seed` and a
+    larger fraction give a superset of a smaller fraction's records (nested
+    subsets), as in the paper's label-efficiency curves.
 
     Args:
         data: an `ECGDataset`.
         fraction: in `(0, 1]`.
-        seed: seeds the record order.
+        seed: seeds the order of the records (of the patients).
+
+    Example:
+
+    ```python
+    subset = label_fraction_subset(train, 0.1, seed=0)  # 10% of the records
+    ```
     """
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}.")
-    order = np.random.default_rng(seed).permutation(len(data))
-    count = max(1, int(round(fraction * len(data))))
-    return data.subset(np.sort(order[:count]))
+    return data.subset(nested_fraction_indices(data, fraction, seed=seed))
 
 
 def add_physiological_noise(data, level, seed=0, batch_size=256):

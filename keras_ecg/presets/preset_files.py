@@ -11,6 +11,9 @@ A preset is a folder (local, or downloaded from a hub by
   standardisation statistics, windows);
 - `metadata.json`: versions, backend, parameter count, date, format version
   and what else is known (method, size, data fingerprint, description);
+- `record_fingerprints.npz` (optional): content fingerprints of the records
+  the model was pretrained / trained on (`keras_ecg.data.fingerprints`), so
+  that a downstream run can count the test records it has seen;
 - `README.md` (optional): a model card.
 
 Nothing here imports Keras: `keras-ecg preset info` reads a preset without a
@@ -27,6 +30,8 @@ TASK_WEIGHTS_FILE = "task.weights.h5"
 PREPROCESSOR_CONFIG_FILE = "preprocessor.json"
 METADATA_FILE = "metadata.json"
 README_FILE = "README.md"
+# keras_ecg.data.fingerprints.PRESET_FILE (not imported: no numpy here).
+RECORD_FINGERPRINTS_FILE = "record_fingerprints.npz"
 
 # Every file a keras-ecg preset may hold; a new save replaces all of them.
 PRESET_FILES = (
@@ -36,6 +41,7 @@ PRESET_FILES = (
     TASK_WEIGHTS_FILE,
     PREPROCESSOR_CONFIG_FILE,
     METADATA_FILE,
+    RECORD_FINGERPRINTS_FILE,
 )
 
 # Version of the layout and metadata written here. A reader refuses presets of
