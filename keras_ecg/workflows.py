@@ -24,11 +24,11 @@ from keras_ecg.data import fingerprints as record_fingerprints
 from keras_ecg.data.durations import drop_short_records
 from keras_ecg.data.durations import seconds_to_samples
 from keras_ecg.data.lead_standardizer import LeadStandardizer
-from keras_ecg.evaluation.downstream import DOWNSTREAM_DEFAULTS
 from keras_ecg.data.splits import check_disjoint_folds
 from keras_ecg.data.splits import check_fractions
 from keras_ecg.data.splits import patient_ids
 from keras_ecg.data.splits import split_summary
+from keras_ecg.evaluation.downstream import DOWNSTREAM_DEFAULTS
 from keras_ecg.evaluation.downstream import evaluate_records
 from keras_ecg.evaluation.downstream import train_downstream
 from keras_ecg.evaluation.downstream import trained_class_mask
