@@ -50,7 +50,7 @@ _STATE = {
     "steps": 0,
     # Whether this step's local batches differ in size between processes.
     "uneven": False,
-    # model -> id of the optimizer whose state was broadcast with it.
+    # model -> (a weak reference to) the optimizer broadcast with it.
     "prepared": weakref.WeakKeyDictionary(),
     "roll_calls": 0,
 }
@@ -461,13 +461,17 @@ def broadcast_variables(variables):
 def _prepare(model):
     """Broadcasts the model's and its optimizer's state once per optimizer."""
     optimizer = getattr(model, "optimizer", None)
-    if _STATE["prepared"].get(model) == id(optimizer):
+    if model in _STATE["prepared"] and _STATE["prepared"][model]() is optimizer:
         return
     variables = list(model.variables)
     if optimizer is not None:
         variables += list(optimizer.variables)
     broadcast_variables(variables)
-    _STATE["prepared"][model] = id(optimizer)
+    # (An id could be reused by another optimizer once this one is freed.)
+    if optimizer is None:
+        _STATE["prepared"][model] = lambda: None
+    else:
+        _STATE["prepared"][model] = weakref.ref(optimizer)
 
 
 def _batch_rows(data):
