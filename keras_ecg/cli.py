@@ -265,8 +265,8 @@ def _add_bootstrap(parser):
 
 def _add_multi_process(parser):
     group = parser.add_argument_group(
-        "multi-process / multi-host data parallelism (JAX, TensorFlow; see "
-        "docs/distributed.md)"
+        "multi-process / multi-host data parallelism (JAX, TensorFlow, torch; "
+        "see docs/distributed.md)"
     )
     group.add_argument(
         "--distributed",
@@ -274,16 +274,17 @@ def _add_multi_process(parser):
         default="none",
         help="none: one process (default); multi-process: join the job given "
         "by --job-addresses/--num-processes/--process-id or, where absent, by "
-        "KERAS_ECG_JOB_ADDRESSES/_NUM_PROCESSES/_PROCESS_ID, TF_CONFIG or "
-        "SLURM; auto: multi-process when that environment describes more "
+        "KERAS_ECG_JOB_ADDRESSES/_NUM_PROCESSES/_PROCESS_ID, TF_CONFIG, "
+        "torchrun or SLURM; auto: multi-process when that environment describes more "
         "than one process. --batch-size is the GLOBAL batch, split evenly "
         "over the processes",
     )
     group.add_argument(
         "--job-addresses",
         default=None,
-        help="host:port of process 0 (JAX coordinator), or of every process, "
-        "comma-separated, process 0 first (TensorFlow needs all)",
+        help="host:port of process 0 (JAX coordinator, torch rendezvous), or "
+        "of every process, comma-separated, process 0 first (TensorFlow needs "
+        "all)",
     )
     group.add_argument("--num-processes", type=int, default=None)
     group.add_argument("--process-id", type=int, default=None)
@@ -297,9 +298,9 @@ def _add_multi_process(parser):
     group.add_argument(
         "--synchronized-batch-norm",
         action="store_true",
-        help="TensorFlow: BatchNorm statistics over the global batch of each "
-        "step (all-reduced across replicas and workers); JAX's are global "
-        "anyway",
+        help="TensorFlow, torch: BatchNorm statistics over the global batch "
+        "of each step (all-reduced across replicas, workers or processes); "
+        "JAX's are global anyway",
     )
 
 

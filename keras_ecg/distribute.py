@@ -13,16 +13,23 @@
   (`gather_across_replicas`) and divide the loss by the number of replicas
   (`scale_loss_for_replicas`), because Keras does not rescale a user-defined
   `compute_loss` while it SUMS gradients over replicas.
-- PyTorch: not supported (`NotImplementedError`).
+- PyTorch: one process per device, through `torch.distributed` (gloo on
+  CPU, NCCL on GPU; launched by `torchrun` or keras-ecg's own settings).
+  Each process runs the TensorFlow path's per-replica conventions: its
+  `compute_loss` sees its local batch, gathers what the loss contrasts
+  against, returns its local mean divided by the number of processes, and
+  the gradients are summed over the processes (see `_torch_distribute`).
 
 Several processes (hosts, or one process per GPU) join one job through
 `initialize_multi_process()` at program start; `data_parallel()` then spans
 every process's devices (JAX `DataParallel` over the global device list, TF
-`MultiWorkerMirroredStrategy`), each process feeding its own rows of every
-global batch (`shard_indices`, `distribute_local_dataset`).
+`MultiWorkerMirroredStrategy`, torch's process group), each process feeding
+its own rows of every global batch (`shard_indices`,
+`distribute_local_dataset`).
 
-Outside a multi-replica TensorFlow replica context the helpers are identities,
-so the models behave exactly as on one device.
+Outside a multi-replica TensorFlow replica context or a torch data-parallel
+step the helpers are identities, so the models behave exactly as on one
+device.
 """
 
 import contextlib
@@ -32,6 +39,9 @@ import re
 from typing import NamedTuple
 
 import keras
+
+# Raised by a torch job's collectives when a process is gone.
+from keras_ecg._torch_distribute import ProcessLostError  # noqa: F401
 
 _TF_STRATEGIES = {}
 # The job this process joined through `initialize_multi_process` (or None).
@@ -59,27 +69,41 @@ def _replica_context():
     return context
 
 
+def _torch_step():
+    """Whether a torch multi-process data-parallel step is running."""
+    if _MULTI_PROCESS["settings"] is None or keras.backend.backend() != "torch":
+        return False
+    from keras_ecg import _torch_distribute
+
+    return _torch_distribute.active()
+
+
 def num_replicas():
-    """Replicas running the current step in sync (1 outside TF multi-replica)."""
+    """Replicas running the current step in sync: the TF replicas, or the
+    processes of a torch data-parallel step; 1 elsewhere."""
+    if _torch_step():
+        return process_count()
     context = _replica_context()
     return 1 if context is None else int(context.num_replicas_in_sync)
 
 
 def gather_across_replicas(x, return_offset=False):
-    """All-gathers `x` along axis 0 over the replicas of a TF replica context.
+    """All-gathers `x` along axis 0 over the replicas of a data-parallel step.
 
-    Identity (offset 0) on one device, under JAX (whose `DataParallel` steps
-    already see global arrays) and under torch. Inside a multi-replica
-    TensorFlow step it returns the concatenation of every replica's `x` in
-    replica order, differentiable: the gradient flowing back to this
-    replica's rows is summed over all replicas (TF's `all_gather` gradient).
+    Identity (offset 0) on one device and under JAX (whose `DataParallel`
+    steps already see global arrays). Inside a multi-replica TensorFlow step,
+    or a torch multi-process data-parallel step, it returns the concatenation
+    of every replica's (process's) `x` in replica order, differentiable: the
+    gradient flowing back to this replica's rows is summed over all replicas
+    (TF's `all_gather` gradient; torch: an all-reduce of the gathered
+    gradient).
 
     Args:
         x: a tensor of rank >= 1, this replica's rows.
         return_offset: whether to also return the row of this replica's first
             element in the gathered tensor (an int32 scalar tensor; the
             Python int 0 when nothing is gathered), e.g. the offset of the
-            positives in `nt_xent_loss`.
+            positives in `nt_xent_loss`; a Python int under torch).
 
     Returns:
         The gathered tensor, or `(gathered, offset)`.
@@ -92,6 +116,11 @@ def gather_across_replicas(x, return_offset=False):
     >>> tuple(gathered.shape), int(offset)
     ((4, 8), 0)
     """
+    if _torch_step():
+        from keras_ecg import _torch_distribute
+
+        gathered, offset = _torch_distribute.all_gather(x)
+        return (gathered, offset) if return_offset else gathered
     context = _replica_context()
     if context is None:
         # A Python 0 keeps slices static (JAX needs static slice bounds).
@@ -112,11 +141,12 @@ def gather_across_replicas(x, return_offset=False):
 
 
 def scale_loss_for_replicas(loss):
-    """Divides `loss` by the number of TF replicas in sync (else identity).
+    """Divides `loss` by the number of replicas in sync (else identity).
 
     Keras' TF trainer sums the replicas' gradients and does not rescale a
-    user-defined `compute_loss`; with each replica returning its local mean
-    (over local anchors, against globally gathered keys) divided by the
+    user-defined `compute_loss` (and the torch data-parallel step sums the
+    processes' gradients likewise); with each replica returning its local
+    mean (over local anchors, against globally gathered keys) divided by the
     replica count, the summed gradient is that of the global-batch mean.
     """
     count = num_replicas()
@@ -152,15 +182,26 @@ class _ReplicaFoldedSeedGenerator(keras.random.SeedGenerator):
         return seed + tf.stack([offset, tf.zeros_like(offset)])
 
 
+class _ProcessFoldedSeedGenerator(_ReplicaFoldedSeedGenerator):
+    """The same view for a torch process: folds in its rank (a Python int)."""
+
+    def next(self, ordered=True):
+        seed = keras.ops.convert_to_tensor(self._generator.next(ordered=ordered))
+        offset = keras.ops.convert_to_tensor([self._replica_id * 7919, 0], seed.dtype)
+        return seed + offset
+
+
 def replica_seed(generator):
     """The seed to draw random augmentation parameters with, per replica.
 
     Inside a multi-replica TensorFlow step every replica holds the same copy
     of a `SeedGenerator`'s state, so random layers would draw IDENTICAL
     numbers on every replica (replica k's i-th example augmented exactly like
-    replica j's i-th). This returns a generator view that folds the replica
-    id into each seed. Anywhere else (one device, JAX `DataParallel` whose
-    steps draw once for the global batch, torch) it returns `generator`.
+    replica j's i-th); so do the processes of a torch data-parallel step,
+    whose generator states are broadcast from process 0. This returns a
+    generator view that folds the replica id (the process index) into each
+    seed. Anywhere else (one device, JAX `DataParallel` whose steps draw once
+    for the global batch) it returns `generator`.
 
     Args:
         generator: a `keras.random.SeedGenerator`.
@@ -169,10 +210,17 @@ def replica_seed(generator):
         A `keras.random.SeedGenerator` to pass as `seed` to `keras.random`
         functions.
     """
+    if _torch_step() and _is_torch_tensor(getattr(generator.state, "value", None)):
+        # (A generator of a tf.data pipeline's augmentation is left alone.)
+        return _ProcessFoldedSeedGenerator(generator, process_index())
     context = _replica_context()
     if context is None:
         return generator
     return _ReplicaFoldedSeedGenerator(generator, context.replica_id_in_sync_group)
+
+
+def _is_torch_tensor(value):
+    return type(value).__module__.split(".")[0] == "torch"
 
 
 def _default_tf_devices(tf):
@@ -199,20 +247,26 @@ def data_parallel(devices=None):
       `XLA_FLAGS=--xla_force_host_platform_device_count=N`).
     - TensorFlow: enters `tf.distribute.MirroredStrategy(devices)`; devices
       default to all logical GPUs, else all logical CPUs.
-    - PyTorch: raises `NotImplementedError`.
+    - PyTorch: one process per device; the block needs
+      `initialize_multi_process()` (else `NotImplementedError`). Inside it,
+      Keras' train and test steps run data-parallel: gradients summed over
+      the processes, `gather_across_replicas` all-gathering, metrics summed,
+      and every variable broadcast from process 0 at a model's first step.
 
     After `initialize_multi_process()`, the block spans every process's
     devices (JAX: `DataParallel` over the global device list, fed per-process
-    batches; TF: the `MultiWorkerMirroredStrategy`), and `fit` takes each
-    process's LOCAL batches (`shard_indices`, `distribute_local_dataset`).
+    batches; TF: the `MultiWorkerMirroredStrategy`; torch: the default
+    process group), and `fit` takes each process's LOCAL batches
+    (`shard_indices`, `distribute_local_dataset`).
 
     Args:
         devices: optional list of device names (JAX: e.g. `"gpu:0"` as in
             `keras.distribution.list_devices()`; TF: e.g. `"/gpu:0"`).
 
     Yields:
-        The `keras.distribution.DataParallel` (JAX) or the
-        `tf.distribute.MirroredStrategy` (TensorFlow) in effect.
+        The `keras.distribution.DataParallel` (JAX), the
+        `tf.distribute.MirroredStrategy` (TensorFlow) or the
+        `torch.distributed` default process group (torch) in effect.
 
     Example:
 
@@ -263,7 +317,24 @@ def data_parallel(devices=None):
         with strategy.scope():
             yield strategy
     else:
-        raise NotImplementedError(_torch_message("data_parallel"))
+        if not multi_process:
+            raise NotImplementedError(
+                "keras_ecg.distribute.data_parallel under the torch backend "
+                "spans the processes of a multi-process job, one per device: "
+                "launch them with `torchrun --nproc_per_node=N ...` (or "
+                "keras-ecg's --job-addresses/--num-processes/--process-id) and "
+                "call keras_ecg.distribute.initialize_multi_process() first "
+                "(see docs/distributed.md)."
+            )
+        if devices is not None:
+            raise ValueError(
+                "data_parallel(devices=...) is not supported under torch: each "
+                "process drives one device (GPU LOCAL_RANK, or the CPU)."
+            )
+        from keras_ecg import _torch_distribute
+
+        with _torch_distribute.data_parallel_block() as group:
+            yield group
 
 
 class _OnceUpdatedVariableBackend:
@@ -358,7 +429,9 @@ def resolve_process_settings(
        `KERAS_ECG_PROCESS_ID` (Keras' own `KERAS_DISTRIBUTION_JOB_ADDRESSES`,
        `..._NUM_PROCESSES`, `..._PROCESS_ID` are read as well);
     3. `TF_CONFIG` (`cluster.worker` and `task.index`);
-    4. SLURM: `SLURM_NTASKS`, `SLURM_PROCID` and the first host of
+    4. torchrun (`torch.distributed.run`): `WORLD_SIZE`, `RANK` and
+       `MASTER_ADDR:MASTER_PORT` (process 0's address);
+    5. SLURM: `SLURM_NTASKS`, `SLURM_PROCID` and the first host of
        `SLURM_STEP_NODELIST` / `SLURM_JOB_NODELIST`, port
        `KERAS_ECG_COORDINATOR_PORT` (default 12355).
 
@@ -431,6 +504,19 @@ def resolve_process_settings(
                 "process under 'worker' (worker 0 is the chief)."
             )
         return _checked(tuple(workers), len(workers), index, "TF_CONFIG")
+    torchrun = [
+        env.get(k) for k in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT")
+    ]
+    if all(torchrun):
+        # Before SLURM: `srun torchrun ...` runs several processes per task.
+        count, index, host, port = torchrun
+        source = "torchrun (WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT)"
+        return _checked(
+            (f"{host}:{port}",),
+            _int(count, "WORLD_SIZE", source),
+            _int(index, "RANK", source),
+            source,
+        )
     if env.get("SLURM_NTASKS") and env.get("SLURM_PROCID") is not None:
         count = _int(env["SLURM_NTASKS"], "SLURM_NTASKS", "SLURM")
         nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST")
@@ -474,9 +560,10 @@ def initialize_multi_process(
     """Joins this process to a multi-process (multi-host) data-parallel job.
 
     Call it at program start, in every process, before any other JAX or
-    TensorFlow computation; `data_parallel()` then trains on the devices of
-    all processes. The settings come from the arguments or the environment
-    (see `resolve_process_settings`).
+    TensorFlow computation (torch: before any tensor is placed on a GPU);
+    `data_parallel()` then trains on the devices of all processes. The
+    settings come from the arguments or the environment (see
+    `resolve_process_settings`).
 
     - JAX: `jax.distributed.initialize` (with gloo collectives when the
       platform is the CPU). A process that dies is noticed through the
@@ -487,14 +574,21 @@ def initialize_multi_process(
       need every process's address). Collectives time out after
       `timeout_seconds`; TF's peer health checks abort them earlier when a
       worker is gone.
-    - PyTorch: raises `NotImplementedError` (see `data_parallel`).
+    - PyTorch: `torch.distributed.init_process_group` with process 0's
+      address as the rendezvous (`tcp://host:port`; torchrun's
+      `MASTER_ADDR:MASTER_PORT`); NCCL when Keras places tensors on a GPU
+      (`torch.cuda.set_device(LOCAL_RANK)` first, and TensorFlow, which only
+      feeds the input pipelines, is kept off the GPUs), gloo on the CPU.
+      Collectives time out after `timeout_seconds`; a process that dies
+      makes the others' next collective fail at once, raised as
+      `ProcessLostError` naming the processes that stopped answering.
 
     Args:
         job_addresses: see `resolve_process_settings`.
         num_processes: see `resolve_process_settings`.
         process_id: see `resolve_process_settings`.
-        timeout_seconds: how long a collective (TF) or a missing heartbeat
-            (JAX) may take before the job fails.
+        timeout_seconds: how long a collective (TF, torch) or a missing
+            heartbeat (JAX) may take before the job fails.
 
     Returns:
         The `ProcessSettings` joined, or None if the settings describe a
@@ -569,7 +663,9 @@ def initialize_multi_process(
         _reduce_nested_values(strategy)
         _MULTI_PROCESS["strategy"] = strategy
     else:
-        raise NotImplementedError(_torch_message("initialize_multi_process"))
+        from keras_ecg import _torch_distribute
+
+        _torch_distribute.initialize(settings, timeout)
     _MULTI_PROCESS["settings"] = settings
     return settings
 
@@ -714,6 +810,11 @@ def barrier():
 
         multihost_utils.sync_global_devices("keras_ecg.distribute.barrier")
         return
+    if keras.backend.backend() == "torch":
+        from keras_ecg import _torch_distribute
+
+        _torch_distribute.barrier()
+        return
     tf = _tf()
     strategy = _MULTI_PROCESS["strategy"]
 
@@ -726,18 +827,6 @@ def barrier():
     total = strategy.experimental_local_results(reduce())[0]
     if int(total.numpy()[0]) != strategy.num_replicas_in_sync:
         raise RuntimeError("keras_ecg.distribute.barrier: replicas disagree.")
-
-
-def _torch_message(what):
-    return (
-        f"keras_ecg.distribute.{what} does not support the torch backend. Use "
-        "KERAS_BACKEND=jax (keras.distribution.DataParallel, multi-process "
-        "through jax.distributed) or KERAS_BACKEND=tensorflow "
-        "(MirroredStrategy / MultiWorkerMirroredStrategy); with torch, wrap "
-        "the model in torch.nn.parallel.DistributedDataParallel in a custom "
-        "training loop, all-gathering the projections before the loss (see "
-        "docs/distributed.md)."
-    )
 
 
 @contextlib.contextmanager
@@ -779,28 +868,45 @@ def synchronize_batch_norm(model, synchronized=True):
 
     TensorFlow computes BatchNorm statistics per replica unless the layer is
     `synchronized` (Keras then all-reduces the moments across the replicas of
-    a `MirroredStrategy` / `MultiWorkerMirroredStrategy` step). Under JAX
-    `DataParallel` the statistics are global already and under torch there
-    is one device, so this changes nothing there.
+    a `MirroredStrategy` / `MultiWorkerMirroredStrategy` step). Torch computes
+    them per process; Keras' `synchronized` is TensorFlow-only there, so the
+    layers' moments are computed by keras-ecg instead, from the per-channel
+    sum, sum of squares and count all-reduced over the processes of a
+    data-parallel step (as usual outside one). Under JAX `DataParallel` the
+    statistics are global already, so this changes nothing there.
 
     Args:
         model: a built or unbuilt Keras layer or model.
         synchronized: whether to synchronise (False: leaves `model` as is).
 
     Returns:
-        Whether the layers were switched (True only under TensorFlow).
+        Whether the layers were switched (False under JAX).
 
     Example:
 
     >>> import keras
     >>> model = keras.Sequential([keras.layers.BatchNormalization()])
     >>> switched = synchronize_batch_norm(model)
-    >>> switched == (keras.backend.backend() == "tensorflow")
+    >>> switched == (keras.backend.backend() != "jax")
     True
     """
-    if not synchronized or keras.backend.backend() != "tensorflow":
+    backend = keras.backend.backend()
+    if not synchronized or backend not in ("tensorflow", "torch"):
         return False
     for layer in model._flatten_layers(include_self=True):
         if isinstance(layer, keras.layers.BatchNormalization):
-            layer.synchronized = True
+            if backend == "tensorflow":
+                layer.synchronized = True
+            else:
+                from keras_ecg import _torch_distribute
+
+                _torch_distribute.synchronize_batch_norm(layer)
     return True
+
+
+def batch_norm_is_synchronized(layer):
+    """Whether `layer` was switched by `synchronize_batch_norm`."""
+    return bool(
+        getattr(layer, "synchronized", False)
+        or getattr(layer, "_keras_ecg_synchronized", False)
+    )

@@ -786,17 +786,26 @@ def lost_process_error(error, settings, output):
 
     TensorFlow aborts the collectives of a multi-worker step with
     `UnavailableError` (or a deadline / abort) when a peer stops sending
-    heartbeats. (JAX terminates the surviving processes itself.)
+    heartbeats; torch's collectives fail at once and keras-ecg raises
+    `distribute.ProcessLostError`, naming the processes that stopped
+    answering. (JAX terminates the surviving processes itself.)
     """
+    restart = (
+        "Restart every process with the same command: they resume from the "
+        f"last checkpoint in {os.path.join(output, 'backup')}."
+    )
+    if settings is None:
+        return None
+    if isinstance(error, distribute.ProcessLostError):
+        return LostProcessError(f"{error}. {restart}")
     names = {"UnavailableError", "DeadlineExceededError", "AbortedError"}
-    if settings is None or type(error).__name__ not in names:
+    if type(error).__name__ not in names:
         return None
     lines = [line for line in str(error).splitlines() if line.strip()]
     return LostProcessError(
         f"process {settings.process_id} of {settings.num_processes}: another "
         f"process of the job stopped answering ({lines[0] if lines else ''}). "
-        "Restart every process with the same command: they resume from the "
-        f"last checkpoint in {os.path.join(output, 'backup')}."
+        f"{restart}"
     )
 
 

@@ -3,7 +3,7 @@
 Each test starts two worker processes (`keras_ecg.testing.multiprocess_worker`
 or the CLI) that form one job over free localhost ports: JAX through
 `jax.distributed` with gloo CPU collectives, TensorFlow through
-`MultiWorkerMirroredStrategy`. The torch backend is refused (tested).
+`MultiWorkerMirroredStrategy`, torch through `torch.distributed` (gloo).
 """
 
 import glob
@@ -28,12 +28,6 @@ METHODS = equality_methods(BACKEND)
 # A dead process must make the job fail well within this (heartbeats and
 # collective timeouts of 5 s in the worker); a hang fails the test.
 JOB_TIMEOUT = 240
-
-_MULTI_PROCESS = pytest.mark.skipif(
-    BACKEND not in ("jax", "tensorflow"),
-    reason="multi-process jobs run on the JAX and TensorFlow backends only "
-    "(torch is refused, see test_torch_refuses_multi_process)",
-)
 
 
 def _free_ports(count):
@@ -110,7 +104,6 @@ def _order(key):
     return int(key.split("_")[1]) if key.startswith("arr_") else -1
 
 
-@_MULTI_PROCESS
 def test_two_processes_match_one_process_on_the_global_batch(tmp_path):
     # Each process feeds its half of every global batch of 8; 2 SGD steps.
     codes, logs = _worker_job("equality", tmp_path, tmp_path, "equality")
@@ -126,9 +119,32 @@ def test_two_processes_match_one_process_on_the_global_batch(tmp_path):
             assert len(weights) == len(reference), name
             for w, r in zip(weights, reference):
                 np.testing.assert_allclose(w, r, atol=1e-5, rtol=1e-5, err_msg=name)
+    if BACKEND == "torch":
+        _check_torch_collectives(tmp_path)
 
 
-@_MULTI_PROCESS
+def _check_torch_collectives(tmp_path):
+    results = []
+    for process in (0, 1):
+        with open(tmp_path / f"collectives-{process}.json") as f:
+            results.append(json.load(f))
+    for process, result in enumerate(results):
+        # Uneven all-gather: 2 rows of 0s, then 3 rows of 1s, on both.
+        assert result["gathered"] == [0.0, 0.0, 1.0, 1.0, 1.0], result
+        assert result["offset"] == 2 * process
+        # The gradient of a process's rows is summed over the processes.
+        rows = range(result["offset"], result["offset"] + 2 + process)
+        expected = [(i + 1) * result["expected_grad_scale"] for i in rows]
+        np.testing.assert_allclose(result["grad"], expected)
+        # Synchronised BatchNorm: each process's moments are the global ones.
+        np.testing.assert_allclose(result["mean"], result["global_mean"], rtol=1e-5)
+        np.testing.assert_allclose(
+            result["variance"], result["global_variance"], rtol=1e-5
+        )
+        local = np.abs(np.subtract(result["local_mean"], result["global_mean"]))
+        assert local.max() > 0.1, result  # the halves differ: meaningful
+
+
 def test_a_killed_process_fails_the_job_and_a_restart_resumes(tmp_path):
     # Process 1 kills itself after step 3 of 6 (checkpoint every step).
     codes, logs = _worker_job(
@@ -141,6 +157,10 @@ def test_a_killed_process_fails_the_job_and_a_restart_resumes(tmp_path):
     # heartbeats, or (TF) the collective's closed connection; the CLI turns
     # either into one message (`workflows.lost_process_error`).
     lost = ("heartbeat", "UnavailableError")
+    if BACKEND == "torch":
+        # gloo fails the next collective at once; keras-ecg names the lost
+        # process (the survivor's roll call in the job's store).
+        lost = ("ProcessLostError: process 0 of 2: process 1 of the job stopped",)
     assert any(text in logs[0] for text in lost), logs[0][-3000:]
     with open(tmp_path / "backup" / "training_metadata.json") as f:
         saved_step = json.load(f)["global_step"]
@@ -162,7 +182,6 @@ def test_a_killed_process_fails_the_job_and_a_restart_resumes(tmp_path):
     assert results[0]["loss"] == results[1]["loss"]
 
 
-@_MULTI_PROCESS
 def test_cli_pretrain_with_two_processes(tmp_path):
     output = tmp_path / "run"
 
@@ -217,44 +236,6 @@ def test_cli_pretrain_with_two_processes(tmp_path):
     assert not (output / "backup").exists()
 
 
-@pytest.mark.skipif(BACKEND != "torch", reason="torch-only behaviour")
-def test_torch_refuses_multi_process(tmp_path):
-    with pytest.raises(NotImplementedError, match="DistributedDataParallel"):
-        distribute.initialize_multi_process("localhost:1234", 2, 0)
-    process = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "keras_ecg.cli",
-            "pretrain",
-            "--method",
-            "simclr",
-            "--size",
-            "tiny",
-            "--num-records",
-            "20",
-            "--output",
-            str(tmp_path / "run"),
-            "--distributed",
-            "multi-process",
-            "--job-addresses",
-            "localhost:1234",
-            "--num-processes",
-            "2",
-            "--process-id",
-            "0",
-        ],
-        env=subprocess_env("torch"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert process.returncode == 2, process.stderr[-2000:]
-    assert "torch backend" in process.stderr
-    assert not (tmp_path / "run").exists()
-
-
 # ----------------------------------------------------------------------------
 # Settings, shards and flags (no second process)
 # ----------------------------------------------------------------------------
@@ -292,6 +273,18 @@ def test_process_settings_from_each_source():
         "KERAS_ECG_COORDINATOR_PORT": "4000",
     }
     assert resolve(environ=slurm)[:] == (("gpu012:4000",), 4, 3, "SLURM")
+    # torchrun's variables (inside a SLURM task: `srun torchrun ...`).
+    torchrun = {
+        **slurm,
+        "WORLD_SIZE": "8",
+        "RANK": "5",
+        "LOCAL_RANK": "1",
+        "MASTER_ADDR": "gpu012",
+        "MASTER_PORT": "29500",
+    }
+    settings = resolve(environ=torchrun)
+    assert settings[:3] == (("gpu012:29500",), 8, 5)
+    assert settings.source.startswith("torchrun")
     # One process: nothing to join.
     assert resolve("h:1", 1, 0, environ={}) is None
     assert resolve(environ={"SLURM_NTASKS": "1", "SLURM_PROCID": "0"}) is None
@@ -385,8 +378,11 @@ def test_cli_single_process_flags(tmp_path, monkeypatch):
         if isinstance(layer, keras.layers.BatchNormalization)
     ]
     assert norms
-    # Keras synchronises BatchNorm under TensorFlow only.
+    # Keras synchronises BatchNorm under TensorFlow only; keras-ecg under torch.
     assert all(n.synchronized == (BACKEND == "tensorflow") for n in norms)
+    assert all(
+        distribute.batch_norm_is_synchronized(n) == (BACKEND != "jax") for n in norms
+    )
     # --distributed multi-process without any settings: a clear usage error.
     code = cli.main(
         [
@@ -435,8 +431,12 @@ def test_synchronized_batch_norm_option_round_trips(encoder_name, tmp_path):
         if isinstance(layer, keras.layers.BatchNormalization)
     ]
     assert norms
-    # Keras synchronises BatchNorm under TensorFlow only (JAX: global anyway).
+    # Keras synchronises BatchNorm under TensorFlow only, keras-ecg under
+    # torch (JAX: global anyway).
     assert all(n.synchronized == (BACKEND == "tensorflow") for n in norms)
+    assert all(
+        distribute.batch_norm_is_synchronized(n) == (BACKEND != "jax") for n in norms
+    )
     # Default: off, as before.
     plain = CPCEncoder(filters=(4,)) if encoder_name == "cpc" else XResNet1D()
     assert plain.get_config()["synchronized_batch_norm"] is False
@@ -461,6 +461,20 @@ def test_a_lost_tf_peer_becomes_a_clear_cli_error():
     # Other errors, or one process: unchanged.
     assert workflows.lost_process_error(ValueError("x"), settings, "o") is None
     assert workflows.lost_process_error(error, None, "o") is None
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch's lost-process error")
+def test_a_lost_torch_process_becomes_a_clear_cli_error():
+    from keras_ecg import workflows
+
+    settings = distribute.ProcessSettings(("h:1",), 2, 0, "arguments")
+    error = distribute.ProcessLostError(
+        "process 0 of 2: process 1 of the job stopped answering (gloo: x)"
+    )
+    lost = workflows.lost_process_error(error, settings, "runs/x")
+    assert isinstance(lost, workflows.LostProcessError)
+    assert str(lost).startswith("process 0 of 2: process 1 of the job stopped")
+    assert os.path.join("runs/x", "backup") in str(lost)
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="TF reads TF_CONFIG")

@@ -201,7 +201,8 @@ def _run_worker(names):
 
 _MULTI_DEVICE = pytest.mark.skipif(
     BACKEND not in ("jax", "tensorflow"),
-    reason="data_parallel supports only the JAX and TensorFlow backends",
+    reason="several devices in one process: JAX and TensorFlow (torch runs one "
+    "process per device, see distribute_multiprocess_test.py)",
 )
 
 
@@ -314,8 +315,10 @@ def test_replicated_seed_generator_matches_keras_seed_generator():
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="torch-only behaviour")
-def test_torch_raises_not_implemented():
-    with pytest.raises(NotImplementedError, match="torch"):
+def test_torch_data_parallel_needs_a_multi_process_job():
+    # One process per device under torch: a single process is pointed to
+    # torchrun (tests/distribute_multiprocess_test.py runs the jobs).
+    with pytest.raises(NotImplementedError, match="torchrun"):
         with distribute.data_parallel():
             pass
 

@@ -516,8 +516,8 @@ def build_method(
             kweimann/ECG-JEPA's ViT-XS, see `build_jepa`), `"small"`
             (CPU-sized) or `"tiny"` (tests).
         input_leads: number of leads.
-        synchronized_batch_norm: TensorFlow: every BatchNorm (encoder and
-            heads) computes its statistics over the global batch of a
+        synchronized_batch_norm: TensorFlow, torch: every BatchNorm (encoder
+            and heads) computes its statistics over the global batch of a
             distributed step (see `keras_ecg.distribute`); the encoder keeps
             the option in its config.
         encoder: `None` (the method's default, `DEFAULT_ENCODER`) or one of

@@ -4,14 +4,19 @@ Run as `python -m keras_ecg.testing.multiprocess_worker MODE OUT_DIR` with the
 job described by `KERAS_ECG_JOB_ADDRESSES`, `KERAS_ECG_NUM_PROCESSES` and
 `KERAS_ECG_PROCESS_ID`. Modes:
 
-- `equality`: for SimCLR, BYOL, SwAV, CPC (batch negatives) and (TensorFlow)
-  JEPA (`equality_methods`), trains 2 SGD
+- `equality`: for SimCLR, BYOL, SwAV, CPC (batch negatives) and (TensorFlow,
+  torch) JEPA, plus under torch SimCLR with a synchronised-BatchNorm
+  XResNet1D and CPC with a synchronised-BatchNorm encoder
+  (`equality_methods`), trains 2 SGD
   steps on this process's rows of a global batch of 8 under
   `keras_ecg.distribute.data_parallel()`, and writes the logged loss and
   every weight to `OUT_DIR/<method>-<process>.npz`; process 0 also trains the
   same model on the global batch alone (no distribution) and writes that
   reference to `OUT_DIR/<method>-reference.npz` and the starting weights to
-  `OUT_DIR/<method>-start.npz`.
+  `OUT_DIR/<method>-start.npz`. Under torch, it first checks the
+  collectives themselves (`check_torch_collectives`): uneven all-gathers and
+  their gradient, and synchronised BatchNorm moments, written to
+  `OUT_DIR/collectives-<process>.json`.
 - `resume`: SimCLR for 6 steps through `keras_ecg.callbacks.resumable_fit`
   with a checkpoint every step in `OUT_DIR/backup`. With
   `KERAS_ECG_TEST_DIE_AT_STEP=k`, process 1 kills itself (SIGKILL) after step
@@ -35,17 +40,23 @@ METHODS = ("simclr", "byol", "swav", "cpc", "jepa")
 def equality_methods(backend):
     """The methods of the `equality` mode under `backend`.
 
-    JEPA runs under TensorFlow only: there each worker draws the masks for
-    the global batch and keeps its rows (the part a multi-worker job can get
-    wrong), while under JAX the step is traced on global arrays exactly as
-    on several devices of one process, which tests/distribute_test.py checks
-    for JEPA; its compilation would add ~35 s per process here.
+    JEPA runs under TensorFlow and torch: there each worker draws the masks
+    for the global batch and keeps its rows (the part a multi-worker job can
+    get wrong), while under JAX the step is traced on global arrays exactly
+    as on several devices of one process, which tests/distribute_test.py
+    checks for JEPA; its compilation would add ~35 s per process here.
+    Under torch, two BatchNorm models check keras-ecg's own synchronised
+    BatchNorm (TF's is Keras', tested on 4 replicas in distribute_test.py):
+    an XResNet1D (its torch fast path) and a CPC encoder (Keras' layer).
     """
-    return tuple(m for m in METHODS if backend == "tensorflow" or m != "jepa")
+    methods = tuple(m for m in METHODS if backend != "jax" or m != "jepa")
+    if backend == "torch":
+        methods += ("simclr_syncbn", "cpc_syncbn")
+    return methods
 
 
 # Methods trained on plain crops (no views).
-SINGLE_CROP = ("cpc", "jepa")
+SINGLE_CROP = ("cpc", "jepa", "cpc_syncbn")
 
 
 def _data(steps=STEPS):
@@ -69,7 +80,10 @@ def _make(name):
     from keras_ecg.models.encoders import ECGTransformer
     from keras_ecg.models.encoders import cpc_fc_encoder
 
-    keras.utils.set_random_seed(1)
+    # Under torch's initialisation stream seed 1 leaves a row whose head
+    # ReLUs are all dead: its projection is exactly 0, and the normalisation
+    # then has a 0/0 gradient (SwAV: NaN; SimCLR: a bias jumping by 1e4).
+    keras.utils.set_random_seed(2 if keras.backend.backend() == "torch" else 1)
 
     def encoder():
         # BatchNorm-free: TF statistics are per replica unless synchronised.
@@ -86,6 +100,20 @@ def _make(name):
 
     if name == "simclr":
         return SimCLR(encoder(), head(), temperature=0.5)
+    if name == "simclr_syncbn":
+        from keras_ecg.models.encoders import XResNet1D
+
+        xresnet = XResNet1D(
+            block_depths=(1,),
+            widths=(4,),
+            expansion=1,
+            kernel_size=3,
+            stem_filters=(4, 4, 4),
+            stem_kernel_size=3,
+            input_leads=3,
+            synchronized_batch_norm=True,
+        )
+        return SimCLR(xresnet, head(), temperature=0.5)
     if name == "byol":
         # total_steps 4 > 2 steps: tau < 1 at step 2, so the target moves.
         return BYOL(encoder(), head(), head(), tau=0.5, total_steps=4)
@@ -111,8 +139,12 @@ def _make(name):
             queue_start_step=1,
             freeze_prototypes_steps=1,
         )
+    if name == "cpc_syncbn":
+        cpc_encoder = cpc_fc_encoder(filters=(6, 5), synchronized_batch_norm=True)
+    else:
+        cpc_encoder = cpc_fc_encoder(filters=(6, 5), use_batch_norm=False)
     return CPC(
-        cpc_fc_encoder(filters=(6, 5), use_batch_norm=False),
+        cpc_encoder,
         CPCContext(units=4, num_layers=1),
         prediction_steps=2,
         num_negatives=5,
@@ -148,6 +180,47 @@ def _save(path, loss, weights):
     np.savez(path, *weights, loss=np.float64(loss))
 
 
+def check_torch_collectives(out_dir):
+    """Uneven all-gathers (values, offset, gradient) and global BN moments."""
+    import torch
+
+    from keras_ecg import _torch_distribute
+    from keras_ecg import distribute
+
+    rank, count = distribute.process_index(), distribute.process_count()
+    # Process p holds p + 2 rows of value p (a last partial batch).
+    local = torch.full((rank + 2, 3), float(rank), requires_grad=True)
+    _torch_distribute._STATE["uneven"] = True
+    try:
+        gathered, offset = _torch_distribute.all_gather(local)
+    finally:
+        _torch_distribute._STATE["uneven"] = False
+    # Every process weighs row i by (i + 1) * (its rank + 1): the gradient of
+    # the sum over processes at row i is (i + 1) * sum_p (p + 1).
+    weights = torch.arange(1, gathered.shape[0] + 1, dtype=torch.float32)
+    (gathered.sum(dim=1) * weights * (rank + 1)).sum().backward()
+    # BatchNorm moments of this process's half of a global batch of 8.
+    rng = np.random.default_rng(7)
+    batch = rng.normal(2.0, 3.0, size=(GLOBAL_BATCH, 5, 4)).astype("float32")
+    rows = distribute.shard_indices(GLOBAL_BATCH, GLOBAL_BATCH)
+    mean, variance = _torch_distribute.global_moments(
+        torch.from_numpy(batch[rows]), axes=(0, 1)
+    )
+    result = {
+        "gathered": gathered[:, 0].tolist(),
+        "offset": offset,
+        "grad": local.grad[:, 0].tolist(),
+        "expected_grad_scale": sum(p + 1 for p in range(count)),
+        "mean": mean.tolist(),
+        "variance": variance.tolist(),
+        "global_mean": batch.mean(axis=(0, 1)).tolist(),
+        "global_variance": batch.var(axis=(0, 1)).tolist(),
+        "local_mean": batch[rows].mean(axis=(0, 1)).tolist(),
+    }
+    with open(os.path.join(out_dir, f"collectives-{rank}.json"), "w") as f:
+        json.dump(result, f)
+
+
 def run_equality(out_dir):
     import keras
 
@@ -155,6 +228,8 @@ def run_equality(out_dir):
 
     x, views = _data()
     rank = distribute.process_index()
+    if keras.backend.backend() == "torch":
+        check_torch_collectives(out_dir)
     for name in equality_methods(keras.backend.backend()):
         began = time.time()
         inputs = _inputs(name, x, views)

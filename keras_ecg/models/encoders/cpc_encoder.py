@@ -4,6 +4,7 @@ import functools
 
 import keras
 
+from keras_ecg.distribute import synchronize_batch_norm
 from keras_ecg.presets.preset_mixin import PresetMixin
 
 # What `keras.layers.BatchNormalization` defaults to, and so what CPCEncoder
@@ -46,9 +47,12 @@ class CPCEncoder(PresetMixin, keras.layers.Layer):
         batch_norm_epsilon: BatchNorm epsilon (`1e-5`: PyTorch's default).
             Encoders saved before these two options existed used Keras'
             defaults, `0.99` and `1e-3`, and load with them.
-        synchronized_batch_norm: TensorFlow: compute the BatchNorm statistics
-            over the global batch of a distributed step (Keras'
-            `BatchNormalization(synchronized=True)`); JAX's are global anyway.
+        synchronized_batch_norm: compute the BatchNorm statistics over the
+            global batch of a distributed step (TensorFlow: Keras'
+            `BatchNormalization(synchronized=True)`; torch: moments
+            all-reduced over the processes, see
+            `keras_ecg.distribute.synchronize_batch_norm`); JAX's are global
+            anyway.
         **kwargs: base `keras.layers.Layer` arguments.
 
     Example:
@@ -106,17 +110,16 @@ class CPCEncoder(PresetMixin, keras.layers.Layer):
                 )
             )
             if self.use_batch_norm:
-                self.norm_layers.append(
-                    keras.layers.BatchNormalization(
-                        momentum=self.batch_norm_momentum,
-                        epsilon=self.batch_norm_epsilon,
-                        # Keras accepts it under TF only; JAX's are global.
-                        synchronized=self.synchronized_batch_norm
-                        and keras.backend.backend() == "tensorflow",
-                        dtype=self.dtype_policy,
-                        name=f"bn_{i}",
-                    )
+                norm = keras.layers.BatchNormalization(
+                    momentum=self.batch_norm_momentum,
+                    epsilon=self.batch_norm_epsilon,
+                    dtype=self.dtype_policy,
+                    name=f"bn_{i}",
                 )
+                # TF: Keras' `synchronized`; torch: keras-ecg's all-reduced
+                # moments; JAX's statistics are global anyway.
+                synchronize_batch_norm(norm, self.synchronized_batch_norm)
+                self.norm_layers.append(norm)
 
     @property
     def output_dim(self):

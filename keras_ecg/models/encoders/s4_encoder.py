@@ -55,9 +55,9 @@ class S4Encoder(PresetMixin, keras.Model):
             the input, which must then have `d_model` channels, to the
             first block as is (e.g. tokens embedded by the caller, as
             `S4TokenEncoder`).
-        synchronized_batch_norm: with `norm="batch"`, TensorFlow: compute
-            the BatchNorm statistics over the global batch of a distributed
-            step; JAX's are global anyway.
+        synchronized_batch_norm: with `norm="batch"`, TensorFlow and torch:
+            compute the BatchNorm statistics over the global batch of a
+            distributed step; JAX's are global anyway.
         **kwargs: base `keras.Model` arguments (`name`, `dtype`, `trainable`).
 
     Example:
@@ -210,12 +210,16 @@ def _norm_layer(norm, synchronized, dtype, name):
     if norm == "layer":
         # PyTorch's nn.LayerNorm epsilon (Keras defaults to 1e-3).
         return keras.layers.LayerNormalization(epsilon=1e-5, dtype=dtype, name=name)
-    return keras.layers.BatchNormalization(
+    from keras_ecg.distribute import synchronize_batch_norm
+
+    layer = keras.layers.BatchNormalization(
         # PyTorch's nn.BatchNorm1d defaults (momentum 0.1 is Keras' 0.9).
         momentum=0.9,
         epsilon=1e-5,
-        # Keras accepts it under TF only; JAX's statistics are global.
-        synchronized=bool(synchronized) and keras.backend.backend() == "tensorflow",
         dtype=dtype,
         name=name,
     )
+    # TF: Keras' `synchronized`; torch: keras-ecg's all-reduced moments;
+    # JAX's statistics are global anyway.
+    synchronize_batch_norm(layer, synchronized)
+    return layer

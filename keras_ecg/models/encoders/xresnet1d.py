@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_ecg import _torch_distribute
 from keras_ecg.layers.global_pooling import GlobalPooling1D
 from keras_ecg.presets.preset_mixin import PresetMixin
 from keras_ecg.utils import is_eager_torch_tensor
@@ -184,11 +185,18 @@ def _torch_conv_bn(x, unit, training):
     if training and bn.trainable:
         # Batch statistics; Keras' moving-average update with the biased
         # variance (torch's own running update would use the unbiased one).
-        x, mean, inv_std = torch.native_batch_norm(
-            x, gamma, beta, None, None, True, 0.0, bn.epsilon
-        )
+        if _torch_distribute.synchronizes(bn):
+            # Synchronised BatchNorm in a multi-process step: global moments.
+            mean, variance = _torch_distribute.global_moments(x, axes=(0, 2))
+            scale = torch.rsqrt(variance + bn.epsilon) * gamma
+            x = x * scale[:, None] + (beta - mean * scale)[:, None]
+        else:
+            x, mean, inv_std = torch.native_batch_norm(
+                x, gamma, beta, None, None, True, 0.0, bn.epsilon
+            )
+            with torch.no_grad():
+                variance = inv_std.square().reciprocal() - bn.epsilon
         with torch.no_grad():
-            variance = inv_std.square().reciprocal() - bn.epsilon
             momentum = bn.momentum
             moving_mean = bn.moving_mean.value
             moving_variance = bn.moving_variance.value
@@ -240,9 +248,12 @@ class XResNet1D(PresetMixin, keras.Model):
             representation), `"avg"`, `"max"`, or `None` for the feature map
             `(batch, timesteps', channels)`.
         input_leads: number of input channels.
-        synchronized_batch_norm: TensorFlow: compute the BatchNorm statistics
-            over the global batch of a distributed step (Keras'
-            `BatchNormalization(synchronized=True)`); JAX's are global anyway.
+        synchronized_batch_norm: compute the BatchNorm statistics over the
+            global batch of a distributed step (TensorFlow: Keras'
+            `BatchNormalization(synchronized=True)`; torch: moments
+            all-reduced over the processes, see
+            `keras_ecg.distribute.synchronize_batch_norm`); JAX's are global
+            anyway.
         **kwargs: base `keras.Model` arguments (`name`, `dtype`, `trainable`).
 
     Example:

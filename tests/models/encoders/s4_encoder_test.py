@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_ecg.distribute import batch_norm_is_synchronized
 from keras_ecg.layers.s4 import S4
 from keras_ecg.models.encoders.s4_encoder import S4Encoder
 from keras_ecg.testing.test_case import assert_config_round_trip
@@ -109,8 +110,10 @@ def test_batch_norm_option_and_synchronized_flag():
     for layer in norms:
         assert isinstance(layer, keras.layers.BatchNormalization)
         assert (layer.momentum, layer.epsilon) == (0.9, 1e-5)
-        # Keras synchronises BatchNorm under TensorFlow only.
+        # Keras synchronises BatchNorm under TensorFlow only, keras-ecg under
+        # torch (in multi-process steps; JAX's statistics are global anyway).
         assert layer.synchronized == (keras.backend.backend() == "tensorflow")
+        assert batch_norm_is_synchronized(layer) == (keras.backend.backend() != "jax")
     assert np.isfinite(_numpy(encoder(_inputs(), training=True))).all()
 
 
