@@ -45,6 +45,76 @@ def _add_backend(parser):
     )
 
 
+def _probe_every(text):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or a number of epochs, got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _fraction(text):
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _add_online_probe(parser):
+    group = parser.add_argument_group(
+        "online probe (a kNN / logistic probe of the encoder every few epochs, "
+        "logged as probe_macro_auc)"
+    )
+    group.add_argument(
+        "--probe",
+        choices=("knn", "logistic", "none"),
+        default="knn",
+        help="the probe fitted on the embeddings (default: knn; none: off)",
+    )
+    group.add_argument(
+        "--probe-every",
+        type=_probe_every,
+        default="auto",
+        metavar="N",
+        help="probe every N epochs, and at the last (default: auto = max(1, "
+        "epochs // 5))",
+    )
+    group.add_argument(
+        "--probe-records",
+        type=_non_negative_int,
+        default=256,
+        help="labelled records of the val folds the probe uses, drawn seeded "
+        "(patient-disjoint split where patient ids exist; default: 256; 0: off)",
+    )
+    group.add_argument(
+        "--probe-val-fraction",
+        type=_fraction,
+        default=0.5,
+        help="share of --probe-records that scores the probe, the rest fits it "
+        "(default: 0.5)",
+    )
+    group.add_argument(
+        "--keep",
+        choices=("last", "best-probe"),
+        default="last",
+        help="weights saved as pretrained.keras: the last epoch's or those of "
+        "the epoch with the best probe macro AUC (default: last)",
+    )
+
+
 def _add_output(parser, default, what="folder"):
     parser.add_argument(
         "--output",
@@ -284,6 +354,7 @@ def build_parser():
         help="shares of the labelled training records the classifiers see",
     )
     _add_downstream(demo, "demo")
+    _add_online_probe(demo)
 
     pretrain = sub.add_parser("pretrain", help="self-supervised pretraining")
     _add_backend(pretrain)
@@ -321,6 +392,7 @@ def build_parser():
         default=50,
         help="save a resumable checkpoint every N steps (0: every epoch only)",
     )
+    _add_online_probe(pretrain)
     _add_multi_process(pretrain)
 
     for name, help_text in (

@@ -35,6 +35,9 @@ from keras_ecg.models.method_factory import pretraining_optimizer
 from keras_ecg.models.method_factory import resolve_encoder
 from keras_ecg.run_folder import RunFolder
 from keras_ecg.run_folder import dataset_fingerprint
+from keras_ecg.run_watch import TrainingWatch
+from keras_ecg.run_watch import probe_records
+from keras_ecg.training_logs import TrainingLogs
 from keras_ecg.utils import enable_determinism
 
 # Settings that do not change a run's result (where it goes, how it is shown).
@@ -47,6 +50,8 @@ _NOT_SETTINGS = (
     "job_addresses",
     "process_id",
     "collective_timeout_seconds",
+    # How much the CLI prints.
+    "verbose",
 )
 
 
@@ -414,6 +419,7 @@ def pretrain(
     preprocessor=None,
     standardizer=None,
     initial=None,
+    probe_split=None,
 ):
     """Pretrains `args.method` on `train`; checkpoints every N steps and
     resumes an interrupted run from `output_dir/backup`.
@@ -433,9 +439,13 @@ def pretrain(
         initial: optional `PretrainingStart` (from a preset): the model to
             continue, or the backbone whose weights the new model's encoder
             starts from.
+        probe_split: optional `(train, val)` labelled records of the online
+            probe (`run_watch.probe_records`); its summary goes into
+            `history["online_probe"]`.
 
     Returns:
-        `(model, history)`.
+        `(model, history)`; `output_dir` also holds the CSV log, TensorBoard
+        events and curves PNG (`keras_ecg.training_logs`).
 
     Reproducible: runs under `keras_ecg.utils.enable_determinism(args.seed)`,
     which stays in effect for the rest of the process.
@@ -510,18 +520,30 @@ def pretrain(
             )
         )
         build_on_batch(model, dataset)
+        backup = os.path.join(output_dir, "backup")
+        watch = TrainingWatch(
+            args,
+            output_dir,
+            "pretrain",
+            probe_split=probe_split,
+            standardizer=standardizer,
+            fresh=StepCheckpoint(backup).read_metadata() is None,
+            title=f"{args.method} pretraining ({args.size}, {encoder} encoder)",
+        )
+        print(watch.describe(), flush=True)
         # Step checkpoints: a killed run resumes from its last step; a NaN/inf
         # loss raises NonFiniteLossError before the bad state is checkpointed.
         history = resumable_fit(
             model,
             dataset,
             epochs=args.epochs,
-            backup_dir=os.path.join(output_dir, "backup"),
+            backup_dir=backup,
             save_every_steps=getattr(args, "checkpoint_every_steps", 50),
-            callbacks=[StopOnNonFiniteLoss(method=args.method)],
-            verbose=getattr(args, "verbose", None) or fit_verbosity(),
+            callbacks=[StopOnNonFiniteLoss(method=args.method), *watch.callbacks],
+            verbose=fit_verbosity(),
             shuffle=False,
         )
+        watch.after_fit(model, history)
         model.preprocessor = preprocessor
         path = os.path.join(output_dir, "pretrained.keras")
         with distribute.chief_writes(path) as where:
@@ -529,6 +551,7 @@ def pretrain(
     StepCheckpoint(os.path.join(output_dir, "backup")).delete()
     if distribute.is_chief():
         print(f"pretrained model saved to {path}", flush=True)
+    watch.finish()
     return model, history
 
 
@@ -716,6 +739,7 @@ def _run_pretrain(args):
         )
     check_augmentation(args)
     check_encoder(args)
+    probe_split = probe_records(args, val)
     folder = run_folder(args, "pretrain", data)
     if folder.check() == "resume":
         print(f"resuming the unfinished run in {args.output}", flush=True)
@@ -744,6 +768,7 @@ def _run_pretrain(args):
         preprocessor=preprocessor,
         standardizer=standardizer,
         initial=initial,
+        probe_split=probe_split,
     )
     results = {
         "backend": keras.backend.backend(),
@@ -751,6 +776,7 @@ def _run_pretrain(args):
         "init_from_preset": getattr(args, "init_from_preset", None),
         "loss": [float(v) for v in history["loss"]],
         "train_records": len(train),
+        "online_probe": history.get("online_probe"),
     }
     if distribute.process_count() > 1:
         results["processes"] = distribute.process_count()
@@ -808,11 +834,13 @@ def train_and_score(
     preprocessor=None,
     verbose=None,
     standardizer=None,
+    callbacks=None,
 ):
     """Trains a classifier with the `mode` protocol; scores val and test.
 
     With `standardizer` the splits are in mV and standardised window by
-    window in the input pipelines (no standardised copies).
+    window in the input pipelines (no standardised copies). `callbacks` are
+    passed to every stage's `fit` (e.g. a `TrainingWatch`'s loggers).
     """
     result = train_downstream(
         backbone,
@@ -824,6 +852,7 @@ def train_and_score(
         batch_size=min(args.eval_batch_size, len(train)),
         seed=args.seed,
         verbose=fit_verbosity() if verbose is None else verbose,
+        callbacks=callbacks,
         **downstream_options(args, mode),
     )
     row = {
@@ -911,6 +940,10 @@ def run_downstream(args):
             encoder=args.encoder,
         ).backbone
     folder.create()
+    watch = TrainingWatch(
+        args, args.output, args.command, title=f"{args.command} ({mode})"
+    )
+    print(watch.describe(), flush=True)
     result, row = train_and_score(
         backbone,
         train,
@@ -920,7 +953,9 @@ def run_downstream(args):
         mode,
         preprocessor=preprocessor,
         standardizer=standardizer,
+        callbacks=watch.callbacks,
     )
+    watch.finish()
     model = result["model"]
     model.label_set = args.label_set
     path = os.path.join(args.output, "classifier.keras")
@@ -1210,7 +1245,7 @@ def run_tune(args):
         seed=args.seed,
         size=args.size,
         batch_size=args.batch_size,
-        verbose=1,
+        verbose=fit_verbosity(),
         encoder=args.encoder,
     )
     print(
@@ -1256,6 +1291,7 @@ def run_demo(args):
         raise InputError("the demo needs train, val and test records; see --*-folds.")
     check_augmentation(args)
     check_encoder(args)
+    probe_split = probe_records(args, val)
     folder = run_folder(args, "demo", data)
     folder.check()
     preprocessor = ECGPreprocessor.from_data(train, window_seconds=args.window_seconds)
@@ -1274,6 +1310,7 @@ def run_demo(args):
         augmentation=args.augmentation,
         preprocessor=preprocessor,
         standardizer=preprocessor,
+        probe_split=probe_split,
     )
     pretrained_path = os.path.join(args.output, "pretrained.keras")
 
@@ -1306,6 +1343,9 @@ def run_demo(args):
         row = {"labelled records": len(subset)}
         for name, kind, mode in protocols:
             t0 = time.time()
+            # Each classifier's curves: a TensorBoard run and a CSV of its own.
+            label = f"{len(subset)}_records_{kind}_{mode}"
+            logs = TrainingLogs(args.output, label, subfolder=f"classifiers/{label}")
             result, scored = train_and_score(
                 backbone(kind),
                 subset,
@@ -1315,6 +1355,7 @@ def run_demo(args):
                 mode,
                 verbose=0,
                 standardizer=preprocessor,
+                callbacks=logs.callbacks,
             )
             row[name] = scored["test_macro_auc"]
             print(
@@ -1345,6 +1386,7 @@ def run_demo(args):
         "backend": keras.backend.backend(),
         "method": args.method,
         "pretrain_loss": [float(v) for v in history["loss"]],
+        "online_probe": history.get("online_probe"),
         "results": rows,
         "pretraining_gain_few_labels": gain,
         "table": table,

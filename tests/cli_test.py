@@ -5,12 +5,14 @@ backend); what depends on the process (the backend switch, `--help` importing
 no framework) runs in subprocesses, in the tensorflow pass only.
 """
 
+import csv
 import json
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -26,6 +28,7 @@ from tests.data.format_writers import write_export
 from tests.models.record_helpers import link_record
 from tests.models.record_helpers import ptbxl_header
 from tests.models.record_helpers import write_record
+from tests.training_logs_test import scalars
 
 TINY = ["--size", "tiny", "--num-records", "120", "--batch-size", "16"]
 # Subprocess tests and the CLI's own logic (flags, run folders, errors) run in
@@ -834,6 +837,12 @@ def test_demo_prints_the_label_efficiency_table(tmp_path, capsys, monkeypatch):
     results = _read(tmp_path / "demo_results.json")
     row = results["results"][0]
     assert row["labelled records"] == 19  # 20% of 96 training records
+    # The pretraining's logs and curves, and each classifier's log.
+    _, rows = _csv_rows(tmp_path / "training_log.csv")
+    assert len(rows) == 1
+    assert (tmp_path / "training_curves.png").exists()
+    assert "online_probe" in results
+    assert len(list(tmp_path.glob("classifiers/19_records_*/training_log.csv"))) == 4
     assert all(0.0 <= v <= 1.0 for k, v in row.items() if k != "labelled records")
     assert np.isfinite(results["pretraining_gain_few_labels"])
 
@@ -1339,3 +1348,103 @@ def test_tune_searches_the_s4_space(tmp_path, capsys):
     assert isinstance(model.encoder, S4Encoder)
     assert model.encoder.d_model == hyperparameters["s4_d_model"]
     assert (tmp_path / "simclr_s4_random").is_dir()
+
+
+# ----------------------------------------------------------------------------
+# Run logs, training curves and the online probe
+# ----------------------------------------------------------------------------
+
+
+def _csv_rows(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+def test_run_folders_hold_csv_tensorboard_and_curves(trained):
+    root = trained["checkpoint"].parent.parent
+    # The fixture's pretraining: 1 epoch; its finetuning: LP-FT, 1 + 1 epochs.
+    for folder, epochs, train_only in (("pretrain", 1, True), ("ft", 2, False)):
+        run = root / folder
+        header, rows = _csv_rows(run / "training_log.csv")
+        assert header[:1] == ["epoch"] and "loss" in header
+        assert [r["epoch"] for r in rows] == [str(e + 1) for e in range(epochs)]
+        assert all(np.isfinite(float(r["loss"])) for r in rows)
+        name = "pretrain" if folder == "pretrain" else "finetune"
+        values = scalars(str(run / "tensorboard" / name))
+        assert sorted(values["epoch_loss"]) == list(range(1, epochs + 1))
+        assert (run / "training_curves.png").stat().st_size > 5_000
+        if train_only:
+            # The online probe ran inside `fit` (at the last epoch).
+            assert 0.0 <= float(rows[-1]["probe_macro_auc"]) <= 1.0
+            assert "epoch_probe_macro_auc" in values
+        else:
+            # The epoch-selection AUC downstream, a TensorBoard validation run.
+            assert all(0.0 <= float(r["val_macro_auc"]) <= 1.0 for r in rows)
+            assert (run / "tensorboard" / name / "validation").is_dir()
+
+
+@ONE_PASS  # the probe inside `fit` under every backend: the `trained` fixture
+def test_online_probe_logs_its_auc_and_keeps_the_best_epoch(tmp_path, capsys):
+    from keras_ecg.evaluation.linear_probe import extract_embeddings
+    from keras_ecg.evaluation.linear_probe import knn_probe
+    from keras_ecg.online_probe import probe_split
+    from keras_ecg.workflows import load_data
+    from keras_ecg.workflows import split_data
+
+    flags = ["--probe-every", "1", "--probe-records", "30"]
+    flags += ["--probe-val-fraction", "0.5", "--keep", "best-probe"]
+    folds = ["--train-folds", "1-6", "--val-folds", "7-9"]
+    args = ["pretrain", "--method", "simclr", "--epochs", "2", *TINY, *folds]
+    code, captured = _run([*args, *flags, "--output", tmp_path], capsys)
+    assert code == 0, captured.err
+    assert "online probe: knn fitted on 15 and scored on 15 labelled records" in (
+        captured.out
+    )
+    assert "online probe cost:" in captured.out
+    header, rows = _csv_rows(tmp_path / "training_log.csv")
+    aucs = [float(r["probe_macro_auc"]) for r in rows]
+    assert len(aucs) == 2 and all(0.0 <= a <= 1.0 for a in aucs)
+    values = scalars(str(tmp_path / "tensorboard" / "pretrain"))
+    assert values["epoch_probe_macro_auc"] == pytest.approx({1: aucs[0], 2: aucs[1]})
+    results = _read(tmp_path / "pretrain_results.json")
+    probe = results["online_probe"]
+    assert probe["macro_auc"] == pytest.approx(aucs)
+    assert probe["kept_epoch"] == 1 + int(np.argmax(aucs))
+    assert results["settings"]["keep"] == "best-probe"
+    # The saved encoder is the best probe epoch's: the probe rerun on it by
+    # hand gives that epoch's AUC.
+    model = keras.saving.load_model(tmp_path / "pretrained.keras")
+    namespace = cli.build_parser().parse_args([*args, *folds])
+    _, val, _ = split_data(namespace, load_data(namespace, 100, progress=False))
+    train_records, val_records = probe_split(val, 30, 0.5, seed=0)
+    embed = dict(
+        window_seconds=2.5, stride_seconds=7.5, standardizer=model.preprocessor
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        auc = knn_probe(
+            extract_embeddings(model.backbone, train_records, **embed),
+            train_records.labels,
+            extract_embeddings(model.backbone, val_records, **embed),
+            val_records.labels,
+        )["macro_auc"]
+    assert auc == pytest.approx(max(aucs), abs=1e-5)
+
+
+@ONE_PASS
+def test_online_probe_refusals_are_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["pretrain", "--method", "simclr", *TINY, "--output", out]
+    code, captured = _run([*args, "--keep", "best-probe", "--probe", "none"], capsys)
+    _one_line_error(code, captured, "--keep best-probe needs the online probe")
+    assert not out.exists()
+    folder = _wfdb_folder(tmp_path, 6, seed=1)  # records without labels
+    code, captured = _run([*args, "--data", folder, "--keep", "best-probe"], capsys)
+    _one_line_error(code, captured, "carry no labels")
+    assert not out.exists()
+    for flag, value in (("--probe-every", "0"), ("--probe-val-fraction", "1")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([str(a) for a in args] + [flag, value])
+        assert exit_info.value.code == 2
+        assert "must be" in capsys.readouterr().err
