@@ -43,6 +43,13 @@ def _add_backend(parser):
         default=None,
         help="Keras backend (default: $KERAS_BACKEND, else tensorflow)",
     )
+    # Every command that imports a framework takes --backend, and --verbose.
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the frameworks' own log messages (TensorFlow / XLA C++ "
+        "logs, absl, framework warnings), hidden by default",
+    )
 
 
 def _probe_every(text):
@@ -908,6 +915,20 @@ def main(argv=None):
     except CLIError as error:
         print(f"keras-ecg {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    from keras_ecg import quiet
+
+    # Before any framework is imported: its log levels, then its import with
+    # the lines its native libraries print while loading filtered out.
+    verbose = getattr(args, "verbose", False)
+    quiet.set_environment(verbose)
+    with quiet.native_stderr_filtered(verbose):
+        # Keras (and a framework, and TensorFlow for tf.data) from here on.
+        from keras_ecg import workflows
+    with quiet.framework_logs_hidden(verbose):
+        return _run_with_framework(args, workflows)
+
+
+def _run_with_framework(args, workflows):
     if args.command == "convert":
         try:
             run_convert(args)
@@ -916,8 +937,6 @@ def main(argv=None):
             return EXIT_USAGE
         return 0
 
-    # Keras (and a framework) are imported from here on.
-    from keras_ecg import workflows
     from keras_ecg.callbacks import NonFiniteLossError
     from keras_ecg.data.errors import ECGDataError
     from keras_ecg.run_folder import RunFolderError

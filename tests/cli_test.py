@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,8 @@ ONE_PASS = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
     reason="CLI logic / subprocess test: runs in the tensorflow pass",
 )
+# A framework's native log line: `E0000 00:00:1796674390.191371  1299 file.cc:682] `.
+NATIVE_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ \S+:\d+\]", re.M)
 
 
 def _read(path):
@@ -127,9 +130,12 @@ def test_backend_flag_is_the_backend_the_run_uses(tmp_path, backend):
     command += ["--num-records", "40", "--batch-size", "8", "--output", str(out)]
     # The environment asks for another backend: the flag must win.
     other = "torch" if backend != "torch" else "jax"
+    env = subprocess_env(backend=other)
+    # As a user runs it: the CLI itself must keep the frameworks quiet.
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     process = subprocess.run(
         command,
-        env=subprocess_env(backend=other),
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -137,6 +143,11 @@ def test_backend_flag_is_the_backend_the_run_uses(tmp_path, backend):
     assert process.returncode == 0, process.stderr[-3000:]
     assert f"backend={backend}" in process.stdout
     assert _read(out / "pretrain_results.json")["backend"] == backend
+    # No framework log lines (TF's C++ `E0000 ... use_unbounded_threadpool`,
+    # `I0000 ... oneDNN`, absl's notice) at default verbosity.
+    for stream in (process.stdout, process.stderr):
+        assert not NATIVE_LOG_LINE.search(stream), stream[-3000:]
+        assert "absl::InitializeLog" not in stream, stream[-3000:]
 
 
 def test_backend_that_cannot_be_switched_in_process_is_refused(tmp_path, capsys):
@@ -1393,7 +1404,7 @@ def test_online_probe_logs_its_auc_and_keeps_the_best_epoch(tmp_path, capsys):
     from keras_ecg.workflows import split_data
 
     flags = ["--probe-every", "1", "--probe-records", "30"]
-    flags += ["--probe-val-fraction", "0.5", "--keep", "best-probe"]
+    flags += ["--probe-val-fraction", "0.5", "--keep", "best-probe", "--verbose"]
     folds = ["--train-folds", "1-6", "--val-folds", "7-9"]
     args = ["pretrain", "--method", "simclr", "--epochs", "2", *TINY, *folds]
     code, captured = _run([*args, *flags, "--output", tmp_path], capsys)
