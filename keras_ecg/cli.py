@@ -103,7 +103,8 @@ def _add_online_probe(parser):
         "--probe-records",
         type=_non_negative_int,
         default=256,
-        help="labelled records of the val folds the probe uses, drawn seeded "
+        help="labelled records of the val split (--val-folds, or --val-fraction "
+        "of a folder without folds) the probe uses, drawn seeded "
         "(patient-disjoint split where patient ids exist; default: 256; 0: off)",
     )
     group.add_argument(

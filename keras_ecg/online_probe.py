@@ -85,7 +85,7 @@ def probe_split(
 
     Args:
         data: a labelled `ECGDataset` of records the encoder does not train
-            on (the CLI uses the val folds).
+            on (the CLI uses the val split).
         num_records: records drawn (all if fewer).
         val_fraction: share of them (by records) that scores the probe.
         seed: seeds the draw and the split.
@@ -112,18 +112,23 @@ def probe_split(
     rng = np.random.default_rng(seed)
     patients = _patients(data)
     groups = np.arange(len(data)) if patients is None else patients
-    unique = np.unique(groups)
+    _, group_of = np.unique(groups, return_inverse=True)
+    by_group = np.argsort(group_of, kind="stable")
+    members = np.split(by_group, np.flatnonzero(np.diff(group_of[by_group])) + 1)
     # Whole patients are drawn (and split) in a seeded order.
-    order = unique[rng.permutation(len(unique))]
-    members = {g: np.flatnonzero(groups == g) for g in order}
-    drawn, val, count = [], [], 0
+    order = rng.permutation(len(members))
+    drawn, val, count, val_count = [], [], 0, 0
     target = min(int(num_records), len(data))
     val_target = int(round(float(val_fraction) * target))
     for group in order:
         if count >= target:
             break
         records = members[group]
-        (val if sum(map(len, val)) < val_target else drawn).append(records)
+        if val_count < val_target:
+            val.append(records)
+            val_count += len(records)
+        else:
+            drawn.append(records)
         count += len(records)
     train_rows = np.sort(np.concatenate(drawn)) if drawn else np.zeros(0, int)
     val_rows = np.sort(np.concatenate(val)) if val else np.zeros(0, int)

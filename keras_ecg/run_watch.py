@@ -25,7 +25,7 @@ PROBE_WINDOW_SECONDS = 2.5
 BEST_PROBE_FILE = "best_probe.npz"
 
 
-def probe_records(args, held_out, where="the val folds"):
+def probe_records(args, held_out, where="the val split"):
     """The online probe's `(train, val)` records, or None (a line says why).
 
     Args:
