@@ -53,6 +53,84 @@ def _add_backend(parser):
         default=None,
         help="Keras backend (default: $KERAS_BACKEND, else tensorflow)",
     )
+    # Every command that imports a framework takes --backend, and --verbose.
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the frameworks' own log messages (TensorFlow / XLA C++ "
+        "logs, absl, framework warnings), hidden by default",
+    )
+
+
+def _probe_every(text):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or a number of epochs, got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _fraction(text):
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _add_online_probe(parser):
+    group = parser.add_argument_group(
+        "online probe (a kNN / logistic probe of the encoder every few epochs, "
+        "logged as probe_macro_auc)"
+    )
+    group.add_argument(
+        "--probe",
+        choices=("knn", "logistic", "none"),
+        default="knn",
+        help="the probe fitted on the embeddings (default: knn; none: off)",
+    )
+    group.add_argument(
+        "--probe-every",
+        type=_probe_every,
+        default="auto",
+        metavar="N",
+        help="probe every N epochs, and at the last (default: auto = max(1, "
+        "epochs // 5))",
+    )
+    group.add_argument(
+        "--probe-records",
+        type=_non_negative_int,
+        default=256,
+        help="labelled records of the val split (--val-folds, or --val-fraction "
+        "of a folder without folds) the probe uses, drawn seeded "
+        "(patient-disjoint split where patient ids exist; default: 256; 0: off)",
+    )
+    group.add_argument(
+        "--probe-val-fraction",
+        type=_fraction,
+        default=0.5,
+        help="share of --probe-records that scores the probe, the rest fits it "
+        "(default: 0.5)",
+    )
+    group.add_argument(
+        "--keep",
+        choices=("last", "best-probe"),
+        default="last",
+        help="weights saved as pretrained.keras: the last epoch's or those of "
+        "the epoch with the best probe macro AUC (default: last)",
+    )
 
 
 def _add_output(parser, default, what="folder"):
@@ -341,6 +419,7 @@ def build_parser():
     )
     _add_downstream(demo, "demo")
     _add_bootstrap(demo)
+    _add_online_probe(demo)
 
     pretrain = sub.add_parser("pretrain", help="self-supervised pretraining")
     _add_backend(pretrain)
@@ -378,6 +457,7 @@ def build_parser():
         default=50,
         help="save a resumable checkpoint every N steps (0: every epoch only)",
     )
+    _add_online_probe(pretrain)
     _add_multi_process(pretrain)
 
     for name, help_text in (
@@ -930,6 +1010,20 @@ def main(argv=None):
     except CLIError as error:
         print(f"keras-ecg {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    from keras_ecg import quiet
+
+    # Before any framework is imported: its log levels, then its import with
+    # the lines its native libraries print while loading filtered out.
+    verbose = getattr(args, "verbose", False)
+    quiet.set_environment(verbose)
+    with quiet.native_stderr_filtered(verbose):
+        # Keras (and a framework, and TensorFlow for tf.data) from here on.
+        from keras_ecg import workflows
+    with quiet.framework_logs_hidden(verbose):
+        return _run_with_framework(args, workflows)
+
+
+def _run_with_framework(args, workflows):
     if args.command == "convert":
         try:
             run_convert(args)
@@ -938,8 +1032,6 @@ def main(argv=None):
             return EXIT_USAGE
         return 0
 
-    # Keras (and a framework) are imported from here on.
-    from keras_ecg import workflows
     from keras_ecg.callbacks import NonFiniteLossError
     from keras_ecg.data.errors import ECGDataError
     from keras_ecg.run_folder import RunFolderError

@@ -1,4 +1,4 @@
-"""Plots of 12-lead ECG records and their augmented views.
+"""Plots of 12-lead ECG records and their augmented views, and training curves.
 
 matplotlib is an optional dependency (`pip install keras-ecg[plot]`); it is
 imported only when a plot is drawn, and figures are rendered with the Agg
@@ -286,3 +286,111 @@ def _to_numpy_stack(views):
             f"(num_views, timesteps, leads) array, got shape {views.shape}."
         )
     return views
+
+
+def _read_training_log(path):
+    """`(epochs, {column: values})` of a CSV log (empty cells are NaN)."""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return np.zeros(0), {}
+
+    def number(text):
+        try:
+            return float(text)
+        except (TypeError, ValueError):
+            return np.nan
+
+    epochs = np.asarray([number(r.get("epoch")) for r in rows])
+    columns = {
+        key: np.asarray([number(r.get(key)) for r in rows])
+        for key in rows[0]
+        if key != "epoch"
+    }
+    return epochs, columns
+
+
+def plot_training_log(log, title=None, path=None, dpi=100):
+    """Draws the curves of a training log: losses, AUCs, other metrics.
+
+    One panel per kind of value present: every column named `*loss*`, every
+    `*auc*` column (e.g. `probe_macro_auc` of the online probe, measured every
+    few epochs, or `val_macro_auc`), then the remaining metrics. Values that
+    were not measured at an epoch (empty CSV cells) are skipped, so a probe
+    run every 4 epochs is a line through its own points.
+
+    Args:
+        log: a CSV file as `keras_ecg.training_logs.TrainingCSVLogger` writes
+            it (an `epoch` column, one row per epoch), or a
+            `{column: values}` dict with one value per epoch (a Keras
+            `History.history`).
+        title: optional figure title.
+        path: if given, the figure is saved there as a PNG.
+        dpi: resolution; each panel is 6 x 3.2 inches.
+
+    Returns:
+        The `matplotlib.figure.Figure`.
+
+    Example:
+
+    ```python
+    keras_ecg.plot.plot_training_log(
+        "runs/simclr/training_log.csv", path="runs/simclr/curves.png"
+    )
+    ```
+    """
+    figure_class, canvas_class = _import_matplotlib()
+    from matplotlib.ticker import MaxNLocator
+
+    if isinstance(log, dict):
+        columns = {k: np.asarray(v, dtype=np.float64) for k, v in log.items()}
+        length = max((len(v) for v in columns.values()), default=0)
+        epochs = np.arange(1, length + 1, dtype=np.float64)
+    else:
+        epochs, columns = _read_training_log(log)
+    columns = {k: v for k, v in columns.items() if np.isfinite(v).any()}
+    groups = [
+        ("loss", [k for k in columns if "loss" in k]),
+        ("macro AUC", [k for k in columns if "auc" in k and "loss" not in k]),
+    ]
+    grouped = {k for _, keys in groups for k in keys}
+    groups.append(("other metrics", [k for k in columns if k not in grouped]))
+    groups = [(label, sorted(keys)) for label, keys in groups if keys]
+    panels = max(1, len(groups))
+    figure = figure_class(figsize=(6.0 * panels, 3.2 + (0.3 if title else 0)), dpi=dpi)
+    axes = figure.subplots(1, panels, squeeze=False)[0]
+    for axis, (label, keys) in zip(axes, groups):
+        for key in keys:
+            values = columns[key]
+            measured = np.isfinite(values)
+            sparse = measured.sum() < len(values)
+            axis.plot(
+                epochs[measured],
+                values[measured],
+                marker="o" if sparse or measured.sum() == 1 else None,
+                markersize=4,
+                label=key,
+            )
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(label)
+        # Every panel spans the run's epochs, in whole epochs.
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(epochs):
+            axis.set_xlim(np.nanmin(epochs) - 0.2, np.nanmax(epochs) + 0.2)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    if not groups:
+        axes[0].text(0.5, 0.5, "no values logged", ha="center", va="center")
+    if title:
+        figure.suptitle(title, fontsize=10)
+    # Fixed margins: tight_layout would draw the figure twice.
+    figure.subplots_adjust(
+        left=0.75 / (6.0 * panels),  # 0.75 inch for the y labels
+        right=0.99,
+        bottom=0.16,
+        top=0.86 if title else 0.95,
+        wspace=0.25,
+    )
+    return _save(figure, canvas_class, path)

@@ -41,6 +41,9 @@ from keras_ecg.models.method_factory import pretraining_optimizer
 from keras_ecg.models.method_factory import resolve_encoder
 from keras_ecg.run_folder import RunFolder
 from keras_ecg.run_folder import dataset_fingerprint
+from keras_ecg.run_watch import TrainingWatch
+from keras_ecg.run_watch import probe_records
+from keras_ecg.training_logs import TrainingLogs
 from keras_ecg.utils import enable_determinism
 
 # Settings that do not change a run's result (where it goes, how it is shown).
@@ -55,6 +58,8 @@ _NOT_SETTINGS = (
     "collective_timeout_seconds",
     # Whether a leaky split is refused; a run it lets through is the same run.
     "strict",
+    # How much the CLI prints.
+    "verbose",
 )
 
 
@@ -597,6 +602,7 @@ def pretrain(
     preprocessor=None,
     standardizer=None,
     initial=None,
+    probe_split=None,
 ):
     """Pretrains `args.method` on `train`; checkpoints every N steps and
     resumes an interrupted run from `output_dir/backup`.
@@ -616,9 +622,13 @@ def pretrain(
         initial: optional `PretrainingStart` (from a preset): the model to
             continue, or the backbone whose weights the new model's encoder
             starts from.
+        probe_split: optional `(train, val)` labelled records of the online
+            probe (`run_watch.probe_records`); its summary goes into
+            `history["online_probe"]`.
 
     Returns:
-        `(model, history)`.
+        `(model, history)`; `output_dir` also holds the CSV log, TensorBoard
+        events and curves PNG (`keras_ecg.training_logs`).
 
     Reproducible: runs under `keras_ecg.utils.enable_determinism(args.seed)`,
     which stays in effect for the rest of the process.
@@ -693,18 +703,30 @@ def pretrain(
             )
         )
         build_on_batch(model, dataset)
+        backup = os.path.join(output_dir, "backup")
+        watch = TrainingWatch(
+            args,
+            output_dir,
+            "pretrain",
+            probe_split=probe_split,
+            standardizer=standardizer,
+            fresh=StepCheckpoint(backup).read_metadata() is None,
+            title=f"{args.method} pretraining ({args.size}, {encoder} encoder)",
+        )
+        print(watch.describe(), flush=True)
         # Step checkpoints: a killed run resumes from its last step; a NaN/inf
         # loss raises NonFiniteLossError before the bad state is checkpointed.
         history = resumable_fit(
             model,
             dataset,
             epochs=args.epochs,
-            backup_dir=os.path.join(output_dir, "backup"),
+            backup_dir=backup,
             save_every_steps=getattr(args, "checkpoint_every_steps", 50),
-            callbacks=[StopOnNonFiniteLoss(method=args.method)],
-            verbose=getattr(args, "verbose", None) or fit_verbosity(),
+            callbacks=[StopOnNonFiniteLoss(method=args.method), *watch.callbacks],
+            verbose=fit_verbosity(),
             shuffle=False,
         )
+        watch.after_fit(model, history)
         model.preprocessor = preprocessor
         path = os.path.join(output_dir, "pretrained.keras")
         with distribute.chief_writes(path) as where:
@@ -712,6 +734,7 @@ def pretrain(
     StepCheckpoint(os.path.join(output_dir, "backup")).delete()
     if distribute.is_chief():
         print(f"pretrained model saved to {path}", flush=True)
+    watch.finish()
     return model, history
 
 
@@ -918,6 +941,7 @@ def _run_pretrain(args):
         )
     check_augmentation(args)
     check_encoder(args)
+    probe_split = probe_records(args, val)
     folder = run_folder(args, "pretrain", data)
     if folder.check() == "resume":
         print(f"resuming the unfinished run in {args.output}", flush=True)
@@ -946,6 +970,7 @@ def _run_pretrain(args):
         preprocessor=preprocessor,
         standardizer=standardizer,
         initial=initial,
+        probe_split=probe_split,
     )
     fingerprints = None
     if distribute.is_chief():
@@ -959,6 +984,7 @@ def _run_pretrain(args):
         "train_records": len(train),
         "record_fingerprints": fingerprints,
         "split": split_summary(data, (train, val, test)),
+        "online_probe": history.get("online_probe"),
     }
     if distribute.process_count() > 1:
         results["processes"] = distribute.process_count()
@@ -1121,6 +1147,7 @@ def train_and_score(
     preprocessor=None,
     verbose=None,
     standardizer=None,
+    callbacks=None,
 ):
     """Trains a classifier with the `mode` protocol; scores val and test.
 
@@ -1129,6 +1156,8 @@ def train_and_score(
     carry bootstrap intervals (`--bootstrap-resamples`, `--bootstrap-seed`);
     the per-record test probabilities are `result["test_scores"]` (for
     paired comparisons), over the classes of `result["trained_classes"]`.
+    `callbacks` are passed to every stage's `fit` (e.g. a `TrainingWatch`'s
+    loggers).
     """
     result = train_downstream(
         backbone,
@@ -1140,6 +1169,7 @@ def train_and_score(
         batch_size=min(args.eval_batch_size, len(train)),
         seed=args.seed,
         verbose=fit_verbosity() if verbose is None else verbose,
+        callbacks=callbacks,
         **downstream_options(args, mode),
     )
     row = {
@@ -1307,6 +1337,10 @@ def run_downstream(args):
     baseline = getattr(args, "random_init_baseline", False)
     baseline_backbone = fresh_backbone(backbone, args.seed) if baseline else None
     folder.create()
+    watch = TrainingWatch(
+        args, args.output, args.command, title=f"{args.command} ({mode})"
+    )
+    print(watch.describe(), flush=True)
     result, row = train_and_score(
         backbone,
         train,
@@ -1316,7 +1350,9 @@ def run_downstream(args):
         mode,
         preprocessor=preprocessor,
         standardizer=standardizer,
+        callbacks=watch.callbacks,
     )
+    watch.finish()
     model = result["model"]
     model.label_set = args.label_set
     path = os.path.join(args.output, "classifier.keras")
@@ -1670,7 +1706,7 @@ def run_tune(args):
         seed=args.seed,
         size=args.size,
         batch_size=args.batch_size,
-        verbose=1,
+        verbose=fit_verbosity(),
         encoder=args.encoder,
     )
     print(
@@ -1717,6 +1753,7 @@ def run_demo(args):
         raise InputError("the demo needs train, val and test records; see --*-folds.")
     check_augmentation(args)
     check_encoder(args)
+    probe_split = probe_records(args, val)
     folder = run_folder(args, "demo", data)
     folder.check()
     preprocessor = ECGPreprocessor.from_data(train, window_seconds=args.window_seconds)
@@ -1735,6 +1772,7 @@ def run_demo(args):
         augmentation=args.augmentation,
         preprocessor=preprocessor,
         standardizer=preprocessor,
+        probe_split=probe_split,
     )
     pretrained_path = os.path.join(args.output, "pretrained.keras")
     fingerprints = save_pretraining_fingerprints(args.output, train)
@@ -1775,6 +1813,9 @@ def run_demo(args):
         cell, interval, scores = dict(row), dict(row), {}
         for name, kind, mode in protocols:
             t0 = time.time()
+            # Each classifier's curves: a TensorBoard run and a CSV of its own.
+            label = f"{len(subset)}_records_{kind}_{mode}"
+            logs = TrainingLogs(args.output, label, subfolder=f"classifiers/{label}")
             result, scored = train_and_score(
                 backbone(kind),
                 subset,
@@ -1784,6 +1825,7 @@ def run_demo(args):
                 mode,
                 verbose=0,
                 standardizer=preprocessor,
+                callbacks=logs.callbacks,
             )
             row[name] = scored["test_macro_auc"]
             scores[name] = result["test_scores"]
@@ -1843,6 +1885,7 @@ def run_demo(args):
         "backend": keras.backend.backend(),
         "method": args.method,
         "pretrain_loss": [float(v) for v in history["loss"]],
+        "online_probe": history.get("online_probe"),
         "results": rows,
         "intervals": intervals,
         "paired_differences": differences,

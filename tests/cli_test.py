@@ -5,12 +5,15 @@ backend); what depends on the process (the backend switch, `--help` importing
 no framework) runs in subprocesses, in the tensorflow pass only.
 """
 
+import csv
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -26,6 +29,7 @@ from tests.data.format_writers import write_export
 from tests.models.record_helpers import link_record
 from tests.models.record_helpers import ptbxl_header
 from tests.models.record_helpers import write_record
+from tests.training_logs_test import scalars
 
 TINY = ["--size", "tiny", "--num-records", "120", "--batch-size", "16"]
 # Subprocess tests and the CLI's own logic (flags, run folders, errors) run in
@@ -35,6 +39,8 @@ ONE_PASS = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
     reason="CLI logic / subprocess test: runs in the tensorflow pass",
 )
+# A framework's native log line: `E0000 00:00:1796674390.191371  1299 file.cc:682] `.
+NATIVE_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ \S+:\d+\]", re.M)
 
 
 def _read(path):
@@ -124,9 +130,12 @@ def test_backend_flag_is_the_backend_the_run_uses(tmp_path, backend):
     command += ["--num-records", "40", "--batch-size", "8", "--output", str(out)]
     # The environment asks for another backend: the flag must win.
     other = "torch" if backend != "torch" else "jax"
+    env = subprocess_env(backend=other)
+    # As a user runs it: the CLI itself must keep the frameworks quiet.
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     process = subprocess.run(
         command,
-        env=subprocess_env(backend=other),
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -134,6 +143,11 @@ def test_backend_flag_is_the_backend_the_run_uses(tmp_path, backend):
     assert process.returncode == 0, process.stderr[-3000:]
     assert f"backend={backend}" in process.stdout
     assert _read(out / "pretrain_results.json")["backend"] == backend
+    # No framework log lines (TF's C++ `E0000 ... use_unbounded_threadpool`,
+    # `I0000 ... oneDNN`, absl's notice) at default verbosity.
+    for stream in (process.stdout, process.stderr):
+        assert not NATIVE_LOG_LINE.search(stream), stream[-3000:]
+        assert "absl::InitializeLog" not in stream, stream[-3000:]
 
 
 def test_backend_that_cannot_be_switched_in_process_is_refused(tmp_path, capsys):
@@ -979,6 +993,12 @@ def test_demo_prints_the_label_efficiency_table(tmp_path, capsys, monkeypatch):
     results = _read(tmp_path / "demo_results.json")
     row = results["results"][0]
     assert row["labelled records"] == 19  # 20% of 96 training records
+    # The pretraining's logs and curves, and each classifier's log.
+    _, rows = _csv_rows(tmp_path / "training_log.csv")
+    assert len(rows) == 1
+    assert (tmp_path / "training_curves.png").exists()
+    assert "online_probe" in results
+    assert len(list(tmp_path.glob("classifiers/19_records_*/training_log.csv"))) == 4
     assert all(0.0 <= v <= 1.0 for k, v in row.items() if k != "labelled records")
     assert np.isfinite(results["pretraining_gain_few_labels"])
     # Every test AUC has its interval; pretrained vs random init is paired.
@@ -1510,3 +1530,103 @@ def test_tune_searches_the_s4_space(tmp_path, capsys):
     assert isinstance(model.encoder, S4Encoder)
     assert model.encoder.d_model == hyperparameters["s4_d_model"]
     assert (tmp_path / "simclr_s4_random").is_dir()
+
+
+# ----------------------------------------------------------------------------
+# Run logs, training curves and the online probe
+# ----------------------------------------------------------------------------
+
+
+def _csv_rows(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+def test_run_folders_hold_csv_tensorboard_and_curves(trained):
+    root = trained["checkpoint"].parent.parent
+    # The fixture's pretraining: 1 epoch; its finetuning: LP-FT, 1 + 1 epochs.
+    for folder, epochs, train_only in (("pretrain", 1, True), ("ft", 2, False)):
+        run = root / folder
+        header, rows = _csv_rows(run / "training_log.csv")
+        assert header[:1] == ["epoch"] and "loss" in header
+        assert [r["epoch"] for r in rows] == [str(e + 1) for e in range(epochs)]
+        assert all(np.isfinite(float(r["loss"])) for r in rows)
+        name = "pretrain" if folder == "pretrain" else "finetune"
+        values = scalars(str(run / "tensorboard" / name))
+        assert sorted(values["epoch_loss"]) == list(range(1, epochs + 1))
+        assert (run / "training_curves.png").stat().st_size > 5_000
+        if train_only:
+            # The online probe ran inside `fit` (at the last epoch).
+            assert 0.0 <= float(rows[-1]["probe_macro_auc"]) <= 1.0
+            assert "epoch_probe_macro_auc" in values
+        else:
+            # The epoch-selection AUC downstream, a TensorBoard validation run.
+            assert all(0.0 <= float(r["val_macro_auc"]) <= 1.0 for r in rows)
+            assert (run / "tensorboard" / name / "validation").is_dir()
+
+
+@ONE_PASS  # the probe inside `fit` under every backend: the `trained` fixture
+def test_online_probe_logs_its_auc_and_keeps_the_best_epoch(tmp_path, capsys):
+    from keras_ecg.evaluation.linear_probe import extract_embeddings
+    from keras_ecg.evaluation.linear_probe import knn_probe
+    from keras_ecg.online_probe import probe_split
+    from keras_ecg.workflows import load_data
+    from keras_ecg.workflows import split_data
+
+    flags = ["--probe-every", "1", "--probe-records", "30"]
+    flags += ["--probe-val-fraction", "0.5", "--keep", "best-probe", "--verbose"]
+    folds = ["--train-folds", "1-6", "--val-folds", "7-9"]
+    args = ["pretrain", "--method", "simclr", "--epochs", "2", *TINY, *folds]
+    code, captured = _run([*args, *flags, "--output", tmp_path], capsys)
+    assert code == 0, captured.err
+    assert "online probe: knn fitted on 15 and scored on 15 labelled records" in (
+        captured.out
+    )
+    assert "online probe cost:" in captured.out
+    header, rows = _csv_rows(tmp_path / "training_log.csv")
+    aucs = [float(r["probe_macro_auc"]) for r in rows]
+    assert len(aucs) == 2 and all(0.0 <= a <= 1.0 for a in aucs)
+    values = scalars(str(tmp_path / "tensorboard" / "pretrain"))
+    assert values["epoch_probe_macro_auc"] == pytest.approx({1: aucs[0], 2: aucs[1]})
+    results = _read(tmp_path / "pretrain_results.json")
+    probe = results["online_probe"]
+    assert probe["macro_auc"] == pytest.approx(aucs)
+    assert probe["kept_epoch"] == 1 + int(np.argmax(aucs))
+    assert results["settings"]["keep"] == "best-probe"
+    # The saved encoder is the best probe epoch's: the probe rerun on it by
+    # hand gives that epoch's AUC.
+    model = keras.saving.load_model(tmp_path / "pretrained.keras")
+    namespace = cli.build_parser().parse_args([*args, *folds])
+    _, val, _ = split_data(namespace, load_data(namespace, 100, progress=False))
+    train_records, val_records = probe_split(val, 30, 0.5, seed=0)
+    embed = dict(
+        window_seconds=2.5, stride_seconds=7.5, standardizer=model.preprocessor
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        auc = knn_probe(
+            extract_embeddings(model.backbone, train_records, **embed),
+            train_records.labels,
+            extract_embeddings(model.backbone, val_records, **embed),
+            val_records.labels,
+        )["macro_auc"]
+    assert auc == pytest.approx(max(aucs), abs=1e-5)
+
+
+@ONE_PASS
+def test_online_probe_refusals_are_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["pretrain", "--method", "simclr", *TINY, "--output", out]
+    code, captured = _run([*args, "--keep", "best-probe", "--probe", "none"], capsys)
+    _one_line_error(code, captured, "--keep best-probe needs the online probe")
+    assert not out.exists()
+    folder = _wfdb_folder(tmp_path, 6, seed=1)  # records without labels
+    code, captured = _run([*args, "--data", folder, "--keep", "best-probe"], capsys)
+    _one_line_error(code, captured, "carry no labels")
+    assert not out.exists()
+    for flag, value in (("--probe-every", "0"), ("--probe-val-fraction", "1")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([str(a) for a in args] + [flag, value])
+        assert exit_info.value.code == 2
+        assert "must be" in capsys.readouterr().err

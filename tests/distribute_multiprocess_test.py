@@ -213,16 +213,26 @@ def test_cli_pretrain_with_two_processes(tmp_path):
             str(index),
             "--collective-timeout-seconds",
             "30",
+            # 12 val records for the online probe, which only the chief runs.
+            "--train-folds",
+            "1-6",
+            "--val-folds",
+            "7-9",
+            "--keep",
+            "best-probe",
         ]
 
     codes, logs = _wait(_start_job(command, tmp_path, "cli"), tmp_path, "cli")
     assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
     for index in (0, 1):
         assert f"process {index} of 2 joined" in logs[index]
-        # 32 training records, 16 per process, global batch 8 = 2 x 4.
-        assert f"(process {index} of 2: 16 records, 4 per batch)" in logs[index]
+        # 24 training records, 12 per process, global batch 8 = 2 x 4.
+        assert f"(process {index} of 2: 12 records, 4 per batch)" in logs[index]
     assert "Results written" in logs[0]
     assert "results are written by process 0" in logs[1]
+    assert "probe_macro_auc" in logs[0] and "online probe cost" in logs[0]
+    assert "probe_macro_auc" not in logs[1]
+    assert "kept the weights of epoch 1" in logs[0]
     with open(output / "pretrain_results.json") as f:
         results = json.load(f)
     assert results["processes"] == 2

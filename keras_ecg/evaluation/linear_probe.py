@@ -48,6 +48,34 @@ def extract_embeddings(
     train_emb = extract_embeddings(model.backbone, train, window_seconds=2.5)
     ```
     """
+    return embed_windows(
+        backbone,
+        window_inputs(data, window_seconds, stride_seconds, batch_size, standardizer),
+    )
+
+
+def window_inputs(
+    data, window_seconds=2.5, stride_seconds=None, batch_size=256, standardizer=None
+):
+    """The sliding-window pipeline `extract_embeddings` predicts on.
+
+    Built once, it embeds the same records again and again (e.g. at every
+    online probe) without rebuilding the pipeline: see `embed_windows`.
+
+    Args:
+        data, window_seconds, stride_seconds, batch_size, standardizer: as
+            in `extract_embeddings`.
+
+    Returns:
+        `(dataset, record_index)`, as `make_window_dataset` returns them.
+
+    Example:
+
+    ```python
+    inputs = window_inputs(val, window_seconds=2.5)
+    embeddings = embed_windows(model.backbone, inputs)
+    ```
+    """
     rate = data.sampling_rate
     window_length = seconds_to_samples(window_seconds, rate, "window_seconds")
     stride = seconds_to_samples(
@@ -55,7 +83,7 @@ def extract_embeddings(
         rate,
         "stride_seconds",
     )
-    dataset, record_index = make_window_dataset(
+    return make_window_dataset(
         data,
         labels=None,
         window_length=window_length,
@@ -63,6 +91,19 @@ def extract_embeddings(
         batch_size=batch_size,
         standardizer=standardizer,
     )
+
+
+def embed_windows(backbone, inputs):
+    """Per-record embeddings of `window_inputs(...)`: see `extract_embeddings`.
+
+    Args:
+        backbone: as in `extract_embeddings`.
+        inputs: `(dataset, record_index)` from `window_inputs`.
+
+    Returns:
+        A float32 numpy array `(num_records, features)`.
+    """
+    dataset, record_index = inputs
     outputs = np.asarray(backbone.predict(dataset, verbose=0), dtype=np.float32)
     if outputs.ndim == 3:
         outputs = outputs.mean(axis=1)
