@@ -407,7 +407,9 @@ def build_parser():
         "--output", default="predictions.csv", help="CSV file to write"
     )
     predict.add_argument(
-        "--overwrite", action="store_true", help="replace an existing --output"
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --output (and the PNGs of --explain)",
     )
     predict.add_argument(
         "--threshold",

@@ -7,8 +7,8 @@ paper, and `integrated_gradients` is the model-agnostic core. Gradients run
 on the TensorFlow, JAX and PyTorch backends (`keras_ecg.explain.gradients`).
 """
 
+from keras_ecg.explain.attributions import integrated_gradients
 from keras_ecg.explain.gradients import output_gradients
-from keras_ecg.explain.integrated_gradients import integrated_gradients
 from keras_ecg.explain.plot import plot_explanation
 from keras_ecg.explain.records import Explanation
 from keras_ecg.explain.records import explain_record

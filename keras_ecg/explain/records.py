@@ -11,9 +11,9 @@ import numpy as np
 from keras_ecg.data.ecg_dataset import STANDARD_LEADS
 from keras_ecg.data.ecg_dataset import ECGDataset
 from keras_ecg.data.pipelines import window_starts
+from keras_ecg.explain.attributions import DEFAULT_STEPS
+from keras_ecg.explain.attributions import integrated_gradients
 from keras_ecg.explain.gradients import TARGETS
-from keras_ecg.explain.integrated_gradients import DEFAULT_STEPS
-from keras_ecg.explain.integrated_gradients import integrated_gradients
 
 DEFAULT_TOP_K = 3
 BASELINES = ("zero", "mean")
@@ -115,9 +115,10 @@ def explain_record(
             default: the `top_k` most probable classes of this record.
         top_k: how many of the most probable classes to explain (default 3,
             at most the number of classes); not with `classes`.
-        steps: integration steps per window (midpoint rule); 32 keeps the
-            completeness gap around 1% of the output change for the
-            keras-ecg encoders.
+        steps: integration steps per window (midpoint rule). On a small
+            XResNet trained on the synthetic data, 32 steps left
+            `|attributions.sum() - (outputs - baseline_outputs)|` below 0.01
+            (in probability; 64 steps: below 0.003).
         baseline: `"zero"` (0 mV), `"mean"` (the training mean of each lead)
             or an array in mV at the model's rate and lead order,
             broadcastable to the resampled record (`(leads,)` or

@@ -5,6 +5,7 @@ import re
 
 import pandas as pd
 
+from keras_ecg.data.progress import ReadProgress
 from keras_ecg.explain.records import explain_records
 
 # A PNG name from a record id: ids may hold path separators (sub-folders).
@@ -91,12 +92,16 @@ def write_explanations(frame, model, data, top_k, steps, folder, batch_size=256)
 
     os.makedirs(folder, exist_ok=True)
     rows, used = [], set()
+    # A line every 10 s or so in a log, a bar on a terminal; silent when fast.
+    progress = ReadProgress(len(frame), "explaining records")
     for explanation in explain_records(
         model, data, top_k=top_k, steps=steps, batch_size=batch_size
     ):
         path = os.path.join(folder, _file_name(explanation.record_id, used))
         plot_explanation(explanation, path=path)
         rows.append({**explain_columns(explanation), "explain_plot": path})
+        progress.update()
+    progress.close()
     if len(rows) != len(frame):
         raise ValueError(
             f"{len(rows)} explanations for a table of {len(frame)} records."
