@@ -79,8 +79,29 @@ def integrated_gradients(
         examples = example_of[rows]
         base = baselines[examples]
         points = base + alpha_of[rows].reshape(shape) * (inputs[examples] - base)
-        _, gradients = output_gradients(model, points, indices[examples], target)
+        count = len(examples)
+        _, gradients = output_gradients(
+            model,
+            pad_batch(points, batch_size),
+            pad_batch(indices[examples], batch_size),
+            target,
+        )
+        gradients = gradients[:count]
         # Rows are grouped by example: one sum per example in the batch.
         firsts = np.flatnonzero(np.r_[True, examples[1:] != examples[:-1]])
         summed[examples[firsts]] += np.add.reduceat(gradients, firsts, axis=0)
     return ((inputs - baselines) * (summed / steps)).astype(np.float32)
+
+
+def pad_batch(batch, batch_size):
+    """`batch` with its last row repeated up to a power of two <= `batch_size`.
+
+    JAX and TensorFlow compile once per batch shape: padded, the short last
+    batches of records of other lengths reuse a few shapes instead of one
+    each, for at most twice the rows.
+    """
+    count = len(batch)
+    padded = min(batch_size, 1 << (count - 1).bit_length())
+    if padded <= count:
+        return batch
+    return np.concatenate([batch, np.repeat(batch[-1:], padded - count, axis=0)])

@@ -13,6 +13,7 @@ from keras_ecg.data.ecg_dataset import ECGDataset
 from keras_ecg.data.pipelines import window_starts
 from keras_ecg.explain.attributions import DEFAULT_STEPS
 from keras_ecg.explain.attributions import integrated_gradients
+from keras_ecg.explain.attributions import pad_batch
 from keras_ecg.explain.gradients import TARGETS
 
 DEFAULT_TOP_K = 3
@@ -304,10 +305,11 @@ def _baseline_record(baseline, preprocessor, shape):
 
 def _probabilities(model, windows, batch_size):
     """Sigmoid of the window logits, `(num_windows, num_classes)` float64."""
-    logits = [
-        np.asarray(model.predict_on_batch(windows[i : i + batch_size]))
-        for i in range(0, len(windows), batch_size)
-    ]
+    logits = []
+    for i in range(0, len(windows), batch_size):
+        chunk = windows[i : i + batch_size]
+        outputs = model.predict_on_batch(pad_batch(chunk, batch_size))
+        logits.append(np.asarray(outputs)[: len(chunk)])
     logits = np.concatenate(logits).astype(np.float64)
     return logits, 1.0 / (1.0 + np.exp(-logits))
 
