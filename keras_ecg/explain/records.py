@@ -183,6 +183,9 @@ def explain_records(
 ):
     """Explanations of a classifier's predictions for many records, lazily.
 
+    The records are read and checked at the call; each explanation is
+    computed as the returned iterator reaches it.
+
     Args:
         model: an `ECGClassifier` with a preprocessor and logit outputs.
         records: whatever `ECGClassifier.predict_records` takes: an
@@ -191,8 +194,8 @@ def explain_records(
             `explain_record`.
         on_error: `"raise"` or `"skip"` unreadable records.
 
-    Yields:
-        One `Explanation` per (kept) record, in input order.
+    Returns:
+        An iterator of one `Explanation` per (kept) record, in input order.
 
     Example:
 
@@ -201,24 +204,26 @@ def explain_records(
         plot_explanation(explanation, path=f"{explanation.record_id}.png")
     ```
     """
+    # Checked here, not at the first `next()`: a generator would defer them.
     preprocessor = _check_model(model)
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}.")
-    fixed = _class_indices(model, classes, top_k)
-    k = DEFAULT_TOP_K if top_k is None else int(top_k)
-    data = preprocessor.prepare(records, on_error=on_error, standardize=False)
-    for record_id, signal in zip(data.record_ids, data.signals, strict=True):
-        yield _explain_prepared(
-            model,
-            np.asarray(signal, dtype=np.float32),
-            str(record_id),
-            fixed,
-            min(k, model.num_classes),
-            int(steps),
-            baseline,
-            target,
-            int(batch_size),
+    if int(steps) < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps}.")
+    if isinstance(baseline, str) and baseline not in BASELINES:
+        raise ValueError(
+            f"baseline must be one of {BASELINES} or an array in mV, got {baseline!r}."
         )
+    fixed = _class_indices(model, classes, top_k)
+    k = min(DEFAULT_TOP_K if top_k is None else int(top_k), model.num_classes)
+    data = preprocessor.prepare(records, on_error=on_error, standardize=False)
+    settings = (fixed, k, int(steps), baseline, target, int(batch_size))
+    return (
+        _explain_prepared(
+            model, np.asarray(signal, dtype=np.float32), str(record_id), *settings
+        )
+        for record_id, signal in zip(data.record_ids, data.signals, strict=True)
+    )
 
 
 def lead_shares(attributions):

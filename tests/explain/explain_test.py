@@ -15,6 +15,7 @@ from keras_ecg.data.ecg_dataset import STANDARD_LEADS
 from keras_ecg.data.ecg_dataset import ECGDataset
 from keras_ecg.explain import Explanation
 from keras_ecg.explain import explain_record
+from keras_ecg.explain import explain_records
 from keras_ecg.explain import integrated_gradients
 from keras_ecg.explain import lead_shares
 from keras_ecg.models import ECGClassifier
@@ -227,6 +228,8 @@ def test_bad_arguments_say_what_is_wrong():
         explain_record(model, x, RATE, baseline=np.zeros(3))
     with pytest.raises(ValueError, match="target must be one of"):
         explain_record(model, x, RATE, target="softmax")
+    with pytest.raises(ValueError, match="baseline must be one of"):
+        explain_records(model, ECGDataset([x], ["r"], RATE), baseline="noise")
     model.preprocessor = None
     with pytest.raises(ValueError, match="needs an ECGClassifier with a preprocessor"):
         explain_record(model, x, RATE)
