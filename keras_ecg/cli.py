@@ -575,7 +575,9 @@ def build_parser():
         "--output", default="predictions.csv", help="CSV file to write"
     )
     predict.add_argument(
-        "--overwrite", action="store_true", help="replace an existing --output"
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --output (and the PNGs of --explain)",
     )
     predict.add_argument(
         "--threshold",
@@ -588,6 +590,31 @@ def build_parser():
         "--skip-bad-records",
         action="store_true",
         help="skip unreadable records (reported) instead of stopping",
+    )
+    predict.add_argument(
+        "--explain",
+        type=int,
+        default=None,
+        metavar="K",
+        help="also explain each record's K most probable classes (integrated "
+        "gradients, keras_ecg.explain): one PNG per record in --explain-dir "
+        "(its leads on ECG paper, one column per class, red/blue shading where "
+        "samples raised/lowered the probability) and CSV columns "
+        "explain_<r>_class (the class of rank r = 1..K), explain_<r>_<lead> "
+        "(the lead's share of that class's absolute attribution; a rank's "
+        "shares sum to 1) and explain_plot (the PNG)",
+    )
+    predict.add_argument(
+        "--explain-dir",
+        default=None,
+        help="folder of the --explain PNGs, <record_id>.png (default: "
+        "<--output without .csv>_explanations/)",
+    )
+    predict.add_argument(
+        "--explain-steps",
+        type=int,
+        default=32,
+        help="integration steps per window of --explain (default: 32)",
     )
 
     tune = sub.add_parser(

@@ -1657,6 +1657,7 @@ def run_predict(args):
     _require_preprocessor(model, args.model, "--model")
     if not hasattr(model, "predict_records"):
         raise InputError(f"--model {args.model} is not a keras-ecg classifier.")
+    explain_dir = _check_explain(args, model)
     for path in args.data:
         if not os.path.exists(path):
             raise InputError(f"--data {path}: not found.")
@@ -1672,6 +1673,24 @@ def run_predict(args):
     frame = model.predict_records(
         data, batch_size=args.batch_size, threshold=args.threshold
     )
+    if explain_dir is not None:
+        from keras_ecg.explain.report import write_explanations
+
+        print(
+            f"explaining the top {args.explain} class(es) of {len(frame)} "
+            f"record(s): integrated gradients, {args.explain_steps} steps",
+            flush=True,
+        )
+        frame = write_explanations(
+            frame,
+            model,
+            data,
+            args.explain,
+            args.explain_steps,
+            explain_dir,
+            args.batch_size,
+        )
+        print(f"{len(frame)} explanation plot(s) -> {explain_dir}", flush=True)
     parent = os.path.dirname(os.path.abspath(output))
     os.makedirs(parent, exist_ok=True)
     frame.to_csv(output, index=False)
@@ -1680,6 +1699,23 @@ def run_predict(args):
         flush=True,
     )
     return {"records": len(frame), "output": output}
+
+
+def _check_explain(args, model):
+    """The folder of `predict --explain`'s plots, or None without --explain."""
+    if getattr(args, "explain", None) is None:
+        return None
+    from keras_ecg.explain.report import check_explain_options
+    from keras_ecg.explain.report import default_explain_dir
+
+    folder = args.explain_dir or default_explain_dir(args.output)
+    try:
+        check_explain_options(
+            args.explain, model.num_classes, folder, args.overwrite, args.explain_steps
+        )
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    return folder
 
 
 def run_tune(args):

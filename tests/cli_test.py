@@ -767,6 +767,70 @@ def test_predict_writes_one_row_per_record(
     assert list(pd.read_csv(out).columns) == ["record_id", *names]
 
 
+def test_predict_explain_writes_a_plot_and_lead_shares_per_record(
+    trained, ptbxl_dir, tmp_path, capsys
+):
+    pytest.importorskip("matplotlib")
+    folder = tmp_path / "records"
+    for ecg_id in ("00001", "00002"):
+        link_record(ptbxl_header(ptbxl_dir, ecg_id, 100), folder)
+    out = tmp_path / "preds.csv"
+    args = ["predict", "--model", trained["classifier"], "--data", folder]
+    args += ["--output", out, "--explain", "2", "--explain-steps", "4"]
+    code, captured = _run(args, capsys)
+    assert code == 0, captured.err
+    frame = pd.read_csv(out)
+    names = list(keras.saving.load_model(trained["classifier"]).class_names)
+    ranks = [
+        [f"explain_{r}_class", *(f"explain_{r}_{lead}" for lead in STANDARD_LEADS)]
+        for r in (1, 2)
+    ]
+    assert list(frame.columns) == [
+        "record_id",
+        *names,
+        *ranks[0],
+        *ranks[1],
+        "explain_plot",
+    ]
+    plots = tmp_path / "preds_explanations"
+    assert sorted(p.name for p in plots.iterdir()) == ["00001_lr.png", "00002_lr.png"]
+    for _, row in frame.iterrows():
+        assert pathlib.Path(row["explain_plot"]).read_bytes()[:4] == b"\x89PNG"
+        # The two most probable classes, in order (ties at float32 noise).
+        first, second = (row[row[f"explain_{r}_class"]] for r in (1, 2))
+        assert first >= second - 1e-6
+        others = [
+            row[n] for n in names if n not in (row[ranks[0][0]], row[ranks[1][0]])
+        ]
+        assert all(second >= p - 1e-6 for p in others)
+        for columns in ranks:
+            shares = row[columns[1:]].to_numpy(float)
+            assert (shares >= 0).all() and abs(shares.sum() - 1.0) < 1e-5
+
+
+@ONE_PASS
+def test_predict_explain_checks_its_options_before_reading(trained, tmp_path, capsys):
+    model = trained["classifier"]
+    num_classes = keras.saving.load_model(model).num_classes
+    # No record is read: --data does not even exist.
+    args = ["predict", "--model", model, "--data", tmp_path / "none"]
+    args += ["--output", tmp_path / "p.csv"]
+    code, captured = _run([*args, "--explain", str(num_classes + 1)], capsys)
+    _one_line_error(
+        code,
+        captured,
+        f"--explain {num_classes + 1}: K must be between 1 and the model's "
+        f"number of classes, {num_classes}",
+    )
+    code, captured = _run([*args, "--explain", "0"], capsys)
+    _one_line_error(code, captured, "--explain 0: K must be between 1")
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    (plots / "old.png").write_bytes(b"")
+    code, captured = _run([*args, "--explain", "1", "--explain-dir", plots], capsys)
+    _one_line_error(code, captured, "already holds PNG files", "--overwrite")
+
+
 # ----------------------------------------------------------------------------
 # Clinical exports (GE MUSE / Philips Sierra XML, HL7 aECG, DICOM, EDF, SCP)
 # ----------------------------------------------------------------------------
