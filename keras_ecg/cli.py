@@ -83,13 +83,6 @@ def _fraction(text):
     return value
 
 
-def _non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
 def _add_online_probe(parser):
     group = parser.add_argument_group(
         "online probe (a kNN / logistic probe of the encoder every few epochs, "

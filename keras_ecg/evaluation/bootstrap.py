@@ -218,6 +218,27 @@ def macro_metrics(y_true, y_score, metrics=METRICS):
     return result
 
 
+def _setup(y_true, y_scores, num_resamples, confidence, seed, metrics):
+    """Validated targets and `(runs, n, C)` scores of the classes with both
+    outcomes, the resamples, and the result's header."""
+    _check_confidence(confidence)
+    for metric in metrics:
+        if metric not in _PER_CLASS:
+            raise ValueError(f"Unknown metric {metric!r}; choose from {METRICS}.")
+    stacked = []
+    for y_score in y_scores:
+        checked, scores = _stack_scores(y_true, y_score)
+        stacked.append(scores)
+    keep = _classes_with_both(checked)
+    header = {
+        "num_resamples": int(num_resamples),
+        "confidence": float(confidence),
+        "num_classes": int(keep.sum()),
+    }
+    resamples = bootstrap_resamples(len(checked), num_resamples, seed)
+    return checked[:, keep], [s[..., keep] for s in stacked], resamples, header
+
+
 def bootstrap_macro_metrics(
     y_true,
     y_score,
@@ -257,20 +278,11 @@ def bootstrap_macro_metrics(
     print(f"{auc['value']:.3f} [{auc['low']:.3f}, {auc['high']:.3f}]")
     ```
     """
-    _check_confidence(confidence)
-    y_true, scores = _stack_scores(y_true, y_score)
-    keep = _classes_with_both(y_true)
-    y_true, scores = y_true[:, keep], scores[..., keep]
-    resamples = bootstrap_resamples(len(y_true), num_resamples, seed)
+    y_true, (scores,), resamples, result = _setup(
+        y_true, (y_score,), num_resamples, confidence, seed, metrics
+    )
     tail = 100 * (1 - confidence) / 2
-    result = {
-        "num_resamples": int(num_resamples),
-        "confidence": float(confidence),
-        "num_classes": int(keep.sum()),
-    }
     for metric in metrics:
-        if metric not in _PER_CLASS:
-            raise ValueError(f"Unknown metric {metric!r}; choose from {METRICS}.")
         point = _point(metric, y_true, scores)
         values = _resampled_metric(metric, y_true, scores, resamples, chunk_size)
         low, high = np.nanpercentile(values, [tail, 100 - tail])
@@ -321,22 +333,11 @@ def paired_bootstrap(
         print("finetuning differs from scratch beyond resampling noise")
     ```
     """
-    _check_confidence(confidence)
-    y_true, scores_a = _stack_scores(y_true, y_score_a)
-    _, scores_b = _stack_scores(y_true, y_score_b)
-    keep = _classes_with_both(y_true)
-    y_true = y_true[:, keep]
-    scores_a, scores_b = scores_a[..., keep], scores_b[..., keep]
-    resamples = bootstrap_resamples(len(y_true), num_resamples, seed)
+    y_true, (scores_a, scores_b), resamples, result = _setup(
+        y_true, (y_score_a, y_score_b), num_resamples, confidence, seed, metrics
+    )
     tail = 100 * (1 - confidence) / 2
-    result = {
-        "num_resamples": int(num_resamples),
-        "confidence": float(confidence),
-        "num_classes": int(keep.sum()),
-    }
     for metric in metrics:
-        if metric not in _PER_CLASS:
-            raise ValueError(f"Unknown metric {metric!r}; choose from {METRICS}.")
         point = _point(metric, y_true, scores_a) - _point(metric, y_true, scores_b)
         values = _resampled_metric(
             metric, y_true, scores_a, resamples, chunk_size
