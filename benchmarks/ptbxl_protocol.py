@@ -92,8 +92,15 @@ def base_parser(description, output):
     return parser
 
 
-def load_fold_splits(args):
+def load_fold_splits(args, label_set=None, standardizer=None):
     """Standardised train / val / test splits by PTB-XL `strat_fold`.
+
+    Args:
+        args: the parsed arguments (data, folds, `label_set`).
+        label_set: overrides `args.label_set`.
+        standardizer: a fitted `LeadStandardizer` to apply (default: one
+            fitted on these training records), e.g. the pretraining data's
+            when several label sets are evaluated from one pretraining.
 
     Returns:
         `(train, val, test, standardizer, raw_test)`: standardised on the
@@ -110,7 +117,8 @@ def load_fold_splits(args):
     overlap = set(folds["train"]) & (set(folds["val"]) | set(folds["test"]))
     if overlap or set(folds["val"]) & set(folds["test"]):
         raise SystemExit(f"train / val / test folds overlap: {folds}")
-    data = load_ptbxl(args.data, sampling_rate=100, label_set=args.label_set)
+    label_set = label_set or args.label_set
+    data = load_ptbxl(args.data, sampling_rate=100, label_set=label_set)
     train, val, test = (data.select_folds(folds[n]) for n in ("train", "val", "test"))
     for name, split in (("train", train), ("val", val), ("test", test)):
         if len(split) == 0:
@@ -118,18 +126,20 @@ def load_fold_splits(args):
                 f"no {name} records in folds {folds[name]} of {args.data} "
                 "(the shared subset has folds 1-9 only)"
             )
-    standardizer = LeadStandardizer().fit(train)
+    if standardizer is None:
+        standardizer = LeadStandardizer().fit(train)
     splits = tuple(standardizer.transform(d) for d in (train, val, test))
     return splits + (standardizer, test)
 
 
-def describe_splits(args, train, val, test):
+def describe_splits(args, train, val, test, label_set=None):
     trained = int((train.labels.sum(0) > 0).sum())
     return (
         f"PTB-XL folds {fold_label(parse_folds(args.train_folds))} train "
         f"({len(train)} records) / {fold_label(parse_folds(args.val_folds))} val "
         f"({len(val)}) / {fold_label(parse_folds(args.test_folds))} test "
-        f"({len(test)}); label set `{args.label_set}`: {train.num_classes} "
+        f"({len(test)}); label set `{label_set or args.label_set}`: "
+        f"{train.num_classes} "
         f"classes, {trained} with a positive training record"
     )
 

@@ -24,9 +24,12 @@ import time
 
 import ptbxl_protocol as common
 
+from keras_ecg.data.ptbxl import LABEL_SETS
+
 BEGIN = "<!-- reproduce_ptbxl:begin -->"
 END = "<!-- reproduce_ptbxl:end -->"
 METHODS = ("cpc", "simclr", "byol", "swav", "jepa")
+PROTOCOLS = ("linear", "frozen", "finetune")
 
 
 def baselines(specs):
@@ -38,29 +41,27 @@ def baselines(specs):
     return rows
 
 
-def comparisons(specs):
+def comparisons(specs, protocols=("linear", "finetune")):
     """(label, (model, protocol) A, (model, protocol) B) of the paired tests:
-    each method against its architecture's baseline, and against CPC."""
+    each method against its architecture's baseline (finetune against
+    scratch, a frozen-encoder protocol against a random encoder under the
+    same protocol), and against CPC under each protocol."""
     pairs = []
     for spec in specs:
         label = f"{common.spec_label(spec)} pretrained"
         arch = baselines([spec])[0][0]
-        pairs.append(
-            (f"{label}, finetune - scratch", (label, "finetune"), (arch, "scratch"))
-        )
-        pairs.append(
-            (
-                f"{label}, linear - random init",
-                (label, "linear"),
-                (f"random init ({arch})", "linear"),
-            )
-        )
+        for mode in protocols:
+            if mode == "finetune":
+                baseline, what = (arch, "scratch"), "scratch"
+            else:
+                baseline, what = (f"random init ({arch})", mode), "random init"
+            pairs.append((f"{label}, {mode} - {what}", (label, mode), baseline))
     if "cpc" in specs:
         for spec in specs:
             if spec == "cpc":
                 continue
             label = f"{common.spec_label(spec)} pretrained"
-            for mode in ("linear", "finetune"):
+            for mode in protocols:
                 pairs.append(
                     (
                         f"{label} - cpc pretrained, {mode}",
@@ -76,7 +77,7 @@ def difference_lines(args, y_true, grouped):
         "| difference (seed means) | macro AUROC [95% CI] | macro AUPRC [95% CI] |",
         "|---|---|---|",
     ]
-    for label, a, b in comparisons(args.methods):
+    for label, a, b in comparisons(args.methods, args.protocols):
         if a not in grouped or b not in grouped:
             continue
         diff = common.paired_difference(args, y_true, grouped[a], grouped[b])
@@ -87,71 +88,8 @@ def difference_lines(args, y_true, grouped):
     return lines
 
 
-def main(argv=None):
-    parser = common.base_parser(__doc__.splitlines()[0], "runs/reproduce_ptbxl")
-    parser.add_argument(
-        "--methods",
-        nargs="+",
-        default=list(METHODS),
-        help="method specs: a method, or method:encoder (e.g. cpc:s4, the "
-        "ECG-CPC architecture; simclr:s4)",
-    )
-    parser.add_argument("--eval-batch-size", type=int, default=128)
-    args = parser.parse_args(argv)
-    for spec in args.methods:
-        try:
-            common.parse_spec(spec)
-        except ValueError as error:
-            parser.error(f"--methods {spec}: {error}")
-
-    from keras_ecg.evaluation.downstream import trained_class_mask
-
-    common.quiet_warnings()
-    started = time.time()
-    train, val, test, _, _ = common.load_fold_splits(args)
-    split_text = common.describe_splits(args, train, val, test)
-    print(split_text, flush=True)
-    trained = trained_class_mask(train)
-    untrained = [c for c, t in zip(train.classes, trained) if not t]
-    present = test.labels[:, trained].sum(0) > 0
-
-    rows = []
-
-    def downstream(seed, label, backbone, mode, pretrain_seconds=None):
-        scores = common.downstream_scores(
-            args, backbone, mode, seed, train, val, test, trained
-        )
-        rows.append(
-            {
-                "seed": seed,
-                "model": label,
-                "protocol": mode,
-                **scores,
-                "pretrain_seconds": pretrain_seconds,
-            }
-        )
-        print(
-            f"seed {seed} | {label} | {mode}: val {scores['val_macro_auc']:.4f} "
-            f"test {scores['test_macro_auc']:.4f} ({scores['seconds']:.0f} s)",
-            flush=True,
-        )
-
-    for seed in range(args.seeds):
-        for label, architecture in baselines(args.methods):
-            for mode in ("linear", "scratch"):
-                backbone = common.protocol_backbone(
-                    "scratch", architecture, args.size, seed, None
-                )
-                name = f"random init ({label})" if mode == "linear" else label
-                downstream(seed, name, backbone, mode)
-        for spec in args.methods:
-            path, seconds, _ = common.pretrain(args, spec, seed, train)
-            label = f"{common.spec_label(spec)} pretrained"
-            for mode in ("linear", "finetune"):
-                # Each protocol starts from the same pretrained weights.
-                backbone = common.protocol_backbone(mode, spec, args.size, seed, path)
-                downstream(seed, label, backbone, mode, seconds)
-
+def table_lines(args, rows, test, trained):
+    """The results table of one label set and its paired differences."""
     grouped = collections.OrderedDict()
     for row in rows:
         grouped.setdefault((row["model"], row["protocol"]), []).append(row)
@@ -176,19 +114,143 @@ def main(argv=None):
             f"{sum(r['seconds'] for r in group) / len(group):.0f} | "
             f"{sum(pretrain_s) / len(pretrain_s) if pretrain_s else 0:.0f} |"
         )
-    lines += ["", *difference_lines(args, y_true, grouped)]
-    notes = (
-        f"Classes scored: the {int(trained.sum())} with a positive training record "
-        f"({int(present.sum())} of them with a positive test record; classes "
-        "without positives or negatives in the test fold have no AUC and are left "
-        "out of the mean). Left out for having no positive training record: "
-        f"{', '.join(untrained) if untrained else 'none'}. "
-        f"95% CI: percentile bootstrap over the {len(test)} test records "
+    return lines + ["", *difference_lines(args, y_true, grouped)]
+
+
+def main(argv=None):
+    parser = common.base_parser(__doc__.splitlines()[0], "runs/reproduce_ptbxl")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS),
+        help="method specs: a method, or method:encoder (e.g. cpc:s4, the "
+        "ECG-CPC architecture; simclr:s4)",
+    )
+    parser.add_argument("--eval-batch-size", type=int, default=128)
+    parser.add_argument(
+        "--label-sets",
+        nargs="+",
+        choices=LABEL_SETS,
+        default=None,
+        help="evaluate these PTB-XL label sets, all from one pretraining per "
+        "method and seed (default: --label-set); a table per label set",
+    )
+    parser.add_argument(
+        "--protocols",
+        nargs="+",
+        choices=PROTOCOLS,
+        default=["linear", "finetune"],
+        help="downstream protocols of the pretrained encoders; the random-init "
+        "baseline runs each frozen-encoder protocol, `scratch` pairs finetune",
+    )
+    args = parser.parse_args(argv)
+    for spec in args.methods:
+        try:
+            common.parse_spec(spec)
+        except ValueError as error:
+            parser.error(f"--methods {spec}: {error}")
+
+    from keras_ecg.evaluation.downstream import trained_class_mask
+
+    common.quiet_warnings()
+    started = time.time()
+    label_sets = args.label_sets or [args.label_set]
+    # Pretraining uses no labels: the training folds' records of the `all`
+    # label set (a record lacking e.g. a rhythm statement is still an ECG),
+    # standardised once; every label set's splits get the same statistics.
+    pretrain_train, _, _, standardizer, _ = common.load_fold_splits(
+        args, label_set="all"
+    )
+    tasks = collections.OrderedDict()
+    for label_set in label_sets:
+        train, val, test, _, _ = common.load_fold_splits(
+            args, label_set=label_set, standardizer=standardizer
+        )
+        split_text = common.describe_splits(args, train, val, test, label_set)
+        print(split_text, flush=True)
+        tasks[label_set] = (train, val, test, trained_class_mask(train), split_text)
+    several = len(label_sets) > 1
+
+    rows = []
+
+    def downstream(seed, label_set, label, backbone, mode, pretrain_seconds=None):
+        train, val, test, trained, _ = tasks[label_set]
+        scores = common.downstream_scores(
+            args, backbone, mode, seed, train, val, test, trained
+        )
+        rows.append(
+            {
+                "seed": seed,
+                "label_set": label_set,
+                "model": label,
+                "protocol": mode,
+                **scores,
+                "pretrain_seconds": pretrain_seconds,
+            }
+        )
+        where = f"{label_set} | " if several else ""
+        print(
+            f"seed {seed} | {where}{label} | {mode}: val "
+            f"{scores['val_macro_auc']:.4f} test {scores['test_macro_auc']:.4f} "
+            f"({scores['seconds']:.0f} s)",
+            flush=True,
+        )
+
+    frozen = [p for p in args.protocols if p != "finetune"]
+    baseline_modes = frozen + (["scratch"] if "finetune" in args.protocols else [])
+    for seed in range(args.seeds):
+        for label_set in label_sets:
+            for label, architecture in baselines(args.methods):
+                for mode in baseline_modes:
+                    backbone = common.protocol_backbone(
+                        "scratch", architecture, args.size, seed, None
+                    )
+                    name = label if mode == "scratch" else f"random init ({label})"
+                    downstream(seed, label_set, name, backbone, mode)
+        for spec in args.methods:
+            path, seconds, _ = common.pretrain(args, spec, seed, pretrain_train)
+            label = f"{common.spec_label(spec)} pretrained"
+            for label_set in label_sets:
+                for mode in args.protocols:
+                    # Each protocol starts from the same pretrained weights.
+                    backbone = common.protocol_backbone(
+                        mode, spec, args.size, seed, path
+                    )
+                    downstream(seed, label_set, label, backbone, mode, seconds)
+
+    lines, notes = [], []
+    for label_set, (train, _val, test, trained, split_text) in tasks.items():
+        if several:
+            lines += [f"#### Label set `{label_set}`", "", split_text, ""]
+        lines += table_lines(
+            args, [r for r in rows if r["label_set"] == label_set], test, trained
+        )
+        untrained = [c for c, t in zip(train.classes, trained) if not t]
+        present = test.labels[:, trained].sum(0) > 0
+        notes.append(
+            (f"`{label_set}`: " if several else "")
+            + f"classes scored: the {int(trained.sum())} with a positive training "
+            f"record ({int(present.sum())} of them with a positive test record; "
+            "classes without positives or negatives in the test fold have no "
+            "AUC and are left out of the mean). Left out for having no positive "
+            f"training record: {', '.join(untrained) if untrained else 'none'}."
+        )
+        if several:
+            lines.append("")
+    notes.append(
+        f"95% CI: percentile bootstrap over the test records "
         f"({args.bootstrap_resamples} resamples, seed {args.bootstrap_seed}); "
         "each resample scores every seed's predictions, so the interval is the "
         "test-set noise of the seed mean, and the ± is the spread over seeds. "
         "Differences: paired bootstrap on the same resamples; `*` marks an "
-        "interval that excludes 0."
+        "interval that excludes 0. Pretraining: the training folds' records "
+        f"({len(pretrain_train)}), labels unused, one per method and seed for "
+        "every label set."
+    )
+    split_text = (
+        next(iter(tasks.values()))[4]
+        if not several
+        else f"label sets {', '.join(label_sets)}"
     )
     common.report(
         args,
@@ -202,7 +264,7 @@ def main(argv=None):
         rows,
         BEGIN,
         END,
-        notes=notes,
+        notes=" ".join(notes),
     )
     return 0
 

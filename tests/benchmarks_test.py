@@ -31,36 +31,53 @@ def test_reproduce_ptbxl_runs_and_reports(ptbxl_dir, tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, os.path.join(ROOT, "benchmarks", "reproduce_ptbxl.py")]
     command += [*TINY, "--methods", "simclr", "--data", str(ptbxl_dir)]
-    command += ["--output", str(out)]
+    command += ["--label-sets", "superdiagnostic", "rhythm"]
+    command += ["--protocols", "frozen", "finetune", "--output", str(out)]
     process = subprocess.run(
         command, env=subprocess_env(), capture_output=True, text=True, timeout=900
     )
     assert process.returncode == 0, process.stderr[-3000:]
     table = (out / "results.md").read_text()
-    main, differences = table.split("| difference (seed means)", 1)
-    rows = [line for line in main.splitlines() if line.startswith("| ")]
-    # Header + random init + scratch + simclr linear / finetune.
-    assert len(rows) == 5, table
-    number, interval = r"0\.\d{4}", r"\[0\.\d{4}, [01]\.\d{4}\]"
-    found = re.search(
-        rf"\| simclr pretrained \| finetune \| {number} \| ({number}) \| "
-        rf"({interval}) \| ({number}) \| ({interval}) \|",
-        table,
-    )
-    assert found, table
-    # One seed: the seed-mean interval is that run's, as results.json has it.
     runs = json.loads((out / "results.json").read_text())
-    finetuned = [r for r in runs if r["model"] == "simclr pretrained"][-1]
-    assert finetuned["protocol"] == "finetune"
-    low, high = finetuned["test_macro_auc_ci"]
-    assert found.group(1) == f"{finetuned['test_macro_auc']:.4f}"
-    assert found.group(2) == f"[{low:.4f}, {high:.4f}]"
-    assert low <= finetuned["test_macro_auc"] <= high
     scores = np.load(out / "scores.npz")
-    assert scores[f"{runs.index(finetuned)}_test_scores"].shape[0] == 245
-    # The paired differences: finetune - scratch and linear - random init.
-    assert "simclr pretrained, finetune - scratch | " in differences
-    assert "simclr pretrained, linear - random init | " in differences
+    # One pretraining serves both label sets and every protocol.
+    assert os.listdir(out / "pretrained") == ["simclr_seed0"]
+    pretrained = [r for r in runs if r["model"] == "simclr pretrained"]
+    assert len(pretrained) == 4
+    assert len({r["pretrain_seconds"] for r in pretrained}) == 1
+    number, interval = r"0\.\d{4}", r"\[0\.\d{4}, [01]\.\d{4}\]"
+    sections = table.split("#### Label set ")[1:]
+    assert [s.split("`")[1] for s in sections] == ["superdiagnostic", "rhythm"]
+    for label_set, section in zip(("superdiagnostic", "rhythm"), sections):
+        main, differences = section.split("| difference (seed means)", 1)
+        rows = [line for line in main.splitlines() if line.startswith("| ")]
+        # Header + random init (frozen) + scratch + simclr frozen / finetune.
+        assert len(rows) == 5, section
+        assert "| random init (xresnet1d) | frozen |" in main
+        found = re.search(
+            rf"\| simclr pretrained \| finetune \| {number} \| ({number}) \| "
+            rf"({interval}) \| ({number}) \| ({interval}) \|",
+            main,
+        )
+        assert found, section
+        # One seed: the seed-mean interval is that run's, as results.json has.
+        finetuned = [
+            r
+            for r in runs
+            if r["label_set"] == label_set
+            and r["model"] == "simclr pretrained"
+            and r["protocol"] == "finetune"
+        ]
+        assert len(finetuned) == 1
+        low, high = finetuned[0]["test_macro_auc_ci"]
+        assert found.group(1) == f"{finetuned[0]['test_macro_auc']:.4f}"
+        assert found.group(2) == f"[{low:.4f}, {high:.4f}]"
+        assert low <= finetuned[0]["test_macro_auc"] <= high
+        test_scores = scores[f"{runs.index(finetuned[0])}_test_scores"]
+        # Records without a statement of the label set are not scored.
+        assert 0 < test_scores.shape[0] <= 245
+        assert "simclr pretrained, finetune - scratch | " in differences
+        assert "simclr pretrained, frozen - random init | " in differences
     assert (
         "Command: `KERAS_BACKEND=tensorflow python benchmarks/reproduce_ptbxl.py"
         in table
