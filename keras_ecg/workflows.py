@@ -1730,6 +1730,9 @@ def run_tune(args):
     # Fitted streaming; every trial's pipelines apply it (no copies).
     standardizer = LeadStandardizer().fit(train)
     folder.create()
+    # One CSV log per trial (in its trial folder) and one TensorBoard run.
+    logs = TrainingLogs(args.output, "tune")
+    print(logs.describe(), flush=True)
     result = run_search(
         args.method,
         train,
@@ -1744,6 +1747,7 @@ def run_tune(args):
         batch_size=args.batch_size,
         verbose=fit_verbosity(),
         encoder=args.encoder,
+        callbacks=logs.callbacks,
     )
     print(
         f"best probe AUC {result['best_score']:.4f} with "

@@ -1096,6 +1096,13 @@ def test_tune_runs_a_search_and_records_it(tmp_path, capsys, monkeypatch):
     results = _read(tmp_path / "tune_results.json")
     assert results["num_trials"] == 1 and 0.0 <= results["best_score"] <= 1.0
     assert pathlib.Path(results["best_model_path"]).exists()
+    # Each trial logs into its own trial folder and TensorBoard run.
+    (trial_log,) = (tmp_path / "simclr_bayesian").glob("trial_*/training_log.csv")
+    rows = pd.read_csv(trial_log)
+    assert list(rows["epoch"]) == [1] and np.isfinite(rows["loss"]).all()
+    (events,) = (tmp_path / "tensorboard" / "tune").glob("trial_*")
+    assert events.name == trial_log.parent.name
+    assert any(events.rglob("events.out.tfevents.*"))
 
 
 @ONE_PASS

@@ -58,17 +58,36 @@ def make_tuner(
         search = kt.Hyperband(max_epochs=max(2, int(epochs)), factor=3, **common)
     else:
         raise ValueError(f"Unknown tuner {tuner!r}; expected one of {TUNERS}.")
-    _skip_tensorboard_without_callback(search)
+    _configure_trial_logs(search)
     return search
 
 
-def _skip_tensorboard_without_callback(search):
-    """KerasTuner imports `tensorboard` in every TensorFlow-backend trial, even
-    without a TensorBoard callback; skip that step when there is none, so the
-    search runs where tensorboard is not installed."""
+def _configure_trial_logs(search):
+    """Gives each trial its own training logs.
+
+    KerasTuner copies the search's callbacks for every trial and points only
+    a callback of the exact class `TensorBoard` at a per-trial folder (and
+    imports `tensorboard` for it, which TensorFlow 2.21 no longer installs).
+    The run-folder loggers are redirected here instead: each trial's CSV log
+    goes into its trial folder and its TensorBoard events into
+    `<events>/trial_<id>`, so one `tensorboard --logdir` compares trials.
+    """
+    from keras_ecg.training_logs import TrainingCSVLogger
+    from keras_ecg.training_logs import TrainingTensorBoard
+
     original = search._configure_tensorboard_dir
 
     def configure(callbacks, trial, execution=0):
+        for callback in callbacks:
+            if isinstance(callback, TrainingCSVLogger):
+                callback.filename = os.path.join(
+                    search.get_trial_dir(trial.trial_id),
+                    os.path.basename(callback.filename),
+                )
+            elif isinstance(callback, TrainingTensorBoard):
+                callback.log_dir = os.path.join(
+                    callback.log_dir, f"trial_{trial.trial_id}"
+                )
         if any(type(c).__name__ == "TensorBoard" for c in callbacks):
             original(callbacks, trial, execution)
 
@@ -93,6 +112,7 @@ def run_search(
     verbose=0,
     standardizer=None,
     encoder=None,
+    callbacks=None,
 ):
     """Searches `method`'s hyperparameters for the best downstream probe score.
 
@@ -123,6 +143,9 @@ def run_search(
             trial's input pipelines (`train` and `val` then in mV).
         encoder: `None` (the method's default encoder) or an encoder name
             the method can use, e.g. `"s4"`.
+        callbacks: Keras callbacks of every trial's `fit` (copied per trial
+            by KerasTuner); `TrainingLogs`' CSV logger and TensorBoard
+            events are redirected per trial.
 
     Returns:
         A dict with `best_hyperparameters` (dict), `best_score` (the best
@@ -165,7 +188,7 @@ def run_search(
         seed=seed,
         overwrite=overwrite,
     )
-    search_kwargs = {"verbose": verbose}
+    search_kwargs = {"verbose": verbose, "callbacks": list(callbacks or [])}
     if tuner != "hyperband":
         search_kwargs["epochs"] = epochs
     search.search(**search_kwargs)
