@@ -1718,6 +1718,27 @@ def _check_explain(args, model):
     return folder
 
 
+def plot_trial_curves(project_dir, method):
+    """`training_curves.png` beside each trial's CSV log of a search."""
+    import glob
+
+    from keras_ecg import plot
+    from keras_ecg.training_logs import CSV_NAME
+    from keras_ecg.training_logs import CURVES_NAME
+
+    for path in sorted(glob.glob(os.path.join(project_dir, "trial_*", CSV_NAME))):
+        trial = os.path.basename(os.path.dirname(path))
+        try:
+            plot.plot_training_log(
+                path,
+                title=f"tune {method}: {trial}",
+                path=os.path.join(os.path.dirname(path), CURVES_NAME),
+            )
+        except ImportError:
+            print(f"no {CURVES_NAME}: it needs matplotlib", flush=True)
+            return
+
+
 def run_tune(args):
     _print_header(args, "tune")
     from keras_ecg.tuning import run_search
@@ -1749,6 +1770,7 @@ def run_tune(args):
         encoder=args.encoder,
         callbacks=logs.callbacks,
     )
+    plot_trial_curves(result["project_dir"], args.method)
     print(
         f"best probe AUC {result['best_score']:.4f} with "
         f"{result['best_hyperparameters']}; model: {result['best_model_path']}"

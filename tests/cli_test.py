@@ -1100,6 +1100,7 @@ def test_tune_runs_a_search_and_records_it(tmp_path, capsys, monkeypatch):
     (trial_log,) = (tmp_path / "simclr_bayesian").glob("trial_*/training_log.csv")
     rows = pd.read_csv(trial_log)
     assert list(rows["epoch"]) == [1] and np.isfinite(rows["loss"]).all()
+    assert (trial_log.parent / "training_curves.png").stat().st_size > 0
     (events,) = (tmp_path / "tensorboard" / "tune").glob("trial_*")
     assert events.name == trial_log.parent.name
     assert any(events.rglob("events.out.tfevents.*"))
