@@ -109,14 +109,16 @@ def load_fold_splits(args, label_set=None, standardizer=None):
     """
     from keras_ecg.data.lead_standardizer import LeadStandardizer
     from keras_ecg.data.ptbxl import load_ptbxl
+    from keras_ecg.data.splits import check_disjoint_folds
 
     folds = {
         name: parse_folds(getattr(args, f"{name}_folds"))
         for name in ("train", "val", "test")
     }
-    overlap = set(folds["train"]) & (set(folds["val"]) | set(folds["test"]))
-    if overlap or set(folds["val"]) & set(folds["test"]):
-        raise SystemExit(f"train / val / test folds overlap: {folds}")
+    try:
+        check_disjoint_folds({f"--{n}-folds": folds[n] for n in folds})
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     label_set = label_set or args.label_set
     data = load_ptbxl(args.data, sampling_rate=100, label_set=label_set)
     train, val, test = (data.select_folds(folds[n]) for n in ("train", "val", "test"))
