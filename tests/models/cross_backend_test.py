@@ -59,7 +59,9 @@ def _train_briefly(method, rng, encoder=None):
     model = build_method(method, size="tiny", input_leads=12, encoder=encoder)
     x = rng.normal(size=(8, length, 12)).astype("float32")
     data = x if method in ("cpc", "jepa") else (x, x[:, ::-1] + 0.01)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    # Eagerly: two steps need moved weights, not a traced graph (tracing
+    # seven models cost ~30 s of this test's CPU).
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=True)
     model.fit(data, batch_size=4, epochs=1, shuffle=False, verbose=0)
     return model, x[:2]
 
