@@ -1,6 +1,7 @@
 """fastai's xresnet adapted to 1D ECG, as used by Mehari & Strodthoff (2022)."""
 
 import keras
+import numpy as np
 
 from keras_ecg import _torch_distribute
 from keras_ecg.layers.global_pooling import GlobalPooling1D
@@ -364,6 +365,11 @@ class XResNet1D(PresetMixin, keras.Model):
         self.feature_channels = channels
 
     def call(self, inputs, training=None, mask=None):
+        if isinstance(inputs, np.ndarray) and keras.backend.backend() == "torch":
+            # `predict_on_batch` and direct calls hand NumPy batches through;
+            # the Keras graph would convert them anyway, the fast path needs
+            # the tensor (without it, inference ran at 0.72x the reference).
+            inputs = keras.ops.convert_to_tensor(inputs)
         if self._torch_plan.applies(self, inputs, mask):
             return self._torch_plan(self, inputs, bool(training))
         return super().call(inputs, training=training, mask=mask)
