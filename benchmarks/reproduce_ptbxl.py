@@ -238,8 +238,10 @@ def main(argv=None):
         if several:
             lines.append("")
     notes.append(
-        f"95% CI: percentile bootstrap over the test records "
-        f"({args.bootstrap_resamples} resamples, seed {args.bootstrap_seed}); "
+        f"95% CI: bootstrap over the test records "
+        f"({args.bootstrap_resamples} resamples, seed {args.bootstrap_seed}; "
+        "percentile interval for AUROC, basic (reflected) interval for AUPRC, "
+        "see 'Bootstrap interval coverage' in benchmarks/README.md); "
         "each resample scores every seed's predictions, so the interval is the "
         "test-set noise of the seed mean, and the ± is the spread over seeds. "
         "Differences: paired bootstrap on the same resamples; `*` marks an "

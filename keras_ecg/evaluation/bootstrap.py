@@ -2,32 +2,63 @@
 
 Test records are resampled with replacement; every resample scores each model
 on the same records, so a difference between two models (or two protocols) is
-judged on paired resamples, not on two independent intervals. Percentile
-intervals, as the PTB-XL benchmarks report them (Strodthoff et al. 2021;
-AI4HealthUOL/ecg-fm-benchmarking).
+judged on paired resamples, not on two independent intervals.
 
 A class counts in the full-set macro average when it has positives and
 negatives among the test records (as `macro_auc`); within a resample, such a
 class that drew no positive (or no negative) is left out of that resample's
 mean instead of rejecting the resample, which rare classes would make
-near-certain.
+near-certain (`resampling="conditional"` rejects them instead).
 
-Average precision is not symmetric under resampling: a resample repeats
-some positives (a repeated record ties with itself, so precision at its rank
-rises) and rare classes keep few distinct positives, both of which raise AP.
-On small test sets (tens of records, classes with 1-3 positives) the
-percentile interval of macro AUPRC can therefore lie above its point
-estimate; AUROC, a rank statistic over positive-negative pairs, has no such
-shift. Read AUPRC intervals of small test sets as indicative.
+Which interval. Average precision is not symmetric under resampling: a
+resample that misses a rare class's positive drops that (usually hard,
+low-AP) class from its mean, and a positive drawn again raises precision at
+its rank, so the resampled macro AUPRC sits above the full-set value. On the
+PTB-XL subset's test fold (245 records, 49 scored classes, 9 with a single
+positive) the percentile interval of macro AUPRC lay wholly above its point
+estimate. The plug-in macro AP is itself biased upwards on such a fold: with
+one positive a class's AP is 1 / its rank, far above the population AP of a
+class with prevalence 1/245. `benchmarks/bootstrap_coverage.py` measured the
+coverage of the population value (200 simulated test folds shaped like that
+fold, 1000 resamples; benchmarks/README.md, "Bootstrap interval coverage"):
+
+| interval | AUROC coverage | AUROC width | AUPRC coverage | AUPRC width |
+|---|---|---|---|---|
+| percentile | 96.5% | 0.059 | 0.0% | 0.086 |
+| basic | 82.5% | 0.059 | 75.0% | 0.086 |
+| shifted percentile | 94.0% | 0.059 | 17.5% | 0.086 |
+| BCa | 86.5% | 0.058 | 7.0% | 0.046 |
+| percentile, conditional resampling | 83.0% | 0.048 | 0.5% | 0.074 |
+
+(The plug-in macro AUPRC there averaged 0.275 against a population 0.214:
++0.061, 2.6 of its standard deviations; the macro AUROC, -0.001.) Hence the
+per-metric defaults `DEFAULT_INTERVALS`: the percentile interval for AUROC
+(96.5%; the shifted percentile's 94.0% is as close within the simulation's
+standard errors), the basic interval `(2 value - q_high, 2 value -
+q_low)` for AUPRC, which reflects the resampling shift and so moves the
+interval down towards the population value. It is the best measured, at the
+percentile's width, but still covers only about 3 times in 4 (it misses
+above): read AUPRC intervals of small test sets with rare classes as
+optimistic, and the point estimate as biased upwards; a basic AUPRC interval
+may lie below its point estimate. BCa fails here because its bias correction
+cannot reach beyond the resamples' range (nearly all lie above the estimate);
+its jackknife acceleration, where leaving out a single positive drops a
+class, probably distorts it too (its AUROC intervals under-cover as well).
 """
 
 import warnings
+from statistics import NormalDist
 
 import numpy as np
 
 from keras_ecg.evaluation.metrics import _validate
 
 METRICS = ("macro_auroc", "macro_auprc")
+INTERVALS = ("percentile", "basic", "shifted", "bca")
+RESAMPLINGS = ("all", "conditional")
+# Chosen by benchmarks/bootstrap_coverage.py (module docstring): the interval
+# whose simulated coverage came closest to 95% per metric.
+DEFAULT_INTERVALS = {"macro_auroc": "percentile", "macro_auprc": "basic"}
 
 
 def bootstrap_resamples(num_samples, num_resamples=1000, seed=0):
@@ -51,6 +82,68 @@ def bootstrap_resamples(num_samples, num_resamples=1000, seed=0):
         raise ValueError(f"`num_resamples` must be >= 1, got {num_resamples}.")
     rng = np.random.default_rng(seed)
     return rng.integers(0, num_samples, size=(num_resamples, num_samples))
+
+
+def conditional_resamples(y_true, num_resamples=1000, seed=0, max_draws=None):
+    """Resamples in which every class keeps a positive and a negative record.
+
+    Draws `bootstrap_resamples`-style resamples in batches from one seeded
+    generator and keeps those where every column of `y_true` has at least one
+    positive and one negative record, until `num_resamples` are kept or
+    `max_draws` were drawn (then warns and returns the ones kept).
+
+    Args:
+        y_true: `(num_samples, num_classes)` multi-hot targets of the scored
+            classes (each with both outcomes).
+        num_resamples: resamples to keep.
+        seed: seed of the numpy generator.
+        max_draws: cap on the resamples drawn (default `1000 *
+            num_resamples`).
+
+    Returns:
+        `(resamples, num_draws)`: `(kept, num_samples)` indices and how many
+        resamples were drawn to keep them.
+
+    Example:
+
+    ```python
+    resamples, draws = conditional_resamples(test.labels[:, scored], 1000)
+    ```
+    """
+    y_true = np.asarray(y_true, dtype=np.float64)
+    num_samples = len(y_true)
+    if num_resamples < 1:
+        raise ValueError(f"`num_resamples` must be >= 1, got {num_resamples}.")
+    max_draws = 1000 * num_resamples if max_draws is None else int(max_draws)
+    rng = np.random.default_rng(seed)
+    batch = max(num_resamples, 2**21 // max(num_samples, 1))
+    kept, num_kept, draws = [], 0, 0
+    while num_kept < num_resamples and draws < max_draws:
+        size = min(batch, max_draws - draws)
+        drawn = rng.integers(0, num_samples, size=(size, num_samples))
+        draws += size
+        counts = _counts(drawn, num_samples)
+        positives = counts @ y_true
+        negatives = counts.sum(axis=1, keepdims=True) - positives
+        accepted = drawn[((positives > 0) & (negatives > 0)).all(axis=1)]
+        kept.append(accepted[: num_resamples - num_kept])
+        num_kept += len(kept[-1])
+    resamples = np.concatenate(kept)
+    if len(resamples) == 0:
+        raise ValueError(
+            f"None of {draws} resamples kept a positive and a negative record "
+            "of every class; use resampling='all'."
+        )
+    if len(resamples) < num_resamples:
+        warnings.warn(
+            f"Conditional resampling kept {len(resamples)} of the "
+            f"{num_resamples} requested resamples after the cap of {draws} "
+            f"draws (acceptance {len(resamples) / draws:.2%}); the interval "
+            "uses the ones kept.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return resamples, draws
 
 
 def _counts(resamples, num_samples):
@@ -155,6 +248,16 @@ def _macro(metric, y_true, scores, counts):
     return np.mean(per_run, axis=0)
 
 
+def _weighted_metric(metric, y_true, scores, counts, chunk_size):
+    """Metric per row of `counts` `(R,)` (record weights), in chunks of rows."""
+    values = []
+    for start in range(0, len(counts), chunk_size):
+        values.append(
+            _macro(metric, y_true, scores, counts[start : start + chunk_size])
+        )
+    return np.concatenate(values)
+
+
 def _resampled_metric(metric, y_true, scores, resamples, chunk_size):
     """Metric per resample `(R,)`, averaged over the runs in `scores`."""
     values = []
@@ -166,6 +269,110 @@ def _resampled_metric(metric, y_true, scores, resamples, chunk_size):
 
 def _point(metric, y_true, scores):
     return float(_macro(metric, y_true, scores, np.ones((1, len(y_true))))[0])
+
+
+def _jackknife(metric, y_true, scores, chunk_size):
+    """Leave-one-record-out metric `(n,)`: record i weighted 0, the rest 1 (a
+    class whose only positive or negative is left out drops from that mean,
+    as in a resample)."""
+    counts = 1.0 - np.eye(len(y_true))
+    return _weighted_metric(metric, y_true, scores, counts, chunk_size)
+
+
+def _bca_interval(theta_hat, theta_star, jackknife, confidence):
+    """Efron's bias-corrected and accelerated (BCa) percentile interval.
+
+    Efron & Tibshirani (1993), 14.3: `z0 = Phi^-1(share of theta_star below
+    theta_hat, ties counted one half)`; acceleration `a = sum(d^3) / (6
+    sum(d^2)^1.5)` with `d = mean(jackknife) - jackknife`; the bounds are the
+    `Phi(z0 + (z0 + z) / (1 - a (z0 + z)))` quantiles (linear interpolation)
+    of `theta_star` for `z = Phi^-1((1 -/+ confidence) / 2)`. NaN resamples and
+    jackknife values are left out. As `scipy.stats.bootstrap(method="BCa")`
+    except that a share of 0 or 1 is clipped to `[1/(2B), 1 - 1/(2B)]` (scipy
+    returns NaN) and a constant jackknife gives `a = 0`.
+
+    Returns:
+        `(low, high)`.
+    """
+    theta_star = np.asarray(theta_star, dtype=np.float64)
+    theta_star = theta_star[np.isfinite(theta_star)]
+    jackknife = np.asarray(jackknife, dtype=np.float64)
+    jackknife = jackknife[np.isfinite(jackknife)]
+    num = len(theta_star)
+    if num == 0:
+        return float("nan"), float("nan")
+    share = (np.sum(theta_star < theta_hat) + np.sum(theta_star <= theta_hat)) / (
+        2 * num
+    )
+    share = min(max(share, 0.5 / num), 1 - 0.5 / num)
+    normal = NormalDist()
+    z0 = normal.inv_cdf(share)
+    d = jackknife.mean() - jackknife if len(jackknife) else np.zeros(1)
+    denominator = np.sum(d**2) ** 1.5
+    acceleration = np.sum(d**3) / (6 * denominator) if denominator > 0 else 0.0
+    quantiles = []
+    for z in (
+        normal.inv_cdf((1 - confidence) / 2),
+        normal.inv_cdf((1 + confidence) / 2),
+    ):
+        shifted = z0 + z
+        quantiles.append(normal.cdf(z0 + shifted / (1 - acceleration * shifted)))
+    low, high = np.percentile(theta_star, [100 * q for q in quantiles])
+    return float(low), float(high)
+
+
+def _interval(
+    method, theta_hat, theta_star, confidence, jackknife=None, bounds=(0.0, 1.0)
+):
+    """`(low, high)` of `method` from the point estimate and the resampled
+    values (NaN resamples left out); `jackknife` only for `"bca"`. The
+    reflected (`"basic"`) and shifted intervals are clipped to `bounds`, the
+    range of the statistic (quantiles of the resamples already lie in it)."""
+    if method == "bca":
+        return _bca_interval(theta_hat, theta_star, jackknife, confidence)
+    theta_star = np.asarray(theta_star, dtype=np.float64)
+    theta_star = theta_star[np.isfinite(theta_star)]
+    if len(theta_star) == 0:
+        return float("nan"), float("nan")
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(theta_star, [tail, 100 - tail])
+    if method == "basic":
+        low, high = 2 * theta_hat - high, 2 * theta_hat - low
+    elif method == "shifted":
+        shift = theta_hat - np.median(theta_star)
+        low, high = low + shift, high + shift
+    low, high = np.clip([low, high], *bounds)
+    return float(low), float(high)
+
+
+def _methods(interval, resampling, metrics):
+    """`{metric: interval method}`, validated: `None` gives
+    `DEFAULT_INTERVALS`, a name applies to every metric, a dict per metric."""
+    if interval is None:
+        interval = DEFAULT_INTERVALS
+    if isinstance(interval, str):
+        interval = {metric: interval for metric in metrics}
+    methods = {}
+    for metric in metrics:
+        method = interval.get(metric, DEFAULT_INTERVALS.get(metric))
+        if method not in INTERVALS:
+            raise ValueError(
+                f"Unknown interval {method!r}; choose from {INTERVALS} "
+                "(percentile, basic, percentile shifted by the bootstrap "
+                "median's bias, BCa), a dict of them per metric, or None "
+                f"(the per-metric defaults {DEFAULT_INTERVALS})."
+            )
+        methods[metric] = method
+    if resampling not in RESAMPLINGS:
+        raise ValueError(
+            f"Unknown resampling {resampling!r}; choose from {RESAMPLINGS}."
+        )
+    if resampling == "conditional" and "bca" in methods.values():
+        raise ValueError(
+            "interval='bca' needs resampling='all': its leave-one-out "
+            "jackknife drops classes that conditional resampling keeps."
+        )
+    return methods
 
 
 def _check_confidence(confidence):
@@ -218,13 +425,24 @@ def macro_metrics(y_true, y_score, metrics=METRICS):
     return result
 
 
-def _setup(y_true, y_scores, num_resamples, confidence, seed, metrics):
+def _setup(
+    y_true,
+    y_scores,
+    num_resamples,
+    confidence,
+    seed,
+    metrics,
+    interval,
+    resampling,
+    max_draws,
+):
     """Validated targets and `(runs, n, C)` scores of the classes with both
     outcomes, the resamples, and the result's header."""
     _check_confidence(confidence)
     for metric in metrics:
         if metric not in _PER_CLASS:
             raise ValueError(f"Unknown metric {metric!r}; choose from {METRICS}.")
+    methods = _methods(interval, resampling, metrics)
     stacked = []
     for y_score in y_scores:
         checked, scores = _stack_scores(y_true, y_score)
@@ -234,8 +452,17 @@ def _setup(y_true, y_scores, num_resamples, confidence, seed, metrics):
         "num_resamples": int(num_resamples),
         "confidence": float(confidence),
         "num_classes": int(keep.sum()),
+        "interval": methods,
+        "resampling": resampling,
     }
-    resamples = bootstrap_resamples(len(checked), num_resamples, seed)
+    if resampling == "conditional":
+        resamples, draws = conditional_resamples(
+            checked[:, keep], num_resamples, seed, max_draws
+        )
+        header["num_resamples"] = len(resamples)
+        header["num_draws"] = int(draws)
+    else:
+        resamples = bootstrap_resamples(len(checked), num_resamples, seed)
     return checked[:, keep], [s[..., keep] for s in stacked], resamples, header
 
 
@@ -247,8 +474,11 @@ def bootstrap_macro_metrics(
     seed=0,
     metrics=METRICS,
     chunk_size=100,
+    interval=None,
+    resampling="all",
+    max_draws=None,
 ):
-    """Macro AUROC / AUPRC with percentile bootstrap confidence intervals.
+    """Macro AUROC / AUPRC with bootstrap confidence intervals.
 
     Args:
         y_true: `(num_samples, num_classes)` multi-hot targets, one row per
@@ -264,11 +494,29 @@ def bootstrap_macro_metrics(
             table so that their intervals and differences are paired.
         metrics: any of `"macro_auroc"`, `"macro_auprc"`.
         chunk_size: resamples scored at once (bounds memory).
+        interval: how the resampled values become an interval: `None`
+            (default) for `DEFAULT_INTERVALS`, `"percentile"` for AUROC and
+            `"basic"` for AUPRC, the methods whose simulated coverage came
+            closest to 95% (module docstring); or one of `"percentile"`,
+            `"basic"` (`2 * value - q_high`, `2 * value - q_low`),
+            `"shifted"` (percentiles shifted by `value - median(resampled
+            values)`), `"bca"` (Efron's bias-corrected and accelerated
+            percentiles, acceleration from the leave-one-record-out
+            jackknife) for every metric; or a `{metric: method}` dict.
+        resampling: `"all"` (every resample; a class that drew no positive or
+            no negative is left out of that resample's mean) or
+            `"conditional"` (only resamples in which every scored class has
+            a positive and a negative, `conditional_resamples`; not with
+            `"bca"`).
+        max_draws: cap on the resamples drawn by conditional resampling
+            (default `1000 * num_resamples`); warns if reached.
 
     Returns:
-        `{metric: {"value", "low", "high"}}` plus `"num_resamples"`,
-        `"confidence"` and `"num_classes"` (classes with positives and
-        negatives, the ones averaged).
+        `{metric: {"value", "low", "high", "interval"}}` (`"interval"`: the
+        method of that metric's bounds) plus `"num_resamples"` (those used),
+        `"confidence"`, `"num_classes"` (classes with positives and negatives,
+        the ones averaged), `"interval"` (`{metric: method}`),
+        `"resampling"`, and `"num_draws"` with conditional resampling.
 
     Example:
 
@@ -279,17 +527,28 @@ def bootstrap_macro_metrics(
     ```
     """
     y_true, (scores,), resamples, result = _setup(
-        y_true, (y_score,), num_resamples, confidence, seed, metrics
+        y_true,
+        (y_score,),
+        num_resamples,
+        confidence,
+        seed,
+        metrics,
+        interval,
+        resampling,
+        max_draws,
     )
-    tail = 100 * (1 - confidence) / 2
     for metric in metrics:
         point = _point(metric, y_true, scores)
         values = _resampled_metric(metric, y_true, scores, resamples, chunk_size)
-        low, high = np.nanpercentile(values, [tail, 100 - tail])
+        method, jackknife = result["interval"][metric], None
+        if method == "bca":
+            jackknife = _jackknife(metric, y_true, scores, chunk_size)
+        low, high = _interval(method, point, values, confidence, jackknife)
         result[metric] = {
             "value": float(point),
             "low": float(low),
             "high": float(high),
+            "interval": method,
         }
     return result
 
@@ -303,11 +562,15 @@ def paired_bootstrap(
     seed=0,
     metrics=METRICS,
     chunk_size=100,
+    interval=None,
+    resampling="all",
+    max_draws=None,
 ):
     """Difference A - B of macro metrics with a paired bootstrap interval.
 
     Both models are scored on the same resamples of the test records, so the
-    interval reflects the difference itself, not two overlapping intervals.
+    interval reflects the difference itself, not two overlapping intervals
+    (with `"bca"`, the jackknife of the difference too).
 
     Args:
         y_true: `(num_samples, num_classes)` multi-hot targets.
@@ -320,10 +583,28 @@ def paired_bootstrap(
         seed: seed of the resampling.
         metrics: any of `"macro_auroc"`, `"macro_auprc"`.
         chunk_size: resamples scored at once.
+        interval: how the resampled values become an interval: `None`
+            (default) for `DEFAULT_INTERVALS`, `"percentile"` for AUROC and
+            `"basic"` for AUPRC, the methods whose simulated coverage came
+            closest to 95% (module docstring); or one of `"percentile"`,
+            `"basic"` (`2 * value - q_high`, `2 * value - q_low`),
+            `"shifted"` (percentiles shifted by `value - median(resampled
+            values)`), `"bca"` (Efron's bias-corrected and accelerated
+            percentiles, acceleration from the leave-one-record-out
+            jackknife) for every metric; or a `{metric: method}` dict.
+        resampling: `"all"` (every resample; a class that drew no positive or
+            no negative is left out of that resample's mean) or
+            `"conditional"` (only resamples in which every scored class has
+            a positive and a negative, `conditional_resamples`; not with
+            `"bca"`).
+        max_draws: cap on the resamples drawn by conditional resampling
+            (default `1000 * num_resamples`); warns if reached.
 
     Returns:
-        `{metric: {"difference", "low", "high", "excludes_zero"}}` plus
-        `"num_resamples"`, `"confidence"` and `"num_classes"`.
+        `{metric: {"difference", "low", "high", "excludes_zero",
+        "interval"}}` plus `"num_resamples"`, `"confidence"`,
+        `"num_classes"`, `"interval"` (`{metric: method}`) and
+        `"resampling"` (and `"num_draws"` with conditional resampling).
 
     Example:
 
@@ -334,20 +615,35 @@ def paired_bootstrap(
     ```
     """
     y_true, (scores_a, scores_b), resamples, result = _setup(
-        y_true, (y_score_a, y_score_b), num_resamples, confidence, seed, metrics
+        y_true,
+        (y_score_a, y_score_b),
+        num_resamples,
+        confidence,
+        seed,
+        metrics,
+        interval,
+        resampling,
+        max_draws,
     )
-    tail = 100 * (1 - confidence) / 2
     for metric in metrics:
         point = _point(metric, y_true, scores_a) - _point(metric, y_true, scores_b)
         values = _resampled_metric(
             metric, y_true, scores_a, resamples, chunk_size
         ) - _resampled_metric(metric, y_true, scores_b, resamples, chunk_size)
-        low, high = np.nanpercentile(values, [tail, 100 - tail])
+        method, jackknife = result["interval"][metric], None
+        if method == "bca":
+            jackknife = _jackknife(metric, y_true, scores_a, chunk_size) - _jackknife(
+                metric, y_true, scores_b, chunk_size
+            )
+        low, high = _interval(
+            method, point, values, confidence, jackknife, bounds=(-1.0, 1.0)
+        )
         result[metric] = {
             "difference": float(point),
             "low": float(low),
             "high": float(high),
             "excludes_zero": bool(low > 0 or high < 0),
+            "interval": method,
         }
     return result
 
