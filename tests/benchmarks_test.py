@@ -758,3 +758,28 @@ def test_scratch_variants_refuse_what_is_not_a_json_object():
     for bad in ("dropout=0.2", "[1, 2]"):
         with pytest.raises(ValueError, match="variant"):
             variants.parse_variant(bad)
+
+
+@pytest.mark.backend_agnostic
+def test_bootstrap_coverage_reports_every_interval_method(tmp_path):
+    out = tmp_path / "coverage.json"
+    command = [sys.executable, os.path.join(BENCHMARKS, "bootstrap_coverage.py")]
+    command += ["--replications", "2", "--resamples", "30", "--json", str(out)]
+    process = subprocess.run(
+        command, env=subprocess_env(), capture_output=True, text=True, timeout=600
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "Measured " in process.stdout and "usable cores" in process.stdout
+    summary = json.loads(out.read_text())["summary"]
+    methods = {(row["interval"], row["resampling"]) for row in summary}
+    assert {("percentile", "all"), ("basic", "all"), ("bca", "all")} <= methods
+    for row in summary:
+        for metric in ("macro_auroc", "macro_auprc"):
+            cell = row[metric]
+            # Two replications: a coverage is 0, 1/2 or 1, and a miss is
+            # either below or above the truth.
+            assert cell["coverage"] in (0.0, 0.5, 1.0)
+            assert cell["coverage"] + cell["interval_below_truth"] + cell[
+                "interval_above_truth"
+            ] == pytest.approx(1.0)
+            assert cell["width"] > 0
