@@ -6,7 +6,9 @@ Python process per run, loads them with `load_wfdb_folder(cache_dir=False)`
 (the signals decoded in RAM) and reads the process's anonymous memory
 (`RssAnon` of /proc/self/status) before and after. The difference divided by
 the number of records is compared with the float32 signal of one record
-(`seconds * rate * 12 * 4` bytes, 240 kB for 10 s at 500 Hz).
+(`seconds * rate * 12 * 4` bytes, 240 kB for 10 s at 500 Hz). A last run
+builds the default memory-mapped cache instead (in a temporary folder): its
+signals are page cache of the file, not anonymous memory.
 
     python benchmarks/ram_load_memory.py --records 300 --seconds 10 --rate 500
 """
@@ -32,6 +34,8 @@ folder, warm = sys.argv[1], sys.argv[2]
 rate, workers = int(sys.argv[3]), int(sys.argv[4])
 # Before the default cache existed, None meant no cache.
 no_cache = False if hasattr(signal_cache, "default_cache_dir") else None
+if len(sys.argv) > 5:  # a cache folder: the build, then the memory map
+    no_cache = sys.argv[5]
 # Warm-up on 2 other records: imports, pools (not the measured records, whose
 # freed memory the measured load would reuse).
 load_wfdb_folder(warm, sampling_rate=rate, cache_dir=no_cache, workers=workers,
@@ -89,9 +93,12 @@ def main():
             f"{args.rate} Hz (float32 signal {args.seconds * args.rate * 48 / 1e3:.0f}"
             " kB per record)"
         )
-        for workers in args.workers:
+        runs = [(workers, []) for workers in args.workers]
+        runs.append((args.workers[-1], [os.path.join(folder, "cache")]))
+        for workers, cache in runs:
             out = subprocess.run(
-                [sys.executable, "-c", CHILD, data, warm, str(args.rate), str(workers)],
+                [sys.executable, "-c", CHILD, data, warm, str(args.rate), str(workers)]
+                + cache,
                 check=True,
                 capture_output=True,
                 text=True,
@@ -102,7 +109,8 @@ def main():
             per = grown / r["records"]
             signal = r["signal_bytes"] / r["records"]
             print(
-                f"workers={workers}: anonymous memory +{grown / 2**20:.1f} MiB "
+                f"{'cache' if cache else 'in RAM'}, workers={workers}: "
+                f"anonymous memory +{grown / 2**20:.1f} MiB "
                 f"for {r['records']} records = {per / 1e3:.0f} kB per record, "
                 f"{per / signal:.2f}x the {r['dtype']} signal ({signal / 1e3:.0f} kB)"
             )

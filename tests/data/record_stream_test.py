@@ -301,3 +301,38 @@ def test_lead_order_is_checked_over_all_chunks_in_record_order(tmp_path):
                 cache=cache, key="lead-order-raise", workers=1, chunk_records=2,
                 check=wfdb_folder._LeadOrderCheck,
             )  # fmt: skip
+
+
+@AGNOSTIC
+def test_a_bad_record_stops_every_process_of_the_build(tmp_path):
+    # on_error="raise": whichever process meets the bad record, all raise it.
+    # Threads stand in for processes (flock locks conflict between opens).
+    import concurrent.futures
+    import time
+
+    def decode(task):
+        time.sleep(0.005)
+        if task == 20:
+            raise ECGDataError(f"r{task}", "corrupt")
+        return np.zeros((2, 2), np.float32), None
+
+    def read():
+        return read_records(
+            list(range(40)),
+            decode,
+            lambda task, value, counts: (f"r{task}", value[0], None),
+            on_error="raise",
+            cache=SignalCache(tmp_path / "cache"),
+            key="k",
+            workers=1,
+            chunk_records=3,
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(read) for _ in range(2)]
+        for future in futures:
+            with pytest.raises(ECGDataError, match="record r20: corrupt"):
+                future.result()
+    assert [e["status"] for e in list_caches(tmp_path / "cache")] != ["complete"]
+    with pytest.raises(ECGDataError, match="record r20: corrupt"):
+        read()  # a later load starts afresh, and meets it again
