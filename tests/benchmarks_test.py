@@ -758,3 +758,20 @@ def test_scratch_variants_refuse_what_is_not_a_json_object():
     for bad in ("dropout=0.2", "[1, 2]"):
         with pytest.raises(ValueError, match="variant"):
             variants.parse_variant(bad)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="benchmark scripts run in the tensorflow pass only",
+)
+def test_ram_load_memory_runs_and_reports():
+    command = [sys.executable, os.path.join(BENCHMARKS, "ram_load_memory.py")]
+    command += ["--records", "4", "--seconds", "1", "--workers", "1"]
+    process = subprocess.run(
+        command, env=subprocess_env(), capture_output=True, text=True, timeout=600
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    lines = process.stdout.splitlines()
+    assert lines[0].startswith("4 records x 1 s x 12 leads at 500 Hz")
+    assert lines[1].startswith("in RAM, workers=1: anonymous memory")
+    assert lines[2].startswith("cache, workers=1: anonymous memory")

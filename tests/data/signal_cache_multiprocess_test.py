@@ -8,13 +8,14 @@ decoded across the processes.
 """
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
+
+from keras_ecg.testing.test_case import subprocess_env
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -81,11 +82,7 @@ _CHILD = textwrap.dedent(
 
 
 def _start(tmp_path, index, *args, env=None):
-    environment = dict(os.environ, KERAS_BACKEND="numpy", **(env or {}))
-    environment["PYTHONPATH"] = os.pathsep.join(
-        [os.path.dirname(os.path.dirname(os.path.dirname(__file__)))]
-        + [p for p in [environment.get("PYTHONPATH")] if p]
-    )
+    environment = subprocess_env(backend="numpy", **(env or {}))
     # Named `keras-ecg`, the child imports the data modules without Keras
     # (keras_ecg/__init__.py's `_started_as_cli`): seconds less per process.
     script = tmp_path / "keras-ecg"
