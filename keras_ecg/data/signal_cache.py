@@ -205,9 +205,11 @@ def _decode_chunk(decode, tasks):
 class SpilledSignal:
     """A decoded signal a worker wrote to `path` at byte `offset`.
 
-    Handing a worker's signals to the parent through a file (appended to the
-    entry with `os.copy_file_range`) instead of pickling them through a pipe
-    halves the copies, and the parent never holds them in memory.
+    Handing a worker's signals to the parent through a file instead of
+    pickling them through a pipe halves the copies: with a cache the file is
+    the chunk's signals file (copied into the entry with `os.copy_file_range`
+    at assembly, never held in memory); without one, the parent reads each
+    record once into an array of its size (`load`).
     """
 
     path: str
