@@ -783,3 +783,20 @@ def test_bootstrap_coverage_reports_every_interval_method(tmp_path):
                 "interval_above_truth"
             ] == pytest.approx(1.0)
             assert cell["width"] > 0
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="benchmark scripts run in the tensorflow pass only",
+)
+def test_ram_load_memory_runs_and_reports():
+    command = [sys.executable, os.path.join(BENCHMARKS, "ram_load_memory.py")]
+    command += ["--records", "4", "--seconds", "1", "--workers", "1"]
+    process = subprocess.run(
+        command, env=subprocess_env(), capture_output=True, text=True, timeout=600
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    lines = process.stdout.splitlines()
+    assert lines[0].startswith("4 records x 1 s x 12 leads at 500 Hz")
+    assert lines[1].startswith("in RAM, workers=1: anonymous memory")
+    assert lines[2].startswith("cache, workers=1: anonymous memory")

@@ -3,10 +3,18 @@
 The suite runs once per Keras backend (see the Makefile). Tests marked
 `backend_agnostic` touch no Keras backend (pure numpy / pandas / wfdb), so they
 run under the tensorflow pass only, unless `KERAS_ECG_ALL_BACKENDS=1`.
+
+The readers cache decoded signals in `default_cache_dir()` by default: every
+test process (each pytest-xdist worker imports this file) points
+`KERAS_ECG_CACHE_DIR` at its own temporary folder, removed at exit, so no test
+writes to the user's cache and tests never see each other's entries.
 """
 
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 import keras
 import numpy as np
@@ -16,6 +24,10 @@ PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = pathlib.Path(
     os.environ.get("KERAS_ECG_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data")
 )
+
+_TEST_CACHE_DIR = tempfile.mkdtemp(prefix="keras_ecg_test_cache_")
+os.environ["KERAS_ECG_CACHE_DIR"] = _TEST_CACHE_DIR
+atexit.register(shutil.rmtree, _TEST_CACHE_DIR, ignore_errors=True)
 
 
 def pytest_addoption(parser):

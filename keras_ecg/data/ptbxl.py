@@ -22,6 +22,7 @@ from keras_ecg.data.errors import check_on_error
 from keras_ecg.data.errors import warn_skipped
 from keras_ecg.data.record_stream import read_records
 from keras_ecg.data.signal_cache import SignalCache
+from keras_ecg.data.signal_cache import resolve_cache_dir
 from keras_ecg.data.wfdb_folder import read_wfdb_record
 
 logger = logging.getLogger(__name__)
@@ -277,11 +278,16 @@ def load_ptbxl(
         folds: `strat_fold` values to keep (e.g. `TRAIN_FOLDS`); `None` keeps all.
         drop_unlabelled: drop records with no statement of `label_set` (as the
             benchmark does).
-        cache_dir: optional `SignalCache` folder. The signals are written into
-            it chunk by chunk as they are decoded (memory does not grow with
-            the number of records); a second identical call reads them from a
-            memory map instead of the WFDB files, and an interrupted build
-            resumes after its last finished chunk.
+        cache_dir: folder of the `SignalCache`; `None` (default) is
+            `keras_ecg.data.signal_cache.default_cache_dir()`
+            (`$KERAS_ECG_CACHE_DIR`, else `~/.cache/keras-ecg/signals`);
+            `False` or `"none"` decodes into RAM instead (each record held
+            once, float32). The signals are written into the cache chunk by
+            chunk as they are decoded (memory does not grow with the number
+            of records); a second identical call reads them from a memory map
+            instead of the WFDB files, an interrupted build resumes after its
+            last finished chunk, and processes loading the same data at once
+            share the decoding.
         on_error: `"raise"` raises the first `ECGDataError`; `"skip"` skips bad
             records with one `ECGDataWarning`.
         leads: optional lead names to keep, in this order (case-insensitive);
@@ -344,6 +350,7 @@ def load_ptbxl(
     header_paths = [root / f"{name}.hea" for name in database[file_column]]
     # Step 3: read the signals, chunk by chunk (into the cache if any).
     cache, key, settings = None, None, None
+    cache_dir = resolve_cache_dir(cache_dir)
     if cache_dir is not None:
         cache = SignalCache(cache_dir)
         settings = {

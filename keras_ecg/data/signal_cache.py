@@ -1,5 +1,12 @@
 """On-disk cache of decoded ECG signals, built streaming and read memory-mapped.
 
+The readers (`load_ptbxl`, `load_wfdb_folder`, `load_source`, the CLI) cache
+by default, in `default_cache_dir()`: `$KERAS_ECG_CACHE_DIR` if set, else
+`$XDG_CACHE_HOME/keras-ecg/signals`, else `~/.cache/keras-ecg/signals` (the
+XDG convention dataset libraries follow). Their `cache_dir` argument names
+another folder, or is `False` / `"none"` to decode into RAM instead
+(`resolve_cache_dir`); `KERAS_ECG_CACHE_DIR=none` turns the default off.
+
 Layout of a cache folder (`cache_dir`), one entry per key:
 
 - `<key>.npy`: every record of the entry concatenated along time, one float32
@@ -8,13 +15,29 @@ Layout of a cache folder (`cache_dir`), one entry per key:
 - `<key>.json`: the index (record ids, offsets, per-record reader info, reader
   settings, failures, dataset fields). It is written last, atomically: an entry
   without it is not complete and never read;
-- `<key>.partial/`, only while a build runs or after it was killed: the
-  signals decoded so far (`signals.npy`, its header reserved and filled in at
-  the end) and one JSON line per finished chunk of records (`chunks.jsonl`).
-  The next build of the same key resumes after the last finished chunk;
-- `<key>.lock`: held (`fcntl.flock`) while a build runs, so processes that load
-  the same data at once (multi-process training) build it once and the others
-  wait and then read it.
+- `<key>.partial/`, only while a build runs or after it was killed:
+  `state.json` (the build's settings and id) and `chunks/`, where chunk `j`
+  (`DEFAULT_CHUNK_RECORDS` records) is `j.<pid>.<n>.f32` (its signals, raw
+  float32) and `j.json` (its records, failures and counters, written
+  atomically after the signals: a chunk is finished when it exists), with
+  `j.claim`, locked (`flock`) by the process decoding it. A build that was
+  stopped resumes with the unfinished chunks, finished ones kept;
+- `<key>.lock`: `flock`ed shared by the processes decoding chunks, exclusive
+  to start a build and to assemble the entry.
+
+Every process that loads an entry that is not complete takes part in building
+it (the processes of a multi-process job, or any that share the folder): each
+claims the next chunk that is neither finished nor claimed, decodes it and
+marks it finished, until none is left; then each asks for the exclusive lock,
+and the first to get it (once no process decodes any more) decodes any chunk
+a dead process left, copies the finished chunks into `<key>.npy`, writes
+`<key>.json` and deletes the partial folder; the others then find the entry
+complete and read it. No record is decoded twice; why chunks are claimed
+rather than dealt out by process index is in `decode_claimed_chunks`. With
+`on_error="raise"`, a bad record stops every process of the build with the
+same `ECGDataError` (`<key>.partial/failed.json`). Per-host caches: point
+`KERAS_ECG_CACHE_DIR` (or `--cache-dir`) at a local disk; the processes of
+each host then build that host's copy together, nothing else to set.
 
 Files are created with mode 0o644 and folders 0o755, both reduced by the umask,
 like any other file the user writes: the signals are not more private than the
@@ -23,6 +46,7 @@ WFDB records they come from. Nothing is evicted automatically: `list_caches`
 `remove_caches` (`keras-ecg cache remove`) deletes them.
 """
 
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -33,6 +57,7 @@ import multiprocessing
 import os
 import pathlib
 import shutil
+import socket
 import time
 import warnings
 
@@ -46,9 +71,9 @@ from keras_ecg.data.errors import ECGDataError
 # then stop matching instead of being misread.
 CACHE_VERSION = 2
 
-# Records per chunk: the unit of work of a decoding process, of a write and of
-# resumption. 64 records at 500 Hz are ~15 MB, so a build holds a few tens of
-# MB of signals whatever the number of records.
+# Records per chunk: the unit of work of a decoding process, of claiming
+# between processes and of resumption. 64 records at 500 Hz are ~15 MB, so a
+# build holds a few tens of MB of signals whatever the number of records.
 DEFAULT_CHUNK_RECORDS = 64
 
 # Bytes reserved for the `.npy` header of a growing signals file; the final
@@ -62,6 +87,64 @@ _DIR_MODE = 0o755
 def default_workers():
     """Decoding processes a build uses by default: `min(cpu_count, 4)`."""
     return max(1, min(os.cpu_count() or 1, 4))
+
+
+# Environment variable naming the default cache folder (`default_cache_dir`).
+CACHE_DIR_ENV = "KERAS_ECG_CACHE_DIR"
+
+# `cache_dir` values that turn the cache off (the records are decoded in RAM).
+NO_CACHE = (False, "none")
+
+
+def default_cache_dir(environ=None):
+    """The folder the readers cache decoded signals in by default.
+
+    `$KERAS_ECG_CACHE_DIR` if set, else `$XDG_CACHE_HOME/keras-ecg/signals`,
+    else `~/.cache/keras-ecg/signals`: the XDG Base Directory convention
+    (https://specifications.freedesktop.org/basedir-spec/latest/) for
+    "user-specific non-essential (cached) data", which dataset libraries follow
+    too (Hugging Face datasets: `$HF_HOME` or `~/.cache/huggingface`; PyTorch
+    Hub: `$TORCH_HOME` or `$XDG_CACHE_HOME/torch`). Nothing is evicted
+    automatically: `keras-ecg cache list|remove` show and delete entries.
+
+    Args:
+        environ: the environment to read (default `os.environ`).
+
+    Returns:
+        A `pathlib.Path` (not created here).
+    """
+    env = os.environ if environ is None else environ
+    folder = env.get(CACHE_DIR_ENV)
+    if folder:
+        return pathlib.Path(folder).expanduser()
+    base = env.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return pathlib.Path(base).expanduser() / "keras-ecg" / "signals"
+
+
+def resolve_cache_dir(cache_dir=None):
+    """The cache folder a reader's `cache_dir` argument means, or `None`.
+
+    Args:
+        cache_dir: `None` (the default of the readers and of the CLI's
+            `--cache-dir`): `default_cache_dir()`, unless
+            `$KERAS_ECG_CACHE_DIR` is `none`; a folder (str or path); or
+            `False` / `"none"` (any case): no cache, the records are decoded in
+            RAM, each held once in float32.
+
+    Returns:
+        A `pathlib.Path`, or `None` for no cache.
+    """
+    if cache_dir is None:
+        if os.environ.get(CACHE_DIR_ENV, "").strip().lower() == "none":
+            return None
+        return default_cache_dir()
+    if cache_dir is False or (
+        isinstance(cache_dir, str) and cache_dir.strip().lower() == "none"
+    ):
+        return None
+    if cache_dir is True:
+        return default_cache_dir()
+    return pathlib.Path(cache_dir).expanduser()
 
 
 def _mkdir(path):
@@ -122,9 +205,11 @@ def _decode_chunk(decode, tasks):
 class SpilledSignal:
     """A decoded signal a worker wrote to `path` at byte `offset`.
 
-    Handing a worker's signals to the parent through a file (appended to the
-    entry with `os.copy_file_range`) instead of pickling them through a pipe
-    halves the copies, and the parent never holds them in memory.
+    Handing a worker's signals to the parent through a file instead of
+    pickling them through a pipe halves the copies: with a cache the file is
+    the chunk's signals file (copied into the entry with `os.copy_file_range`
+    at assembly, never held in memory); without one, the parent reads each
+    record once into an array of its size (`load`).
     """
 
     path: str
@@ -159,6 +244,8 @@ def _decode_chunk_spilled(decode, tasks, path):
                 spilled = SpilledSignal(path, offset, tuple(signal.shape))
                 outcomes[i] = (True, (spilled, info))
                 offset += signal.nbytes
+        f.flush()
+        os.fsync(f.fileno())
     return outcomes
 
 
@@ -242,46 +329,71 @@ def decode_chunks(
 
 
 # ----------------------------------------------------------------------------
-# Writing an entry
+# Building an entry, in chunks claimed by every process that loads it
 # ----------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class ChunkRecord:
-    """One kept record of a finished chunk (its signal is in the signals file)."""
+class _Claim:
+    """An exclusive `flock` on one chunk's claim file, held while decoding it.
 
-    record_id: object
-    length: int
-    info: object = None
-
-
-class EntryWriter:
-    """Appends decoded records chunk by chunk to the partial entry of `key`.
-
-    Opened by `SignalCache.writer`. `done_tasks` tasks are already covered by
-    the finished chunks found on disk (a resumed build), whose records,
-    failures and counters are in `records`, `failures` and `counts`; the caller
-    decodes the remaining tasks and hands each chunk to `append_chunk`. Then
-    `finish` moves the signals into place and writes the index (last).
+    A process that dies releases it (the kernel drops its locks), so the
+    chunk goes back to the others at once, not at the next run.
     """
 
-    def __init__(self, cache, key, num_tasks, chunk_records, fail_after_chunks):
+    def __init__(self, path, blocking=False):
+        self._file = _open_new(path, "ab")
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: claims cannot be shared
+            return
+        flags = fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB)
+        try:
+            fcntl.flock(self._file.fileno(), flags)
+        except BlockingIOError:
+            self._file.close()
+            self._file = None
+
+    @property
+    def held(self):
+        return self._file is not None
+
+    def release(self):
+        if self._file is None:
+            return
+        try:
+            import fcntl
+
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+        except ImportError:
+            pass
+        self._file.close()
+        self._file = None
+
+
+class EntryBuild:
+    """The partial entry of `key`: its chunks, decoded by any process.
+
+    Opened by `SignalCache.build` under the entry's lock. The tasks
+    are cut into `num_chunks` chunks of `chunk_records`; chunk `j` is finished
+    when `chunks/<j>.json` (its records, failures and counters, written
+    atomically) exists, next to the signals file it names. Processes claim
+    unfinished chunks with `claim` (see `decode_claimed_chunks`), store them
+    with `write_chunk`, and one process, under the exclusive entry lock,
+    `assemble`s the finished chunks into `<key>.npy` and `<key>.json`.
+    """
+
+    def __init__(self, cache, key, num_tasks, chunk_records):
         self.cache = cache
         self.key = key
         self.num_tasks = int(num_tasks)
-        self.chunk_records = int(chunk_records)
+        self.chunk_records = max(1, int(chunk_records))
+        self.num_chunks = -(-self.num_tasks // self.chunk_records)
         self.partial = cache.cache_dir / f"{key}.partial"
-        self.signals_path = self.partial / "signals.npy"
-        self.chunks_path = self.partial / "chunks.jsonl"
+        self.chunks_dir = self.partial / "chunks"
         self.state_path = self.partial / "state.json"
-        self.spill_dir = self.partial / "spill"
-        self.records, self.failures, self.counts = [], [], {}
-        self.done_tasks = 0
-        self.num_leads = None
-        self.rows = 0
-        self._fail_after_chunks = fail_after_chunks
+        self.failed_path = self.partial / "failed.json"
+        self.build_id = None
         self._chunks_written = 0
-        self._resume()
 
     def _state(self):
         return {
@@ -289,140 +401,173 @@ class EntryWriter:
             "key": self.key,
             "num_tasks": self.num_tasks,
             "chunk_records": self.chunk_records,
+            "layout": "chunks",
         }
 
-    def _resume(self):
+    def join(self):
+        """Joins the partial entry on disk; False if there is none to join
+        (none, another layout or settings, or a failed build)."""
         try:
-            if self._resume_chunks():
-                return
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # unreadable leftovers: start afresh
-        # Nothing usable (first build, another layout, lost data).
-        self.records, self.failures, self.counts = [], [], {}
-        self.done_tasks, self.num_leads, self.rows = 0, None, 0
-        shutil.rmtree(self.partial, ignore_errors=True)
-        _mkdir(self.partial)
-        _atomic_write(
-            self.state_path, lambda f: f.write(json.dumps(self._state()).encode())
-        )
-        with _open_new(self.signals_path) as f:
-            f.write(b"\0" * _NPY_HEADER_BYTES)
-        with _open_new(self.chunks_path):
-            pass
-        self._reset_spill()
-
-    def _resume_chunks(self):
-        """Reads the finished chunks of a partial entry; False if unusable."""
-        if not self.state_path.is_file():
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+            build_id = state.pop("build_id")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return False
-        if json.loads(self.state_path.read_text(encoding="utf-8")) != self._state():
+        if state != self._state() or self.failed_path.exists():
             return False
-        valid_bytes = 0
-        with open(self.chunks_path, "rb") as f:
-            for line in f:
-                # A line cut by a kill has no newline or no valid JSON: it and
-                # anything after it are dropped and decoded again.
-                if not line.endswith(b"\n"):
-                    break
-                try:
-                    chunk = json.loads(line)
-                except ValueError:
-                    break
-                self._absorb(chunk)
-                valid_bytes += len(line)
-        expected = _NPY_HEADER_BYTES + self.rows * 4 * (self.num_leads or 0)
-        if os.path.getsize(self.signals_path) < expected:
-            return False  # signals lost (e.g. a system crash): rebuild
-        with open(self.chunks_path, "r+b") as f:
-            f.truncate(valid_bytes)
-        with open(self.signals_path, "r+b") as f:
-            # Rows written after the last finished chunk are dropped too.
-            f.truncate(expected)
-        self._reset_spill()
+        self.build_id = build_id
+        # Chunks whose signals a crash lost are decoded again.
+        for j in range(self.num_chunks):
+            if self.is_done(j) and self.chunk_meta(j) is None:
+                self.forget_chunk(j)
         return True
 
-    def _reset_spill(self):
-        # Signals workers handed over for chunks that were never appended.
-        shutil.rmtree(self.spill_dir, ignore_errors=True)
-        _mkdir(self.spill_dir)
+    def start(self):
+        """Starts the partial entry afresh (under the exclusive entry lock)."""
+        shutil.rmtree(self.partial, ignore_errors=True)
+        _mkdir(self.chunks_dir)
+        self.build_id = f"{os.getpid()}-{time.time_ns()}"
+        state = dict(self._state(), build_id=self.build_id)
+        _atomic_write(self.state_path, lambda f: f.write(json.dumps(state).encode()))
 
-    def _absorb(self, chunk):
-        self.done_tasks = chunk["tasks_end"]
-        for record_id, length, info in chunk["records"]:
-            self.records.append(ChunkRecord(record_id, int(length), info))
-            self.rows += int(length)
-        self.failures.extend(chunk["failures"])
-        for name, value in chunk["counts"].items():
-            self.counts[name] = self.counts.get(name, 0) + value
-        if chunk["num_leads"] is not None:
-            self.num_leads = chunk["num_leads"]
+    def joined(self):
+        """Whether the partial entry this process joined is still on disk."""
+        try:
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return state.get("build_id") == self.build_id
 
-    def append_chunk(self, num_tasks, records, failures=(), counts=None):
-        """Appends one finished chunk.
+    def chunk_range(self, j):
+        start = j * self.chunk_records
+        return start, min(start + self.chunk_records, self.num_tasks)
+
+    def _meta_path(self, j):
+        return self.chunks_dir / f"{j}.json"
+
+    def is_done(self, j):
+        return self._meta_path(j).is_file()
+
+    def done_chunks(self):
+        return sum(self.is_done(j) for j in range(self.num_chunks))
+
+    def claim(self, j, blocking=False):
+        """A held `_Claim` on chunk `j`, or `None` if another process has it."""
+        claim = _Claim(self.chunks_dir / f"{j}.claim", blocking)
+        return claim if claim.held else None
+
+    def signals_path(self, j):
+        """A fresh signals file name for chunk `j` (unique per attempt, so a
+        straggling worker of a dead process can never write into the file of
+        the process that took the chunk over)."""
+        return self.chunks_dir / f"{j}.{os.getpid()}.{time.monotonic_ns()}.f32"
+
+    def write_chunk(self, j, records, failures=(), counts=None):
+        """Marks chunk `j` finished.
 
         Args:
-            num_tasks: tasks this chunk covered (kept, failed or dropped).
-            records: `(record_id, signal, info)` of the kept records, `signal`
-                a `(timesteps, leads)` array or a `SpilledSignal`, `info`
+            j: the chunk.
+            records: `(record_id, SpilledSignal, info)` of its kept records,
+                the signals in one file of this chunk (`signals_path`), `info`
                 JSON-serialisable.
-            failures: messages of the records that failed.
-            counts: optional dict of counters to add up (e.g. records dropped
-                as too short).
+            failures: messages of its records that failed.
+            counts: optional dict of counters (e.g. records dropped as too
+                short).
         """
-        entries = []
-        # Unbuffered and not O_APPEND, which `os.copy_file_range` refuses.
-        with open(self.signals_path, "r+b", buffering=0) as f:
-            f.seek(0, os.SEEK_END)
-            for record_id, signal, info in records:
-                if not isinstance(signal, SpilledSignal):
-                    signal = np.ascontiguousarray(signal, dtype=np.float32)
-                if signal.ndim != 2 or (
-                    self.num_leads is not None and signal.shape[1] != self.num_leads
-                ):
-                    raise ValueError(
-                        f"record {record_id}: signal shape {signal.shape} does not "
-                        f"match {self.num_leads} leads."
-                    )
-                self.num_leads = int(signal.shape[1])
-                if isinstance(signal, SpilledSignal):
-                    _copy_bytes(signal.path, signal.offset, signal.nbytes, f)
-                else:
-                    _write_all(f, signal.data)
-                entries.append([record_id, int(signal.shape[0]), info])
-            f.flush()
-            os.fsync(f.fileno())
-        chunk = {
-            "tasks_end": self.done_tasks + int(num_tasks),
+        entries, files = [], set()
+        for record_id, signal, info in records:
+            if not isinstance(signal, SpilledSignal) or signal.ndim != 2:
+                raise ValueError(
+                    f"record {record_id}: expected a 2-D SpilledSignal, got "
+                    f"{type(signal).__name__}"
+                )
+            files.add(os.path.basename(signal.path))
+            entries.append(
+                [record_id, int(signal.offset), [int(n) for n in signal.shape], info]
+            )
+        if len(files) > 1:
+            raise ValueError(f"chunk {j}: signals in several files {sorted(files)}")
+        start, stop = self.chunk_range(j)
+        meta = {
+            "chunk": j,
+            "tasks": [start, stop],
+            "file": files.pop() if files else None,
             "records": entries,
             "failures": list(failures),
             "counts": dict(counts or {}),
-            "num_leads": self.num_leads,
+            # Who decoded it: for `keras-ecg cache list` and the tests.
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
         }
-        line = json.dumps(chunk, default=_json_default).encode("utf-8") + b"\n"
-        # The signals are on disk before the line that declares them: a kill in
-        # between only loses this chunk.
-        with open(self.chunks_path, "ab") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-        self._absorb(json.loads(line))
+        text = json.dumps(meta, default=_json_default).encode("utf-8")
+        _atomic_write(self._meta_path(j), lambda f: f.write(text))
         self._chunks_written += 1
-        if (
-            self._fail_after_chunks is not None
-            and self._chunks_written >= self._fail_after_chunks
-        ):
+        fail_after = self.cache.fail_after_chunks
+        if fail_after is not None and self._chunks_written >= fail_after:
             raise KeyboardInterrupt(
                 f"test hook: build stopped after {self._chunks_written} chunk(s)"
             )
 
+    def chunk_meta(self, j):
+        """The finished chunk `j`'s metadata, or `None` if it is unfinished or
+        its signals file is missing or short (a crash lost it)."""
+        try:
+            meta = json.loads(self._meta_path(j).read_text(encoding="utf-8"))
+            if meta["file"] is not None:
+                size = os.path.getsize(self.chunks_dir / meta["file"])
+                for _, offset, shape, _ in meta["records"]:
+                    if offset + 4 * shape[0] * shape[1] > size:
+                        return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return meta
+
+    def forget_chunk(self, j):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self._meta_path(j))
+
+    def mark_failed(self, error):
+        """Records that the build stopped on `error` (an `ECGDataError` with
+        `on_error="raise"`): the processes building with this one stop and
+        raise it too; the next build starts afresh."""
+        fields = {
+            "record": error.record,
+            "problem": error.problem,
+            "path": error.path,
+            "type": type(error).__name__,
+        }
+        text = json.dumps(fields, default=str).encode("utf-8")
+        with contextlib.suppress(OSError):
+            _atomic_write(self.failed_path, lambda f: f.write(text))
+
+    def failure(self):
+        """The `ECGDataError` a process of this build stopped on, or `None`."""
+        try:
+            fields = json.loads(self.failed_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return ECGDataError(fields["record"], fields["problem"], fields["path"])
+
+    def discard_signals(self):
+        """Frees the decoded chunks of a failed build (keeps its state and
+        failure, for the processes still joining it)."""
+        shutil.rmtree(self.chunks_dir, ignore_errors=True)
+
     def abandon(self):
-        """Deletes the partial entry (a build that cannot be resumed)."""
+        """Deletes the partial entry."""
         shutil.rmtree(self.partial, ignore_errors=True)
 
-    def finish(self, index_fields=None, extra=None):
-        """Completes the entry: the signals file into place, then the index.
+    def assemble(self, metas, index_fields=None, extra=None):
+        """Writes the entry from the finished chunks (under the exclusive lock).
+
+        The kept records' signals are copied chunk by chunk, in order, into
+        the signals file (`os.copy_file_range`: in the kernel, a reflink on
+        file systems that have them), then moved into place, then the index is
+        written, last.
 
         Args:
+            metas: each chunk's metadata (`chunk_meta`), in chunk order, with
+                the records to keep (a check over all records may have dropped
+                some).
             index_fields: JSON-serialisable dict stored in the index (reader
                 settings, dataset fields).
             extra: JSON-serialisable dict returned as is by `load`.
@@ -430,17 +575,49 @@ class EntryWriter:
         Returns:
             The path of the index file.
         """
-        num_leads = self.num_leads or int((index_fields or {}).get("num_leads", 0))
-        with open(self.signals_path, "r+b") as f:
-            f.write(_npy_header((self.rows, num_leads)))
+        num_leads = None
+        records, failures, counts = [], [], {}
+        for meta in metas:
+            for record_id, _, shape, info in meta["records"]:
+                if num_leads is None:
+                    num_leads = int(shape[1])
+                elif shape[1] != num_leads:
+                    raise ValueError(
+                        f"record {record_id}: signal shape {tuple(shape)} does "
+                        f"not match {num_leads} leads."
+                    )
+                records.append(ChunkRecord(record_id, int(shape[0]), info))
+            failures.extend(meta["failures"])
+            for name, value in meta["counts"].items():
+                counts[name] = counts.get(name, 0) + value
+        if num_leads is None:
+            num_leads = int((index_fields or {}).get("num_leads", 0))
+        rows = sum(r.length for r in records)
+        assembling = self.partial / "signals.npy"
+        with _open_new(assembling, "wb") as f:
+            f.write(_npy_header((rows, num_leads)))
+        # Unbuffered and not O_APPEND, which `os.copy_file_range` refuses.
+        with open(assembling, "r+b", buffering=0) as f:
+            f.seek(0, os.SEEK_END)
+            for meta in metas:
+                # Runs of consecutive kept records are copied in one call.
+                runs = []
+                for _, offset, shape, _ in meta["records"]:
+                    nbytes = 4 * shape[0] * shape[1]
+                    if runs and runs[-1][0] + runs[-1][1] == offset:
+                        runs[-1][1] += nbytes
+                    else:
+                        runs.append([offset, nbytes])
+                for offset, nbytes in runs:
+                    _copy_bytes(self.chunks_dir / meta["file"], offset, nbytes, f)
             f.flush()
             os.fsync(f.fileno())
         signals_path, index_path = self.cache.paths(self.key)
-        os.replace(self.signals_path, signals_path)
+        os.replace(assembling, signals_path)
         offsets = np.concatenate(
-            [[0], np.cumsum([r.length for r in self.records], dtype=np.int64)]
+            [[0], np.cumsum([r.length for r in records], dtype=np.int64)]
         )
-        record_ids = [r.record_id for r in self.records]
+        record_ids = [r.record_id for r in records]
         index = dict(index_fields or {})
         index.update(
             {
@@ -451,16 +628,118 @@ class EntryWriter:
                 "record_id_type": type(record_ids[0]).__name__ if record_ids else "str",
                 "offsets": offsets.tolist(),
                 "num_leads": num_leads,
-                "infos": [r.info for r in self.records],
-                "failures": list(self.failures),
-                "counts": dict(self.counts),
+                "infos": [r.info for r in records],
+                "failures": failures,
+                "counts": counts,
                 "extra": extra or {},
             }
         )
         text = json.dumps(index, default=_json_default).encode("utf-8")
         _atomic_write(index_path, lambda f: f.write(text))
-        shutil.rmtree(self.partial, ignore_errors=True)
+        self.abandon()
         return index_path
+
+
+@dataclasses.dataclass
+class ChunkRecord:
+    """One kept record of a finished chunk."""
+
+    record_id: object
+    length: int
+    info: object = None
+
+
+def decode_claimed_chunks(build, tasks, decode, workers=1, stop=None):
+    """Yields `(j, tasks_of_chunk, outcomes)` for the chunks of `build` this
+    process claimed, in chunk order, the claim held until the caller asks for
+    the next chunk (by then it has written the chunk with `write_chunk`).
+
+    Chunks are claimed dynamically rather than dealt out by process index
+    (`j % n == i`): a slow or late process then holds nobody up, a process
+    that dies hands its chunk back at once (its `flock` goes with it), the
+    processes need not know how many they are or which one they are, and
+    processes that share a cache folder share its build whatever job, host
+    or launcher they belong to (a host-local cache folder is simply built by
+    that host's processes). Each outcome is `(True, (SpilledSignal, info))`
+    or `(False, ECGDataError)`: the signals are written to the chunk's own
+    file by whoever decodes it (a worker process when `workers > 1`, at most
+    `2 * workers` chunks in flight).
+
+    Args:
+        build: the `EntryBuild`.
+        tasks: every task of the entry (picklable).
+        decode: picklable function task -> `(signal, info)`.
+        workers: decoding processes; 1 decodes in this process.
+        stop: optional function; claiming stops once it returns True (e.g.
+            another process of the build failed).
+    """
+    workers = max(1, int(workers or 1))
+    candidates = iter(range(build.num_chunks))
+
+    def next_claim():
+        for j in candidates:
+            if stop is not None and stop():
+                return None
+            if build.is_done(j):
+                continue
+            try:
+                claim = build.claim(j)
+            except FileNotFoundError:
+                return None  # the partial entry is gone: assembled or failed
+            if claim is None:
+                continue  # another process decodes it
+            if build.is_done(j):  # finished between the check and the claim
+                claim.release()
+                continue
+            start, stop_ = build.chunk_range(j)
+            return j, tasks[start:stop_], claim
+
+    if workers == 1 or build.num_chunks <= 1:
+        while (claimed := next_claim()) is not None:
+            j, chunk, claim = claimed
+            try:
+                path = str(build.signals_path(j))
+                yield j, chunk, _decode_chunk_spilled(decode, chunk, path)
+            finally:
+                claim.release()
+        return
+    claims = []
+    try:
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=min(workers, build.num_chunks), mp_context=_pool_context()
+        ) as pool:
+            pending = collections.deque()
+            try:
+                while True:
+                    while len(pending) < 2 * workers:
+                        claimed = next_claim()
+                        if claimed is None:
+                            break
+                        j, chunk, claim = claimed
+                        claims.append(claim)
+                        path = str(build.signals_path(j))
+                        with warnings.catch_warnings():
+                            # JAX warns on every fork of a process that uses
+                            # it; the workers never call JAX (`_pool_context`).
+                            warnings.filterwarnings(
+                                "ignore", message="os.fork\\(\\) was called"
+                            )
+                            future = pool.submit(
+                                _decode_chunk_spilled, decode, chunk, path
+                            )
+                        pending.append((j, chunk, claim, future))
+                    if not pending:
+                        return
+                    j, chunk, claim, future = pending.popleft()
+                    yield j, chunk, future.result()
+                    claim.release()
+            finally:
+                for *_, future in pending:
+                    future.cancel()
+    finally:
+        # After the pool is shut down: no worker writes for a released chunk.
+        for claim in claims:
+            claim.release()
 
 
 # ----------------------------------------------------------------------------
@@ -493,12 +772,13 @@ class CacheEntry:
 class SignalCache:
     """A folder of decoded datasets keyed by source, settings and file stamps.
 
-    Readers build an entry streaming: `writer` opens (or resumes) the partial
-    entry, `decode_chunks` decodes the records chunk by chunk, in worker
-    processes, and each chunk is appended to disk as it arrives, so the memory
-    a build needs does not grow with the number of records. `load_entry` /
-    `load` memory-map a complete entry. See the module docstring for the files
-    and their permissions.
+    Readers build an entry streaming (`keras_ecg.data.record_stream`):
+    `build` joins (or starts) the partial entry, `decode_claimed_chunks`
+    decodes the chunks this process claims, in worker processes, each written
+    to disk as it is decoded (so the memory a build needs does not grow with
+    the number of records), and one process `EntryBuild.assemble`s the
+    entry. `load_entry` / `load` memory-map a complete entry. See the module
+    docstring for the files, the locks and the permissions.
 
     The key hashes the absolute source path, the reader settings, the list of
     record files with their sizes and modification times, and
@@ -568,27 +848,45 @@ class SignalCache:
         return self.cache_dir / f"{key}.npy", self.cache_dir / f"{key}.json"
 
     @contextlib.contextmanager
-    def lock(self, key):
-        """Holds an exclusive lock on `key` (blocks while another build runs)."""
+    def lock(self, key, shared=False, blocking=True):
+        """Holds the lock of `key`: exclusive (setting up or assembling an
+        entry), or `shared` (decoding chunks, alongside other processes).
+
+        Yields whether the lock is held (always, unless `blocking=False` and
+        another process holds it).
+        """
         _mkdir(self.cache_dir)
         path = self.cache_dir / f"{key}.lock"
         with _open_new(path, "ab") as f:
             try:
                 import fcntl
             except ImportError:  # not POSIX: no cross-process lock
-                yield
+                yield True
                 return
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
             try:
-                yield
+                fcntl.flock(f.fileno(), mode | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
-    def writer(self, key, num_tasks, chunk_records=DEFAULT_CHUNK_RECORDS):
-        """An `EntryWriter` for `key`, resuming a partial build of the same
-        `num_tasks` and `chunk_records` if one is on disk."""
+    def build(self, key, num_tasks, chunk_records=DEFAULT_CHUNK_RECORDS, start=True):
+        """The `EntryBuild` of `key`, joining a partial build of the same
+        `num_tasks` and `chunk_records` if one is on disk (holding `lock(key)`,
+        shared or not), else starting one (`start`, holding the exclusive
+        `lock(key)`) or returning `None`."""
         _mkdir(self.cache_dir)
-        return EntryWriter(self, key, num_tasks, chunk_records, self.fail_after_chunks)
+        build = EntryBuild(self, key, num_tasks, chunk_records)
+        if build.join():
+            return build
+        if not start:
+            return None
+        build.start()
+        return build
 
     def load_entry(self, key):
         """The complete entry of `key` as a `CacheEntry`, or `None` on a miss.
@@ -641,20 +939,25 @@ class SignalCache:
                     f"record {record}: signal shape {np.shape(signal)} does not "
                     f"match {num_leads} leads."
                 )
-        with self.lock(key):
-            writer = self.writer(key, len(dataset), DEFAULT_CHUNK_RECORDS)
-            for start in range(writer.done_tasks, len(dataset), DEFAULT_CHUNK_RECORDS):
-                stop = min(start + DEFAULT_CHUNK_RECORDS, len(dataset))
-                writer.append_chunk(
-                    stop - start,
-                    [
-                        (dataset.record_ids[i], dataset.signals[i], None)
-                        for i in range(start, stop)
-                    ],
-                )
-            return writer.finish(
-                {"num_leads": num_leads, "dataset": _dataset_fields(dataset)}, extra
-            )
+        from keras_ecg.data.record_stream import read_records
+
+        def keep(task, value, counts):
+            return dataset.record_ids[task], value[0], None
+
+        read_records(
+            list(range(len(dataset))),
+            lambda i: (dataset.signals[i], None),
+            keep,
+            cache=self,
+            key=key,
+            index_fields={
+                "num_leads": num_leads,
+                "dataset": _dataset_fields(dataset),
+            },
+            extra=extra,
+            workers=1,
+        )
+        return self.paths(key)[1]
 
     def load(self, key):
         """Returns `(ECGDataset, extra)` for an entry written by `save`, or
@@ -739,8 +1042,9 @@ class SignalCache:
         return freed
 
 
-def list_caches(cache_dir):
-    """The entries of the cache folder `cache_dir`.
+def list_caches(cache_dir=None):
+    """The entries of the cache folder `cache_dir` (`None`: the default one,
+    `default_cache_dir()`).
 
     Returns:
         A list of dicts with `key`, `status` (`"complete"`; `"partial"`: a
@@ -749,11 +1053,16 @@ def list_caches(cache_dir):
         again; `"orphan"`: leftover files), `bytes` on disk, `records` and,
         when complete, `source`, `reader` and `created`.
     """
-    return SignalCache(cache_dir).entries()
+    return SignalCache(_folder(cache_dir)).entries()
 
 
-def remove_caches(cache_dir, keys=None):
-    """Deletes the entries `keys` (all entries when `None`) of `cache_dir`.
+def _folder(cache_dir):
+    return default_cache_dir() if cache_dir is None else cache_dir
+
+
+def remove_caches(cache_dir=None, keys=None):
+    """Deletes the entries `keys` (all entries when `None`) of `cache_dir`
+    (`None`: the default folder, `default_cache_dir()`).
 
     Returns:
         `(removed_keys, bytes_freed)`.
@@ -761,7 +1070,7 @@ def remove_caches(cache_dir, keys=None):
     Raises:
         KeyError: a key is not in the folder.
     """
-    cache = SignalCache(cache_dir)
+    cache = SignalCache(_folder(cache_dir))
     present = [entry["key"] for entry in cache.entries()]
     if keys is None:
         keys = present

@@ -56,7 +56,9 @@ def load_source(
             (`"all"` SNOMED codes found, or the Challenge 2021's `"scored"`
             classes); `"all"` for synthetic data (its classes).
         num_synthetic_records: size of the synthetic dataset.
-        cache_dir: where decoded signals are cached (real data only).
+        cache_dir: where decoded signals are cached (real data only):
+            `None` for `keras_ecg.data.signal_cache.default_cache_dir()`, a
+            folder, or `False` / `"none"` to decode into RAM.
         on_error: `"raise"` or `"skip"` for bad records.
         seed: seed of the synthetic generator.
         progress: print reading progress of real records.

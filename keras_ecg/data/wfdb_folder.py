@@ -25,6 +25,7 @@ from keras_ecg.data.errors import warn_skipped
 from keras_ecg.data.leads import lead_key
 from keras_ecg.data.record_stream import read_records
 from keras_ecg.data.signal_cache import SignalCache
+from keras_ecg.data.signal_cache import resolve_cache_dir
 from keras_ecg.data.snomed import class_codes
 from keras_ecg.data.snomed import scored_snomed_classes
 from keras_ecg.data.snomed import snomed_descriptions
@@ -552,11 +553,16 @@ def load_wfdb_folder(
             drops codes outside the classes; `"error"` raises an
             `ECGDataError` naming the record.
         recursive: also search sub-folders.
-        cache_dir: optional folder for a `SignalCache`. The decoded records
-            are written into it chunk by chunk as they are read (memory does
-            not grow with the number of records) and come back memory-mapped;
-            a second call with the same files and settings skips decoding, and
-            an interrupted build resumes after its last finished chunk.
+        cache_dir: folder of the `SignalCache`; `None` (default) is
+            `keras_ecg.data.signal_cache.default_cache_dir()`
+            (`$KERAS_ECG_CACHE_DIR`, else `~/.cache/keras-ecg/signals`);
+            `False` or `"none"` decodes into RAM instead (each record held
+            once, float32). The decoded records are written into the cache
+            chunk by chunk as they are read (memory does not grow with the
+            number of records) and come back memory-mapped; a second call
+            with the same files and settings skips decoding, an interrupted
+            build resumes after its last finished chunk, and processes
+            loading the same data at once share the decoding.
         on_error: `"raise"` raises the first `ECGDataError`; `"skip"` skips bad
             records and emits one `ECGDataWarning` summarising them.
         min_duration_s: drop records shorter than this many seconds.
@@ -589,9 +595,8 @@ def load_wfdb_folder(
     Example:
 
     ```python
-    dataset = keras_ecg.data.load_wfdb_folder(
-        "cinc2021/", sampling_rate=100, cache_dir="~/.cache/keras_ecg"
-    )
+    dataset = keras_ecg.data.load_wfdb_folder("cinc2021/", sampling_rate=100)
+    in_ram = keras_ecg.data.load_wfdb_folder("cinc2021/", cache_dir=False)
     ```
     """
     root = pathlib.Path(path).expanduser()
@@ -620,6 +625,7 @@ def load_wfdb_folder(
         "min_duration_s": min_duration_s,
     }
     cache, key = None, None
+    cache_dir = resolve_cache_dir(cache_dir)
     if cache_dir is not None:
         cache = SignalCache(cache_dir)
         key = cache.key(root, settings, _cache_files(root, [f for _, f in sources]))
@@ -628,7 +634,7 @@ def load_wfdb_folder(
     if classes is not None and unknown_labels == "error":
         known_codes = {code for name in classes for code in class_codes(name)}
     tasks = [(str(file), record_id) for record_id, file in sources]
-    keeper = _FolderKeeper(leads, sampling_rate, min_duration_s)
+    keeper = _FolderKeeper(sampling_rate, min_duration_s)
     result = read_records(
         tasks,
         functools.partial(
@@ -646,7 +652,7 @@ def load_wfdb_folder(
         workers=workers,
         progress=progress,
         what="reading ECG records",
-        resume=keeper.resume,
+        check=_LeadOrderCheck if leads is None else None,
     )
     warn_skipped(result.failures, str(root))
     _warn_short(result.counts.get("short", 0), min_duration_s)
@@ -734,37 +740,43 @@ def _decode_folder_record(task, leads, sampling_rate, known_codes, keep_lead_nam
 
 
 class _FolderKeeper:
-    """The in-order checks of a folder read: one lead order, minimum duration."""
+    """The per-record check of a folder read: the minimum duration."""
 
-    def __init__(self, leads, sampling_rate, min_duration_s):
-        self.leads = leads
-        self.lead_names = leads
+    def __init__(self, sampling_rate, min_duration_s):
         self.sampling_rate = sampling_rate
         self.min_duration_s = min_duration_s
-
-    def resume(self, records):
-        if self.leads is None:
-            self.lead_names = tuple(records[0][1]["lead_names"])
 
     def __call__(self, task, value, counts):
         header_path, record_id = task
         signal, info = value
-        if self.leads is None:
-            names = tuple(info["lead_names"])
-            if self.lead_names is None:
-                self.lead_names = names
-            elif [lead_key(n) for n in names] != [lead_key(n) for n in self.lead_names]:
-                raise ECGDataError(
-                    record_id,
-                    f"leads {list(names)} differ from the first record's "
-                    f"{list(self.lead_names)}; pass `leads=` to select them by name",
-                    header_path,
-                )
         duration = signal.shape[0] / self.sampling_rate
         if self.min_duration_s is not None and duration < self.min_duration_s:
             counts["short"] = counts.get("short", 0) + 1
             return None
         return record_id, signal, info
+
+
+class _LeadOrderCheck:
+    """With `leads=None`: every kept record has the first one's lead order.
+
+    Run over the kept records in record order (`read_records`' `check`),
+    after the chunks were decoded, possibly by several processes.
+    """
+
+    def __init__(self):
+        self.lead_names = None
+
+    def __call__(self, record_id, info):
+        names = tuple(info["lead_names"])
+        if self.lead_names is None:
+            self.lead_names = names
+        elif [lead_key(n) for n in names] != [lead_key(n) for n in self.lead_names]:
+            raise ECGDataError(
+                record_id,
+                f"leads {list(names)} differ from the first record's "
+                f"{list(self.lead_names)}; pass `leads=` to select them by name",
+                info["path"],
+            )
 
 
 def _assemble_folder_dataset(result, sampling_rate, leads, classes):

@@ -1,4 +1,5 @@
 import functools
+import json
 import os
 import stat
 import warnings
@@ -111,12 +112,13 @@ def test_a_chunk_cut_mid_write_is_decoded_again(tmp_path, monkeypatch):
     monkeypatch.setattr(SignalCache, "fail_after_chunks", 2)
     with pytest.raises(KeyboardInterrupt):
         _read(tmp_path / "cache", tmp_path / "log1")
-    partial = tmp_path / "cache" / "k.partial"
-    # A kill while writing chunk 2: half its line, some of its signal rows.
-    lines = (partial / "chunks.jsonl").read_bytes().splitlines(keepends=True)
-    (partial / "chunks.jsonl").write_bytes(lines[0] + lines[1][:20])
-    with open(partial / "signals.npy", "ab") as f:
-        f.write(b"\1" * 40)
+    chunks = tmp_path / "cache" / "k.partial" / "chunks"
+    # A kill while writing chunk 2 (index 1): some of its signal rows and a
+    # temporary file of its metadata, never renamed into place.
+    meta = json.loads((chunks / "1.json").read_text())
+    (chunks / "1.json").rename(chunks / ".1.json.123.tmp")
+    with open(chunks / meta["file"], "r+b") as f:
+        f.truncate(20)
     monkeypatch.setattr(SignalCache, "fail_after_chunks", None)
     _check(_read(tmp_path / "cache", tmp_path / "log2"))
     assert _decoded(tmp_path / "log2") == list(range(3, NUM_RECORDS))
@@ -205,9 +207,11 @@ def test_worker_processes_raise_no_fork_warning_under_jax(tmp_path):
 
 @AGNOSTIC
 def test_concurrent_loads_build_once_and_read_the_same_entry(tmp_path):
-    # Processes of a multi-process run load the same data at once: one builds
-    # (holding the entry's lock), the others wait and read the finished entry.
-    # flock locks conflict between separate opens, so threads stand in here.
+    # Processes of a multi-process run load the same data at once: they share
+    # the decoding (chunks claimed with flock), one assembles the entry and
+    # all read it. flock locks conflict between separate opens, so threads
+    # stand in here (tests/data/signal_cache_multiprocess_test.py has real
+    # processes).
     import concurrent.futures
 
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
@@ -216,7 +220,7 @@ def test_concurrent_loads_build_once_and_read_the_same_entry(tmp_path):
         ]
         results = [f.result() for f in futures]
     assert sorted(_decoded(tmp_path / "log")) == list(range(NUM_RECORDS))
-    assert sorted(r.from_cache for r in results) == [False, True, True]
+    assert False in [r.from_cache for r in results]
     for result in results:
         _check(result)
 
@@ -226,11 +230,109 @@ def test_a_partial_entry_with_lost_signals_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setattr(SignalCache, "fail_after_chunks", 2)
     with pytest.raises(KeyboardInterrupt):
         _read(tmp_path / "cache", tmp_path / "log1")
-    signals = tmp_path / "cache" / "k.partial" / "signals.npy"
-    # The chunk lines survived but the rows they declare did not (as after a
-    # system crash): nothing of the partial entry can be trusted.
-    with open(signals, "r+b") as f:
-        f.truncate(200)
+    chunks = tmp_path / "cache" / "k.partial" / "chunks"
+    # The chunks' metadata survived but the rows they declare did not (as
+    # after a system crash): those chunks are decoded again.
+    for path in chunks.glob("*.f32"):
+        with open(path, "r+b") as f:
+            f.truncate(4)
     monkeypatch.setattr(SignalCache, "fail_after_chunks", None)
     _check(_read(tmp_path / "cache", tmp_path / "log2"))
     assert _decoded(tmp_path / "log2") == list(range(NUM_RECORDS))
+
+
+@AGNOSTIC
+@pytest.mark.parametrize("workers", [1, 2])
+def test_in_memory_reads_hold_each_record_once_in_float32(tmp_path, workers):
+    result = _read(None, tmp_path / "log", workers)
+    _check(result)
+    for signal in result.signals:
+        assert type(signal) is np.ndarray and signal.dtype == np.float32
+        # Its own buffer (or a reshape of it), not a slice of a larger one.
+        base = signal if signal.base is None else signal.base
+        assert base.base is None and base.nbytes == signal.nbytes
+
+
+@AGNOSTIC
+def test_loaders_cache_in_the_default_folder_unless_turned_off(
+    tmp_path, cinc_dir, monkeypatch
+):
+    default = tmp_path / "default"
+    monkeypatch.setenv("KERAS_ECG_CACHE_DIR", str(default))
+    cached = load_wfdb_folder(cinc_dir, workers=1)
+    assert all(isinstance(s, np.memmap) for s in cached.signals)
+    assert [e["status"] for e in list_caches(default)] == ["complete"]
+    for off in (False, "none"):
+        in_ram = load_wfdb_folder(cinc_dir, workers=1, cache_dir=off)
+        assert not any(isinstance(s, np.memmap) for s in in_ram.signals)
+        assert in_ram.record_ids == cached.record_ids
+    monkeypatch.setenv("KERAS_ECG_CACHE_DIR", "none")
+    in_ram = load_wfdb_folder(cinc_dir, workers=1)
+    assert not any(isinstance(s, np.memmap) for s in in_ram.signals)
+    assert len(list_caches(default)) == 1
+
+
+@AGNOSTIC
+def test_lead_order_is_checked_over_all_chunks_in_record_order(tmp_path):
+    def decode(task):
+        names = ["I", "II"] if task != 4 else ["II", "I"]
+        return np.zeros((2, 2), np.float32), {"lead_names": names, "path": "p"}
+
+    def keep(task, value, counts):
+        return f"r{task}", value[0], value[1]
+
+    for cache in (None, SignalCache(tmp_path / "cache")):
+        result = read_records(
+            list(range(7)),
+            decode,
+            keep,
+            on_error="skip",
+            cache=cache,
+            key="lead-order",
+            workers=1,
+            chunk_records=2,
+            check=wfdb_folder._LeadOrderCheck,
+        )
+        assert result.record_ids == [f"r{t}" for t in (0, 1, 2, 3, 5, 6)]
+        assert len(result.failures) == 1 and "record r4" in result.failures[0]
+        with pytest.raises(ECGDataError, match="differ from the first record"):
+            read_records(
+                list(range(7)), decode, keep, on_error="raise",
+                cache=cache, key="lead-order-raise", workers=1, chunk_records=2,
+                check=wfdb_folder._LeadOrderCheck,
+            )  # fmt: skip
+
+
+@AGNOSTIC
+def test_a_bad_record_stops_every_process_of_the_build(tmp_path):
+    # on_error="raise": whichever process meets the bad record, all raise it.
+    # Threads stand in for processes (flock locks conflict between opens).
+    import concurrent.futures
+    import time
+
+    def decode(task):
+        time.sleep(0.005)
+        if task == 20:
+            raise ECGDataError(f"r{task}", "corrupt")
+        return np.zeros((2, 2), np.float32), None
+
+    def read():
+        return read_records(
+            list(range(40)),
+            decode,
+            lambda task, value, counts: (f"r{task}", value[0], None),
+            on_error="raise",
+            cache=SignalCache(tmp_path / "cache"),
+            key="k",
+            workers=1,
+            chunk_records=3,
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(read) for _ in range(2)]
+        for future in futures:
+            with pytest.raises(ECGDataError, match="record r20: corrupt"):
+                future.result()
+    assert [e["status"] for e in list_caches(tmp_path / "cache")] != ["complete"]
+    with pytest.raises(ECGDataError, match="record r20: corrupt"):
+        read()  # a later load starts afresh, and meets it again

@@ -140,3 +140,35 @@ def test_interrupted_write_leaves_no_entry_and_resumes(tmp_path):
     # No partial folder and no temporary files are left.
     names = sorted(p.name for p in (tmp_path / "cache").iterdir())
     assert names == ["k.json", "k.lock", "k.npy"]
+
+
+def test_default_cache_dir_follows_the_environment_then_xdg(monkeypatch, tmp_path):
+    env = {"HOME": str(tmp_path)}
+    expected = tmp_path / ".cache" / "keras-ecg" / "signals"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert signal_cache.default_cache_dir(env) == expected
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    assert signal_cache.default_cache_dir(env) == tmp_path / "xdg/keras-ecg/signals"
+    env["KERAS_ECG_CACHE_DIR"] = str(tmp_path / "mine")
+    assert signal_cache.default_cache_dir(env) == tmp_path / "mine"
+
+
+def test_resolve_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_ECG_CACHE_DIR", str(tmp_path / "default"))
+    resolve = signal_cache.resolve_cache_dir
+    assert resolve(None) == tmp_path / "default"
+    assert resolve(tmp_path / "x") == tmp_path / "x"
+    assert resolve(str(tmp_path / "x")) == tmp_path / "x"
+    for off in (False, "none", "None"):
+        assert resolve(off) is None
+    monkeypatch.setenv("KERAS_ECG_CACHE_DIR", "none")
+    assert resolve(None) is None
+    assert resolve(tmp_path / "x") == tmp_path / "x"
+
+
+def test_list_and_remove_default_to_the_default_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_ECG_CACHE_DIR", str(tmp_path / "default"))
+    SignalCache(signal_cache.default_cache_dir()).save("k", _dataset())
+    assert [e["key"] for e in signal_cache.list_caches()] == ["k"]
+    assert signal_cache.remove_caches()[0] == ["k"]
+    assert signal_cache.list_caches() == []
