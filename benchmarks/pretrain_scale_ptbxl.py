@@ -79,6 +79,153 @@ def signed(values):
     return f"{values.mean():+.4f} ± {values.std(ddof=1):.4f}"
 
 
+MODES = {"linear": "linear", "finetune": "scratch"}
+
+
+def difference_lines(args, y_true, grouped, base):
+    """Paired bootstrap differences of seed means (same test resamples).
+
+    Per point and protocol: the spec against its architecture's baseline
+    (random init / scratch); per spec, every later point against its first
+    one (more data or steps); per point, every spec against the first spec.
+    """
+    lines = [
+        "| difference (seed means) | macro AUROC [95% CI] | macro AUPRC [95% CI] |",
+        "|---|---|---|",
+    ]
+
+    def add(label, runs_a, runs_b):
+        diff = common.paired_difference(args, y_true, runs_a, runs_b)
+        lines.append(
+            f"| {label} | {common.interval_text(diff['macro_auroc'])} | "
+            f"{common.interval_text(diff['macro_auprc'])} |"
+        )
+
+    def runs(group, protocol):
+        return [r for r in group if r["protocol"] == protocol]
+
+    def name(spec, fraction, epochs):
+        return f"{common.spec_label(spec)} {fraction:g}:{epochs}"
+
+    for (spec, fraction, epochs), group in grouped.items():
+        label = common.architecture(spec)[0]
+        for protocol, mode in MODES.items():
+            what = "random init" if mode == "linear" else "scratch"
+            if runs(group, protocol) and base[(label, mode)]:
+                add(
+                    f"{name(spec, fraction, epochs)}, {protocol} - {what}",
+                    runs(group, protocol),
+                    base[(label, mode)],
+                )
+    keys = list(grouped)
+    for protocol in MODES:
+        for spec in dict.fromkeys(k[0] for k in keys):
+            points = [k for k in keys if k[0] == spec]
+            for later in points[1:]:
+                a, b = (
+                    runs(grouped[later], protocol),
+                    runs(grouped[points[0]], protocol),
+                )
+                if a and b:
+                    add(f"{name(*later)} - {name(*points[0])}, {protocol}", a, b)
+        specs = list(dict.fromkeys(k[0] for k in keys))
+        for fraction, epochs in dict.fromkeys(k[1:] for k in keys):
+            first = (specs[0], fraction, epochs)
+            for spec in specs[1:]:
+                other = (spec, fraction, epochs)
+                if first in grouped and other in grouped:
+                    a = runs(grouped[other], protocol)
+                    b = runs(grouped[first], protocol)
+                    if a and b:
+                        add(
+                            f"{name(*other)} - {common.spec_label(specs[0])}, "
+                            f"{protocol}",
+                            a,
+                            b,
+                        )
+    return lines
+
+
+def report(args, started, split_text, rows, y_true):
+    """The results table and the paired differences; see `common.report`."""
+    grouped = collections.OrderedDict()
+    for row in rows:
+        if "spec" in row:
+            key = (row["spec"], row["fraction"], row["epochs"])
+            grouped.setdefault(key, []).append(row)
+    base = collections.defaultdict(list)
+    for row in rows:
+        if "architecture" in row:
+            base[(row["architecture"], row["protocol"])].append(row)
+    lines = [
+        "| method | pretraining records | epochs | steps | linear | "
+        "gain vs random init | finetune | gain vs scratch | pretrain min |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, _ in baselines(args.methods):
+        cells = [
+            common.mean_std(r["test_macro_auc"] for r in base[(label, mode)])
+            for mode in ("linear", "scratch")
+        ]
+        lines.append(
+            f"| baseline ({label}) | — | — | — | {cells[0]} (random init) | — | "
+            f"{cells[1]} (scratch) | — | — |"
+        )
+    for (spec, fraction, epochs), group in grouped.items():
+        label = common.architecture(spec)[0]
+        cells = []
+        for protocol, mode in MODES.items():
+            runs = [r for r in group if r["protocol"] == protocol]
+            cells.append(common.mean_std(r["test_macro_auc"] for r in runs))
+            cells.append(signed(paired_gains(runs, base[(label, mode)])))
+        first = group[0]
+        minutes = np.mean([r["pretrain_seconds"] for r in group]) / 60
+        lines.append(
+            f"| {common.spec_label(spec)} | {first['records']} ({fraction:g}) | "
+            f"{epochs} | {first['steps']} | {' | '.join(cells)} | {minutes:.1f} |"
+        )
+    if all("test_scores" in r for r in rows):
+        lines += ["", *difference_lines(args, y_true, grouped, base)]
+    batch = ", ".join(
+        f"{common.spec_label(s)} {common.pretrain_batch_size(args, s)}"
+        for s in args.methods
+    )
+    common.report(
+        args,
+        __file__,
+        started,
+        f"{split_text}; pretraining on a fraction of the training records "
+        f"(nested per seed), AdamW lr {args.lr} (JEPA: the reference's warm-up "
+        f"+ cosine schedule to it), batch {batch}; downstream on all labelled "
+        "training records with the `train_downstream` defaults; test macro "
+        "AUROC; gains paired per seed (mean ± std); differences: paired "
+        f"bootstrap of the seed means over the test records "
+        f"({args.bootstrap_resamples} resamples, seed {args.bootstrap_seed}), "
+        "`*` where the 95% interval excludes 0; ",
+        lines,
+        rows,
+        BEGIN,
+        END,
+    )
+
+
+def load_results(folder):
+    """The rows of an earlier run's results.json, with their per-record test
+    scores from scores.npz (written by `common.write_outputs`)."""
+    import json
+    import os
+
+    with open(os.path.join(folder, "results.json")) as f:
+        rows = json.load(f)
+    scores_path = os.path.join(folder, "scores.npz")
+    if os.path.exists(scores_path):
+        with np.load(scores_path) as arrays:
+            for key in arrays.files:
+                index, _, field = key.partition("_")
+                rows[int(index)][field] = arrays[key]
+    return rows
+
+
 def main(argv=None):
     parser = common.base_parser(__doc__.splitlines()[0], "runs/pretrain_scale_ptbxl")
     parser.set_defaults(pretrain_epochs=None)  # the points give the epochs
@@ -99,6 +246,13 @@ def main(argv=None):
         "--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS
     )
     parser.add_argument("--eval-batch-size", type=int, default=128)
+    parser.add_argument(
+        "--from-results",
+        default=None,
+        help="a finished run's --output folder: rebuild its table (and paired "
+        "differences) from results.json + scores.npz, training nothing; the "
+        "other options must be the run's",
+    )
     args = parser.parse_args(argv)
     for spec in args.methods:
         try:
@@ -123,6 +277,17 @@ def main(argv=None):
     split_text = common.describe_splits(args, train, val, test)
     print(split_text, flush=True)
     trained = trained_class_mask(train)
+    if args.from_results:
+        rows = load_results(args.from_results)
+        # The header's "total" is then the sum of the runs' own times.
+        pretrained = {
+            (r["spec"], r["fraction"], r["epochs"], r["seed"]): r["pretrain_seconds"]
+            for r in rows
+            if "spec" in r
+        }
+        spent = sum(r["seconds"] for r in rows) + sum(pretrained.values())
+        report(args, time.time() - spent, split_text, rows, test.labels[:, trained])
+        return 0
     rows = []
 
     def downstream(seed, backbone, mode, **row):
@@ -134,22 +299,30 @@ def main(argv=None):
             protocol=mode,
             val_macro_auc=scores["val_macro_auc"],
             test_macro_auc=scores["test_macro_auc"],
+            test_macro_auc_ci=scores["test_macro_auc_ci"],
+            test_macro_auprc=scores["test_macro_auprc"],
+            test_macro_auprc_ci=scores["test_macro_auprc_ci"],
             seconds=scores["seconds"],
+            # Per-record test scores (scores.npz): the paired intervals.
+            test_scores=scores["test_scores"],
         )
         rows.append(row)
         print(
-            {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()},
+            {
+                k: round(v, 4) if isinstance(v, float) else v
+                for k, v in row.items()
+                if k != "test_scores"
+            },
             flush=True,
         )
 
-    modes = {"linear": "linear", "finetune": "scratch"}
     for seed in range(args.seeds):
         for label, architecture in baselines(args.methods):
             for protocol in args.protocols:
                 backbone = common.protocol_backbone(
                     "scratch", architecture, args.size, seed, None
                 )
-                downstream(seed, backbone, modes[protocol], architecture=label)
+                downstream(seed, backbone, MODES[protocol], architecture=label)
         for spec in args.methods:
             for fraction, epochs, only in points:
                 if only is not None and spec not in only:
@@ -183,60 +356,7 @@ def main(argv=None):
                         final_loss=loss,
                     )
 
-    grouped = collections.OrderedDict()
-    for row in rows:
-        if "spec" in row:
-            key = (row["spec"], row["fraction"], row["epochs"])
-            grouped.setdefault(key, []).append(row)
-    base = collections.defaultdict(list)
-    for row in rows:
-        if "architecture" in row:
-            base[(row["architecture"], row["protocol"])].append(row)
-    lines = [
-        "| method | pretraining records | epochs | steps | linear | "
-        "gain vs random init | finetune | gain vs scratch | pretrain min |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for label, _ in baselines(args.methods):
-        cells = [
-            common.mean_std(r["test_macro_auc"] for r in base[(label, mode)])
-            for mode in ("linear", "scratch")
-        ]
-        lines.append(
-            f"| baseline ({label}) | — | — | — | {cells[0]} (random init) | — | "
-            f"{cells[1]} (scratch) | — | — |"
-        )
-    for (spec, fraction, epochs), group in grouped.items():
-        label = common.architecture(spec)[0]
-        cells = []
-        for protocol, mode in modes.items():
-            runs = [r for r in group if r["protocol"] == protocol]
-            cells.append(common.mean_std(r["test_macro_auc"] for r in runs))
-            cells.append(signed(paired_gains(runs, base[(label, mode)])))
-        first = group[0]
-        minutes = np.mean([r["pretrain_seconds"] for r in group]) / 60
-        lines.append(
-            f"| {common.spec_label(spec)} | {first['records']} ({fraction:g}) | "
-            f"{epochs} | {first['steps']} | {' | '.join(cells)} | {minutes:.1f} |"
-        )
-    batch = ", ".join(
-        f"{common.spec_label(s)} {common.pretrain_batch_size(args, s)}"
-        for s in args.methods
-    )
-    common.report(
-        args,
-        __file__,
-        started,
-        f"{split_text}; pretraining on a fraction of the training records "
-        f"(nested per seed), AdamW lr {args.lr} (JEPA: the reference's warm-up "
-        f"+ cosine schedule to it), batch {batch}; downstream on all labelled "
-        "training records with the `train_downstream` defaults; gains paired "
-        "per seed; ",
-        lines,
-        rows,
-        BEGIN,
-        END,
-    )
+    report(args, started, split_text, rows, test.labels[:, trained])
     return 0
 
 

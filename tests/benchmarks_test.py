@@ -704,6 +704,23 @@ def test_pretrain_scale_runs_and_reports_paired_gains(ptbxl_dir, tmp_path):
     assert "--points 1:1 0.5:2" in table and "--train-folds 1" in table
     # Nested data fractions: half of fold 1's records.
     assert rows[-1]["records"] == round(0.5 * rows[2]["records"])
+    # Paired differences: each point against its baseline (2 x 2), the later
+    # point against the first (x 2 protocols).
+    differences = [line for line in table.splitlines() if " - " in line]
+    assert len(differences) == 6, table
+    assert "| jepa 0.5:2 - jepa 1:1, finetune |" in table
+    # --from-results rebuilds the same table from results.json + scores.npz.
+    again = subprocess.run(
+        [*command, "--from-results", str(out), "--output", str(tmp_path / "again")],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    rebuilt = (tmp_path / "again" / "results.md").read_text()
+    body = [line for line in table.splitlines() if line.startswith("|")]
+    assert [line for line in rebuilt.splitlines() if line.startswith("|")] == body
 
 
 @pytest.mark.backend_agnostic
