@@ -21,4 +21,7 @@ from keras_ecg.evaluation.linear_probe import knn_probe
 from keras_ecg.evaluation.linear_probe import logistic_probe
 from keras_ecg.evaluation.metrics import macro_auc
 from keras_ecg.evaluation.metrics import per_class_auc
-from keras_ecg.evaluation.window_aggregation import aggregate_windows
+
+# Re-exported: `keras_ecg.evaluation.aggregate_windows` predates
+# `keras_ecg.inference`.
+from keras_ecg.inference.window_aggregation import aggregate_windows

@@ -3,7 +3,9 @@ finetuning (LP-FT) and training from scratch.
 
 Training uses random crops of the training records; validation and test use
 sliding windows (2.5 s, stride 1.25 s) whose sigmoid outputs are averaged per
-record before the macro ROC AUC is computed, as in Mehari & Strodthoff (2022).
+record before the macro ROC AUC is computed, as in Mehari & Strodthoff (2022)
+(`keras_ecg.inference.predict_records`, which `ECGClassifier.predict_records`
+uses as well).
 Every duration is given in seconds and converted with the data's sampling
 rate.
 
@@ -22,23 +24,26 @@ import warnings
 import keras
 import numpy as np
 
-from keras_ecg.data.durations import seconds_to_samples
 from keras_ecg.data.pipelines import make_supervised_dataset
-from keras_ecg.data.pipelines import make_window_dataset
 from keras_ecg.evaluation.bootstrap import bootstrap_macro_metrics
 from keras_ecg.evaluation.bootstrap import macro_metrics
+from keras_ecg.evaluation.finetuning import discriminative_optimizer
 from keras_ecg.evaluation.metrics import macro_auc
-from keras_ecg.evaluation.window_aggregation import aggregate_windows
+
+# WINDOW_SECONDS, STRIDE_SECONDS and predict_records stay importable from here.
+from keras_ecg.inference.windowed_prediction import STRIDE_SECONDS  # noqa: F401
+from keras_ecg.inference.windowed_prediction import WINDOW_SECONDS  # noqa: F401
+from keras_ecg.inference.windowed_prediction import predict_records
+from keras_ecg.inference.windowed_prediction import predict_windows
+from keras_ecg.inference.windowed_prediction import window_batches
+from keras_ecg.inference.windowed_prediction import window_lengths
+from keras_ecg.models.ecg_classifier import ECGClassifier
 
 DOWNSTREAM_MODES = ("linear", "frozen", "finetune", "scratch")
 # The protocols that train the head only, on a frozen backbone.
 FROZEN_BACKBONE_MODES = ("linear", "frozen")
 SCHEDULES = ("cosine", "constant")
 BATCH_NORM_MODES = ("train", "frozen")
-
-# The paper's input: 2.5 s windows, evaluated with a stride of half a window.
-WINDOW_SECONDS = 2.5
-STRIDE_SECONDS = 1.25
 
 # Shared by the protocols: AdamW, up to 50 epochs with early stopping on the
 # validation macro AUC, warm-up + cosine decay, a BatchNorm head (linear unless
@@ -110,71 +115,6 @@ DOWNSTREAM_DEFAULTS = {
 DEFAULT_LEARNING_RATES = {
     mode: defaults["learning_rate"] for mode, defaults in DOWNSTREAM_DEFAULTS.items()
 }
-
-
-def _window(data, window_seconds, stride_seconds):
-    window_seconds = WINDOW_SECONDS if window_seconds is None else window_seconds
-    if stride_seconds is None:
-        stride_seconds = window_seconds / 2
-    rate = data.sampling_rate
-    return (
-        seconds_to_samples(window_seconds, rate, "window_seconds"),
-        seconds_to_samples(stride_seconds, rate, "stride_seconds"),
-    )
-
-
-def predict_records(
-    model,
-    data,
-    window_seconds=None,
-    stride_seconds=None,
-    batch_size=256,
-    aggregation="mean",
-    standardizer=None,
-):
-    """Per-record probabilities from sliding-window predictions.
-
-    Args:
-        model: a classifier returning logits for `(batch, window, leads)`.
-        data: an `ECGDataset` at the model's rate and lead order, already
-            standardised, or in mV with `standardizer`.
-        window_seconds: window duration; default 2.5 s.
-        stride_seconds: stride between windows; default half a window.
-        batch_size: windows per prediction batch.
-        aggregation: `"mean"` (the paper's) or `"max"` over a record's windows.
-        standardizer: optional fitted `LeadStandardizer` (or
-            `ECGPreprocessor`) applied to every window in the input pipeline,
-            so that no standardised copy of `data` is made.
-
-    Returns:
-        A `(num_records, num_classes)` float32 array of sigmoid probabilities.
-    """
-    windows = _window_batches(
-        data, window_seconds, stride_seconds, batch_size, standardizer
-    )
-    return _predict_windows(model, windows, aggregation)
-
-
-def _window_batches(data, window_seconds, stride_seconds, batch_size, standardizer):
-    """`(dataset, record_index)` of the sliding windows of `data`."""
-    window_length, stride = _window(data, window_seconds, stride_seconds)
-    return make_window_dataset(
-        data,
-        labels=None,
-        window_length=window_length,
-        stride=stride,
-        batch_size=batch_size,
-        standardizer=standardizer,
-    )
-
-
-def _predict_windows(model, windows, aggregation="mean"):
-    dataset, record_index = windows
-    logits = model.predict(dataset, verbose=0)
-    probabilities = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
-    return aggregate_windows(probabilities, record_index, method=aggregation).astype(
-        np.float32
-    )
 
 
 def evaluate_records(
@@ -322,7 +262,7 @@ class RecordAUCCheckpoint(keras.callbacks.Callback):
         self.val_data = val_data
         self.restore_best_weights = restore_best_weights
         self.aggregation = aggregation
-        self._windows = _window_batches(
+        self._windows = window_batches(
             val_data, window_seconds, stride_seconds, batch_size, standardizer
         )
         self.best_auc = -math.inf
@@ -331,7 +271,7 @@ class RecordAUCCheckpoint(keras.callbacks.Callback):
         self._best_weights = None
 
     def on_epoch_end(self, epoch, logs=None):
-        scores = _predict_windows(self.model, self._windows, self.aggregation)
+        scores = predict_windows(self.model, self._windows, self.aggregation)
         with warnings.catch_warnings():
             # Classes without positives in the validation records are left out
             # of the mean every epoch; one warning per epoch would say nothing.
@@ -550,9 +490,6 @@ def train_downstream(
     test_auc = evaluate_records(result["model"], test)["macro_auc"]
     ```
     """
-    from keras_ecg.evaluation.finetuning import discriminative_optimizer
-    from keras_ecg.models.ecg_classifier import ECGClassifier
-
     options = _resolve_options(
         mode,
         dict(
@@ -587,7 +524,7 @@ def train_downstream(
         if window_seconds is None:
             window_seconds = preprocessor.window_seconds
             stride_seconds = stride_seconds or preprocessor.stride_seconds
-    window_length, stride = _window(train_data, window_seconds, stride_seconds)
+    window_length, stride = window_lengths(train_data, window_seconds, stride_seconds)
     options["window_seconds"] = window_length / train_data.sampling_rate
     options["stride_seconds"] = stride / train_data.sampling_rate
 

@@ -13,7 +13,7 @@ import numpy as np
 from keras_ecg.data.durations import seconds_to_samples
 from keras_ecg.data.pipelines import make_window_dataset
 from keras_ecg.evaluation.metrics import macro_auc
-from keras_ecg.evaluation.window_aggregation import aggregate_windows
+from keras_ecg.inference.window_aggregation import aggregate_windows
 
 
 def extract_embeddings(

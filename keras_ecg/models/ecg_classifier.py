@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 
 from keras_ecg.data.ecg_dataset import LABEL_VOCABULARIES
+from keras_ecg.inference import windowed_prediction
 from keras_ecg.layers.global_pooling import POOLING_MODES
 from keras_ecg.layers.global_pooling import GlobalPooling1D
 from keras_ecg.models.ecg_preprocessor import PreprocessorAttribute
@@ -268,7 +269,8 @@ class ECGClassifier(PresetMixin, PreprocessorAttribute, keras.Model):
         windows (a last end-aligned window covers a record's tail), and the
         sigmoid of each window's logits is aggregated per record with the
         preprocessor's `aggregation` (`"mean"` by default, as in the paper),
-        exactly as `keras_ecg.evaluation.downstream.predict_records` does.
+        exactly as `keras_ecg.inference.predict_records` does (the downstream
+        protocols of `keras_ecg.evaluation` score records with it too).
 
         Args:
             records: an `ECGDataset`, a folder of WFDB records and/or
@@ -303,9 +305,6 @@ class ECGClassifier(PresetMixin, PreprocessorAttribute, keras.Model):
         scores.set_index("record_id")
         ```
         """
-        # Imported here: keras_ecg.evaluation imports the models package.
-        from keras_ecg.evaluation.downstream import predict_records
-
         if self.preprocessor is None:
             raise ValueError(
                 "ECGClassifier.predict_records needs the preprocessing the model "
@@ -326,7 +325,7 @@ class ECGClassifier(PresetMixin, PreprocessorAttribute, keras.Model):
         data = preprocessor.prepare(
             records, on_error=on_error, recursive=recursive, standardize=False
         )
-        probabilities = predict_records(
+        probabilities = windowed_prediction.predict_records(
             self,
             data,
             window_seconds=preprocessor.window_seconds,

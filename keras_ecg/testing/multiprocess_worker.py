@@ -1,4 +1,5 @@
-"""One process of a multi-process test job (`tests/distribute_multiprocess_test.py`).
+"""One process of a multi-process test job
+(`tests/distribute/distribute_multiprocess_test.py`).
 
 Run as `python -m keras_ecg.testing.multiprocess_worker MODE OUT_DIR` with the
 job described by `KERAS_ECG_JOB_ADDRESSES`, `KERAS_ECG_NUM_PROCESSES` and
@@ -43,8 +44,9 @@ def equality_methods(backend):
     JEPA runs under TensorFlow and torch: there each worker draws the masks
     for the global batch and keeps its rows (the part a multi-worker job can
     get wrong), while under JAX the step is traced on global arrays exactly
-    as on several devices of one process, which tests/distribute_test.py
-    checks for JEPA; its compilation would add ~35 s per process here.
+    as on several devices of one process, which
+    tests/distribute/distribute_test.py checks for JEPA; its compilation
+    would add ~35 s per process here.
     Under torch, two BatchNorm models check keras-ecg's own synchronised
     BatchNorm (TF's is Keras', tested on 4 replicas in distribute_test.py):
     an XResNet1D (its torch fast path) and a CPC encoder (Keras' layer).
@@ -184,17 +186,17 @@ def check_torch_collectives(out_dir):
     """Uneven all-gathers (values, offset, gradient) and global BN moments."""
     import torch
 
-    from keras_ecg import _torch_distribute
     from keras_ecg import distribute
+    from keras_ecg.distribute import torch_backend
 
     rank, count = distribute.process_index(), distribute.process_count()
     # Process p holds p + 2 rows of value p (a last partial batch).
     local = torch.full((rank + 2, 3), float(rank), requires_grad=True)
-    _torch_distribute._STATE["uneven"] = True
+    torch_backend._STATE["uneven"] = True
     try:
-        gathered, offset = _torch_distribute.all_gather(local)
+        gathered, offset = torch_backend.all_gather(local)
     finally:
-        _torch_distribute._STATE["uneven"] = False
+        torch_backend._STATE["uneven"] = False
     # Every process weighs row i by (i + 1) * (its rank + 1): the gradient of
     # the sum over processes at row i is (i + 1) * sum_p (p + 1).
     weights = torch.arange(1, gathered.shape[0] + 1, dtype=torch.float32)
@@ -203,7 +205,7 @@ def check_torch_collectives(out_dir):
     rng = np.random.default_rng(7)
     batch = rng.normal(2.0, 3.0, size=(GLOBAL_BATCH, 5, 4)).astype("float32")
     rows = distribute.shard_indices(GLOBAL_BATCH, GLOBAL_BATCH)
-    mean, variance = _torch_distribute.global_moments(
+    mean, variance = torch_backend.global_moments(
         torch.from_numpy(batch[rows]), axes=(0, 1)
     )
     result = {

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from keras_ecg import _torch_distribute
+from keras_ecg.distribute import torch_backend
 from keras_ecg.layers.global_pooling import GlobalPooling1D
 from keras_ecg.presets.preset_mixin import PresetMixin
 from keras_ecg.utils import is_eager_torch_tensor
@@ -186,9 +186,9 @@ def _torch_conv_bn(x, unit, training):
     if training and bn.trainable:
         # Batch statistics; Keras' moving-average update with the biased
         # variance (torch's own running update would use the unbiased one).
-        if _torch_distribute.synchronizes(bn):
+        if torch_backend.synchronizes(bn):
             # Synchronised BatchNorm in a multi-process step: global moments.
-            mean, variance = _torch_distribute.global_moments(x, axes=(0, 2))
+            mean, variance = torch_backend.global_moments(x, axes=(0, 2))
             scale = torch.rsqrt(variance + bn.epsilon) * gamma
             x = x * scale[:, None] + (beta - mean * scale)[:, None]
         else:

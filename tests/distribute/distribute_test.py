@@ -22,7 +22,7 @@ from keras_ecg.losses.nt_xent import nt_xent_loss
 from keras_ecg.testing.test_case import subprocess_env
 
 BACKEND = keras.backend.backend()
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _WORKER = r"""
 import contextlib, json, os, sys
@@ -317,7 +317,7 @@ def test_replicated_seed_generator_matches_keras_seed_generator():
 @pytest.mark.skipif(BACKEND != "torch", reason="torch-only behaviour")
 def test_torch_data_parallel_needs_a_multi_process_job():
     # One process per device under torch: a single process is pointed to
-    # torchrun (tests/distribute_multiprocess_test.py runs the jobs).
+    # torchrun (tests/distribute/distribute_multiprocess_test.py runs the jobs).
     with pytest.raises(NotImplementedError, match="torchrun"):
         with distribute.data_parallel():
             pass

@@ -23,7 +23,7 @@ from keras_ecg.testing.multiprocess_worker import equality_methods
 from keras_ecg.testing.test_case import subprocess_env
 
 BACKEND = keras.backend.backend()
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 METHODS = equality_methods(BACKEND)
 # A dead process must make the job fail well within this (heartbeats and
 # collective timeouts of 5 s in the worker); a hang fails the test.
@@ -247,98 +247,9 @@ def test_cli_pretrain_with_two_processes(tmp_path):
 
 
 # ----------------------------------------------------------------------------
-# Settings, shards and flags (no second process)
+# Flags (no second process); settings and shards: settings_test.py,
+# sharding_test.py
 # ----------------------------------------------------------------------------
-
-
-@pytest.mark.backend_agnostic
-def test_process_settings_from_each_source():
-    resolve = distribute.resolve_process_settings
-    assert resolve(environ={}) is None
-    # Arguments win over the environment.
-    env = {
-        "TF_CONFIG": json.dumps(
-            {
-                "cluster": {"worker": ["a:1", "b:2", "c:3"]},
-                "task": {"type": "worker", "index": 2},
-            }
-        )
-    }
-    settings = resolve("h:9", 2, 1, environ=env)
-    assert settings[:] == (("h:9",), 2, 1, "arguments")
-    settings = resolve(environ=env)
-    assert settings[:] == (("a:1", "b:2", "c:3"), 3, 2, "TF_CONFIG")
-    env = {
-        "KERAS_ECG_JOB_ADDRESSES": "x:5,y:6",
-        "KERAS_ECG_NUM_PROCESSES": "2",
-        "KERAS_ECG_PROCESS_ID": "0",
-        "SLURM_NTASKS": "4",
-        "SLURM_PROCID": "3",
-    }
-    assert resolve(environ=env)[:] == (("x:5", "y:6"), 2, 0, "KERAS_ECG_*")
-    slurm = {
-        "SLURM_NTASKS": "4",
-        "SLURM_PROCID": "3",
-        "SLURM_STEP_NODELIST": "gpu[012-015,020],cpu7",
-        "KERAS_ECG_COORDINATOR_PORT": "4000",
-    }
-    assert resolve(environ=slurm)[:] == (("gpu012:4000",), 4, 3, "SLURM")
-    # torchrun's variables (inside a SLURM task: `srun torchrun ...`).
-    torchrun = {
-        **slurm,
-        "WORLD_SIZE": "8",
-        "RANK": "5",
-        "LOCAL_RANK": "1",
-        "MASTER_ADDR": "gpu012",
-        "MASTER_PORT": "29500",
-    }
-    settings = resolve(environ=torchrun)
-    assert settings[:3] == (("gpu012:29500",), 8, 5)
-    assert settings.source.startswith("torchrun")
-    # One process: nothing to join.
-    assert resolve("h:1", 1, 0, environ={}) is None
-    assert resolve(environ={"SLURM_NTASKS": "1", "SLURM_PROCID": "0"}) is None
-
-
-@pytest.mark.backend_agnostic
-@pytest.mark.parametrize(
-    "args, env, message",
-    [
-        (("h:1", 2, None), {}, "process's id"),
-        ((None, None, None), {"KERAS_ECG_NUM_PROCESSES": "2"}, "KERAS_ECG_"),
-        (("h:1", 2, 2), {}, "not in 0..1"),
-        (("h:1,h:2,h:3", 2, 0), {}, "3 job addresses for 2 processes"),
-        (("localhost", 2, 0), {}, "not host:port"),
-        (("h:1", "two", 0), {}, "must be an integer"),
-        ((None, None, None), {"TF_CONFIG": "{not json"}, "TF_CONFIG"),
-    ],
-)
-def test_incomplete_or_inconsistent_settings_are_refused(args, env, message):
-    with pytest.raises(ValueError, match=message):
-        distribute.resolve_process_settings(*args, environ=env)
-
-
-@pytest.mark.backend_agnostic
-def test_shards_give_each_process_its_rows_of_every_global_batch():
-    # 2 processes, global batch 4 over 10 records: the partial batch is dropped.
-    np.testing.assert_array_equal(distribute.shard_indices(10, 4, 0, 2), [0, 1, 4, 5])
-    np.testing.assert_array_equal(distribute.shard_indices(10, 4, 1, 2), [2, 3, 6, 7])
-    # Any count: concatenating the processes' k-th local batches, in process
-    # order, gives global batch k of one process batching all records.
-    for processes, batch in ((3, 6), (4, 8), (1, 5)):
-        shards = [
-            distribute.shard_indices(50, batch, p, processes).reshape(
-                -1, batch // processes
-            )
-            for p in range(processes)
-        ]
-        rebuilt = np.concatenate(shards, axis=1).reshape(-1)
-        np.testing.assert_array_equal(rebuilt, np.arange(50 // batch * batch))
-    with pytest.raises(ValueError, match="split evenly"):
-        distribute.shard_indices(10, 5, 0, 2)
-    # One process: every record of the full batches, in order.
-    assert distribute.process_count() == 1 and distribute.is_chief()
-    assert distribute.local_batch_size(6) == 6
 
 
 def test_cli_single_process_flags(tmp_path, monkeypatch):

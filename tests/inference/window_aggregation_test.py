@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_ecg.evaluation import aggregate_windows
+from keras_ecg.inference import aggregate_windows
 
 pytestmark = pytest.mark.backend_agnostic
 
