@@ -1,6 +1,6 @@
 """How the CLI's trainings are watched: logs, curves and the online probe.
 
-The glue between `keras_ecg.workflows` and `keras_ecg.training_logs` /
+The glue between `keras_ecg.jobs` and `keras_ecg.training_logs` /
 `keras_ecg.online_probe`, so that each workflow adds a few lines: it asks
 for the probe's records before anything is written (`probe_records`, which
 refuses `--keep best-probe` without a probe), then wraps its `fit` with a
@@ -37,7 +37,7 @@ def probe_records(args, held_out, where="the val split"):
     Raises:
         InputError: `--keep best-probe` without a usable probe.
     """
-    from keras_ecg.workflows import InputError
+    from keras_ecg.jobs.settings import InputError
 
     kind = getattr(args, "probe", "knn")
     count = getattr(args, "probe_records", DEFAULT_RECORDS)
