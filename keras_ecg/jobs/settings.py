@@ -145,8 +145,9 @@ def check_split_flags(args):
             or not isinstance(fraction, numbers.Real)
             or not 0.0 < fraction <= 1.0
         ):
+            shown = f"{fraction:g}" if isinstance(fraction, float) else fraction
             raise SettingsError(
-                f"--label-fractions {fraction}: expected a share in (0, 1]."
+                f"--label-fractions {shown}: expected a share in (0, 1]."
             )
 
 
@@ -209,13 +210,16 @@ class Settings:
             integer = "int" in str(types[name]) and "float" not in str(types[name])
             for item in value if isinstance(value, (list, tuple)) else (value,):
                 check_range(flag_of(name), item, rule, integer=integer)
+        # Leakage guards before any path: a refused split is refused whatever
+        # else is wrong.
+        check_split_flags(self)
+        for name in sorted(dir(type(self))):
+            if name.startswith("_check_"):
+                getattr(self, name)()
         for name in self._inherited("INPUT_FILES"):
             value = getattr(self, name)
             if value:
                 check_file(flag_of(name), value)
-        for name in sorted(dir(type(self))):
-            if name.startswith("_check_"):
-                getattr(self, name)()
         return self
 
 
@@ -249,9 +253,6 @@ class DataSettings(Settings):
                 f"--data {str(data)!r} is neither 'synthetic' nor an existing "
                 "folder or file."
             )
-
-    def _check_split(self):
-        check_split_flags(self)
 
 
 @dataclasses.dataclass(kw_only=True)
