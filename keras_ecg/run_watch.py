@@ -29,7 +29,7 @@ def probe_records(args, held_out, where="the val split"):
     """The online probe's `(train, val)` records, or None (a line says why).
 
     Args:
-        args: the CLI namespace (`probe`, `probe_records`,
+        args: the job's settings (`probe`, `probe_records`,
             `probe_val_fraction`, `probe_every`, `keep`, `epochs`, `seed`).
         held_out: labelled records the encoder does not train on.
         where: what `held_out` is, for the printed line.
@@ -82,7 +82,7 @@ class TrainingWatch:
     """The callbacks that watch one training, and what happens after it.
 
     Args:
-        args: the CLI namespace.
+        args: the job's settings (a `keras_ecg.jobs` settings dataclass).
         output_dir: the run folder.
         name: the training's name in TensorBoard (`"pretrain"`, ...).
         probe_split: optional `(train, val)` of the online probe.
