@@ -204,9 +204,9 @@ def pretrain(args, spec, seed, train, epochs=None, tag=None):
     """
     import json
 
+    from keras_ecg.jobs.pretrain import pretrain_model as pretrain_job
     from keras_ecg.models.method_factory import DEFAULT_ENCODER
     from keras_ecg.run_folder import dataset_fingerprint
-    from keras_ecg.workflows import pretrain as pretrain_job
 
     method, encoder = parse_spec(spec)
     root = args.pretrained_dir or os.path.join(args.output, "pretrained")

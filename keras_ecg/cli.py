@@ -2,8 +2,13 @@
 
 The Keras backend is fixed when Keras is first imported, so this module
 imports nothing heavy at module level: `main` parses the arguments, sets
-`KERAS_BACKEND` from `--backend`, and only then imports the workflows (and
-with them Keras). `keras-ecg --help` therefore imports no framework.
+`KERAS_BACKEND` from `--backend`, and only then imports the jobs
+(`keras_ecg.jobs`, and with them Keras). `keras-ecg --help` therefore imports
+no framework.
+
+Each job command parses into its settings dataclass
+(`keras_ecg.jobs.settings_from_namespace`) and runs its job; `main` maps the
+errors to exit codes and one line on stderr.
 
 Every duration is in seconds (`--crop-seconds`, `--window-seconds`, ...);
 samples are derived from the data's sampling rate.
@@ -13,15 +18,11 @@ import argparse
 import os
 import sys
 
-METHODS = ("simclr", "byol", "swav", "cpc", "jepa")
-# keras_ecg.models.method_factory.ENCODERS (not imported here: it would import
-# Keras before --backend is applied; a test checks that they agree).
-ENCODERS = ("xresnet1d", "lstm", "transformer", "s4")
-BACKENDS = ("tensorflow", "jax", "torch")
-# keras_ecg.evaluation.downstream.DOWNSTREAM_MODES (a test checks that they
-# agree): linear probe, MLP head on frozen features, LP-FT, from scratch.
-PROTOCOLS = ("linear", "frozen", "finetune", "scratch")
-SPLITS = ("train", "val", "test", "all")
+from keras_ecg.choices import BACKENDS
+from keras_ecg.choices import ENCODERS
+from keras_ecg.choices import METHODS
+from keras_ecg.choices import PROTOCOLS
+from keras_ecg.choices import SPLITS
 
 # Exit codes: 1 a failed run (e.g. diverged training), 2 bad input or usage.
 EXIT_FAILED = 1
@@ -30,6 +31,14 @@ EXIT_USAGE = 2
 
 class CLIError(Exception):
     """A problem with the user's input, reported in one line (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a usage error in one line (`keras-ecg pretrain: error: ...`,
+    exit code 2), as the jobs report theirs; `--help` shows the usage."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def _positive_float(text):
@@ -376,7 +385,7 @@ def _add_multi_process(parser):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="keras-ecg",
         description="Self-supervised representation learning on 12-lead ECG "
         "(CPC, SimCLR, BYOL, SwAV, JEPA) with Keras 3.",
@@ -1038,12 +1047,21 @@ def main(argv=None):
     quiet.set_environment(verbose)
     with quiet.native_stderr_filtered(verbose):
         # Keras (and a framework, and TensorFlow for tf.data) from here on.
-        from keras_ecg import workflows
+        from keras_ecg import jobs
     with quiet.framework_logs_hidden(verbose):
-        return _run_with_framework(args, workflows)
+        return _run_with_framework(args, jobs)
 
 
-def _run_with_framework(args, workflows):
+def run_job(args, jobs):
+    """Parses `args` into the command's settings and runs its job."""
+    name = args.command
+    if name == "preset":
+        name = f"preset {args.preset_action}"
+    settings_class, job = jobs.COMMANDS[name]
+    return job(jobs.settings_from_namespace(settings_class, args))
+
+
+def _run_with_framework(args, jobs):
     if args.command == "convert":
         try:
             run_convert(args)
@@ -1057,8 +1075,8 @@ def _run_with_framework(args, workflows):
     from keras_ecg.run_folder import RunFolderError
 
     try:
-        workflows.run(args)
-    except workflows.LostProcessError as error:
+        run_job(args, jobs)
+    except jobs.LostProcessError as error:
         print(f"keras-ecg {args.command}: error: {error}", file=sys.stderr)
         return EXIT_FAILED
     except NonFiniteLossError as error:
@@ -1070,7 +1088,7 @@ def _run_with_framework(args, workflows):
         ECGDataError,
         RunFolderError,
         FileNotFoundError,
-        workflows.InputError,
+        jobs.InputError,  # and jobs.SettingsError, a setting out of range
     ) as error:
         print(f"keras-ecg {args.command}: error: {error}", file=sys.stderr)
         hint = _hint(error)

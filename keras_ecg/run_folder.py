@@ -118,6 +118,10 @@ class RunFolder:
         self.data = json.loads(json.dumps(data, default=str))
         self.overwrite = bool(overwrite)
         self.state = None
+        # Set by `create`: whether this run made the folder (a new run, not a
+        # resumed one) and whether it existed (empty) before.
+        self.created = False
+        self.existed = None
 
     @property
     def manifest_path(self):
@@ -190,9 +194,39 @@ class RunFolder:
             self.check()
         if self.state == "new" and os.path.exists(self.manifest_path):
             shutil.rmtree(self.path)
+        self.existed = os.path.isdir(self.path)
         os.makedirs(self.path, exist_ok=True)
+        self.created = self.state == "new"
         self._write("running")
         return self
+
+    def holds_checkpoint(self):
+        """Whether the folder holds a resumable step checkpoint (`backup/`)."""
+        from keras_ecg.callbacks import StepCheckpoint
+
+        backup = os.path.join(self.path, "backup")
+        return (
+            os.path.isdir(backup) and StepCheckpoint(backup).read_metadata() is not None
+        )
+
+    def discard(self):
+        """After a failed run: removes the folder this run created (leaving an
+        empty folder that existed before as it was), unless it holds a
+        resumable checkpoint, which the same command resumes. A resumed run's
+        folder is kept."""
+        if not self.created or not os.path.isdir(self.path):
+            return
+        if self.holds_checkpoint():
+            print(
+                f"{self.path} is kept: it holds a resumable checkpoint (the same "
+                "command resumes it)",
+                flush=True,
+            )
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.existed:
+            os.makedirs(self.path, exist_ok=True)
+        self.created = False
 
     def finish(self, results):
         """Writes `<command>_results.json` and marks the manifest finished."""

@@ -1,6 +1,6 @@
 """How the CLI's trainings are watched: logs, curves and the online probe.
 
-The glue between `keras_ecg.workflows` and `keras_ecg.training_logs` /
+The glue between `keras_ecg.jobs` and `keras_ecg.training_logs` /
 `keras_ecg.online_probe`, so that each workflow adds a few lines: it asks
 for the probe's records before anything is written (`probe_records`, which
 refuses `--keep best-probe` without a probe), then wraps its `fit` with a
@@ -29,7 +29,7 @@ def probe_records(args, held_out, where="the val split"):
     """The online probe's `(train, val)` records, or None (a line says why).
 
     Args:
-        args: the CLI namespace (`probe`, `probe_records`,
+        args: the job's settings (`probe`, `probe_records`,
             `probe_val_fraction`, `probe_every`, `keep`, `epochs`, `seed`).
         held_out: labelled records the encoder does not train on.
         where: what `held_out` is, for the printed line.
@@ -37,7 +37,7 @@ def probe_records(args, held_out, where="the val split"):
     Raises:
         InputError: `--keep best-probe` without a usable probe.
     """
-    from keras_ecg.workflows import InputError
+    from keras_ecg.jobs.settings import InputError
 
     kind = getattr(args, "probe", "knn")
     count = getattr(args, "probe_records", DEFAULT_RECORDS)
@@ -82,7 +82,7 @@ class TrainingWatch:
     """The callbacks that watch one training, and what happens after it.
 
     Args:
-        args: the CLI namespace.
+        args: the job's settings (a `keras_ecg.jobs` settings dataclass).
         output_dir: the run folder.
         name: the training's name in TensorBoard (`"pretrain"`, ...).
         probe_split: optional `(train, val)` of the online probe.

@@ -10,7 +10,7 @@ def enable_determinism(seed):
 
     Call it once, before building and training models: graph functions are
     optimised (TensorFlow) when they first run, under the settings of that
-    moment. `keras_ecg.workflows.pretrain` calls it.
+    moment. `keras_ecg.jobs.pretrain.pretrain_model` calls it.
 
     What holds on CPU: two runs of the same seeded training on the same data
     give bit-identical losses and weights, on TensorFlow, JAX and PyTorch,

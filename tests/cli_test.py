@@ -6,6 +6,7 @@ no framework) runs in subprocesses, in the tensorflow pass only.
 """
 
 import csv
+import importlib
 import json
 import os
 import pathlib
@@ -1555,8 +1556,9 @@ def test_checkpoint_architecture_wins_over_encoder(trained, tmp_path, capsys):
 def test_demo_pretrains_and_builds_its_baselines_with_the_encoder(
     tmp_path, capsys, monkeypatch
 ):
-    from keras_ecg import workflows
     from keras_ecg.models.encoders import S4Encoder
+
+    demo = importlib.import_module("keras_ecg.jobs.demo")
 
     backbones = []
 
@@ -1570,7 +1572,7 @@ def test_demo_pretrains_and_builds_its_baselines_with_the_encoder(
         }
 
     # The classifiers themselves are tested elsewhere: record the backbones.
-    monkeypatch.setattr(workflows, "train_and_score", score)
+    monkeypatch.setattr(demo, "train_and_score", score)
     args = ["demo", "--encoder", "s4", *TINY, "--epochs", "1"]
     args += ["--bootstrap-resamples", "0"]
     code, captured = _run([*args, "--label-fractions", "0.2", "--output", tmp_path])
@@ -1642,9 +1644,9 @@ def test_run_folders_hold_csv_tensorboard_and_curves(trained):
 def test_online_probe_logs_its_auc_and_keeps_the_best_epoch(tmp_path, capsys):
     from keras_ecg.evaluation.linear_probe import extract_embeddings
     from keras_ecg.evaluation.linear_probe import knn_probe
+    from keras_ecg.jobs.common import load_data
+    from keras_ecg.jobs.common import split_data
     from keras_ecg.online_probe import probe_split
-    from keras_ecg.workflows import load_data
-    from keras_ecg.workflows import split_data
 
     flags = ["--probe-every", "1", "--probe-records", "30"]
     flags += ["--probe-val-fraction", "0.5", "--keep", "best-probe", "--verbose"]

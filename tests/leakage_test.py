@@ -237,9 +237,9 @@ def test_a_preset_carries_the_fingerprints(leaky, tmp_path, capsys):
 
 
 def test_pretraining_from_a_preset_adds_to_its_fingerprints(leaky, tmp_path):
-    from keras_ecg import workflows
     from keras_ecg.data.fingerprints import RecordFingerprints
     from keras_ecg.data.sources import load_source
+    from keras_ecg.jobs.leakage import save_pretraining_fingerprints
 
     class Start:  # what `pretrain --init-from-preset` starts from
         fingerprints = load_fingerprints(
@@ -247,13 +247,13 @@ def test_pretraining_from_a_preset_adds_to_its_fingerprints(leaky, tmp_path):
         )
 
     data = load_source(str(leaky["ptbxl"]), label_set="superdiagnostic")
-    info = workflows.save_pretraining_fingerprints(tmp_path, data, Start())
+    info = save_pretraining_fingerprints(tmp_path, data, Start())
     assert info["records"] == 5 + len(data) and info["complete"]
     seen = load_fingerprints(tmp_path / "pretrained.fingerprints.npz")["pretraining"]
     assert seen.record_ids == sorted(leaky["copied"]) + data.record_ids
     # A preset without fingerprints: this run's records, marked incomplete.
     Start.fingerprints = None
-    info = workflows.save_pretraining_fingerprints(tmp_path, data, Start())
+    info = save_pretraining_fingerprints(tmp_path, data, Start())
     assert info["records"] == len(data) and not info["complete"]
     found = RecordFingerprints.from_dataset(data)
     assert load_fingerprints(info["file"])["pretraining"].find(found).min() >= 0

@@ -15,11 +15,11 @@ import pytest
 from keras_ecg.callbacks import StepCheckpoint
 from keras_ecg.callbacks import resumable_fit
 from keras_ecg.data.sources import load_source
+from keras_ecg.jobs.common import build_on_batch
 from keras_ecg.layers.augmentation.presets import paper_augmentations
 from keras_ecg.models.method_factory import build_method
 from keras_ecg.models.method_factory import make_method_dataset
 from keras_ecg.utils import enable_determinism
-from keras_ecg.workflows import build_on_batch
 
 
 def _to_numpy(v):

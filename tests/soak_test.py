@@ -14,10 +14,10 @@ from keras_ecg.callbacks import MemoryMonitor
 from keras_ecg.callbacks import resumable_fit
 from keras_ecg.data.lead_standardizer import LeadStandardizer
 from keras_ecg.data.ptbxl import load_ptbxl
+from keras_ecg.jobs.common import build_on_batch
 from keras_ecg.layers.augmentation.presets import paper_augmentations
 from keras_ecg.models.method_factory import build_method
 from keras_ecg.models.method_factory import make_method_dataset
-from keras_ecg.workflows import build_on_batch
 
 # Growth allowed after warm-up (tracing, allocator pools, tf.data buffers).
 TOLERANCE_MIB = float(os.environ.get("KERAS_ECG_SOAK_TOLERANCE_MIB", 64))

@@ -333,7 +333,8 @@ def _check_sampling_rate(dataset, sampling_rate):
     if rate not in dataset.rate_folders or rate != sampling_rate:
         rates = " or ".join(str(r) for r in dataset.rate_folders)
         raise DownloadError(
-            f"{dataset.name}: unsupported sampling rate {sampling_rate!r}: "
+            f"{dataset.name}: --sampling-rate: unsupported sampling rate "
+            f"{sampling_rate!r}: "
             f"{dataset.title} provides {rates} Hz."
         )
     return rate

@@ -155,7 +155,7 @@ def test_a_killed_process_fails_the_job_and_a_restart_resumes(tmp_path):
     assert codes[0] != 0, logs[0][-3000:]
     # Which error reaches the survivor first depends on timing: the missed
     # heartbeats, or (TF) the collective's closed connection; the CLI turns
-    # either into one message (`workflows.lost_process_error`).
+    # either into one message (`keras_ecg.jobs.pretrain.lost_process_error`).
     lost = ("heartbeat", "UnavailableError")
     if BACKEND == "torch":
         # gloo fails the next collective at once; keras-ecg names the lost
@@ -367,33 +367,35 @@ def test_synchronized_batch_norm_option_round_trips(encoder_name, tmp_path):
 def test_a_lost_tf_peer_becomes_a_clear_cli_error():
     import tensorflow as tf
 
-    from keras_ecg import workflows
+    from keras_ecg.jobs.common import LostProcessError
+    from keras_ecg.jobs.pretrain import lost_process_error
 
     settings = distribute.ProcessSettings(("h:1", "h:2"), 2, 0, "arguments")
     error = tf.errors.UnavailableError(
         None, None, "Collective ops is aborted by: tasks are unhealthy\nmore"
     )
-    lost = workflows.lost_process_error(error, settings, "runs/x")
-    assert isinstance(lost, workflows.LostProcessError)
+    lost = lost_process_error(error, settings, "runs/x")
+    assert isinstance(lost, LostProcessError)
     message = str(lost)
     assert message.startswith("process 0 of 2: another process of the job")
     assert "tasks are unhealthy" in message and "more" not in message
     assert os.path.join("runs/x", "backup") in message
     # Other errors, or one process: unchanged.
-    assert workflows.lost_process_error(ValueError("x"), settings, "o") is None
-    assert workflows.lost_process_error(error, None, "o") is None
+    assert lost_process_error(ValueError("x"), settings, "o") is None
+    assert lost_process_error(error, None, "o") is None
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="torch's lost-process error")
 def test_a_lost_torch_process_becomes_a_clear_cli_error():
-    from keras_ecg import workflows
+    from keras_ecg.jobs.common import LostProcessError
+    from keras_ecg.jobs.pretrain import lost_process_error
 
     settings = distribute.ProcessSettings(("h:1",), 2, 0, "arguments")
     error = distribute.ProcessLostError(
         "process 0 of 2: process 1 of the job stopped answering (gloo: x)"
     )
-    lost = workflows.lost_process_error(error, settings, "runs/x")
-    assert isinstance(lost, workflows.LostProcessError)
+    lost = lost_process_error(error, settings, "runs/x")
+    assert isinstance(lost, LostProcessError)
     assert str(lost).startswith("process 0 of 2: process 1 of the job stopped")
     assert os.path.join("runs/x", "backup") in str(lost)
 

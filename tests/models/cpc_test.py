@@ -272,7 +272,7 @@ def test_unseeded_sampler_follows_the_global_seed():
     np.testing.assert_array_equal(first, second)
 
 
-# Seeded CPC pretraining as `keras_ecg.workflows.pretrain` runs it, in a fresh
+# Seeded CPC pretraining as `keras_ecg.jobs.pretrain.pretrain_model` runs it, in a fresh
 # process. The sampler is left unseeded (`seed=None`): `enable_determinism`
 # must fix it. 64 channels into the last strided layer at 125 -> 63 steps is
 # the shape whose input gradient TensorFlow's oneDNN CPU kernel computed
@@ -287,7 +287,7 @@ from keras_ecg.models import CPC
 from keras_ecg.models.encoders import CPCContext, cpc_strided_encoder
 from keras_ecg.models.method_factory import make_method_dataset
 from keras_ecg.utils import enable_determinism
-from keras_ecg.workflows import build_on_batch
+from keras_ecg.jobs.common import build_on_batch
 
 enable_determinism(int(sys.argv[1]))
 signals = np.random.default_rng(0).normal(size=(32, 1000, 12)).astype("float32")
