@@ -176,8 +176,11 @@ def _add_data(parser, sampling_rate_help):
     group.add_argument(
         "--cache-dir",
         default=None,
-        help="folder caching the decoded signals (built once, memory-mapped "
-        "after; see `keras-ecg cache list|remove`)",
+        help="folder caching the decoded signals, built once (by all processes "
+        "of a job together) and memory-mapped after (default: "
+        "$KERAS_ECG_CACHE_DIR, else $XDG_CACHE_HOME/keras-ecg/signals or "
+        "~/.cache/keras-ecg/signals); 'none' decodes the records into RAM "
+        "(see `keras-ecg cache list|remove`)",
     )
     group.add_argument(
         "--skip-bad-records",
@@ -773,24 +776,34 @@ def _add_cache_command(sub):
     )
     actions = cache.add_subparsers(dest="cache_action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="entries, status, records and size")
-    listing.add_argument("--cache-dir", required=True, help="the cache folder")
+    where = (
+        "the cache folder (default: $KERAS_ECG_CACHE_DIR, else "
+        "$XDG_CACHE_HOME/keras-ecg/signals or ~/.cache/keras-ecg/signals)"
+    )
+    listing.add_argument("--cache-dir", default=None, help=where)
     remove = actions.add_parser("remove", help="delete entries (by key, or --all)")
-    remove.add_argument("--cache-dir", required=True, help="the cache folder")
+    remove.add_argument("--cache-dir", default=None, help=where)
     remove.add_argument("keys", nargs="*", help="entry keys, as `list` shows them")
     remove.add_argument("--all", action="store_true", help="delete every entry")
 
 
 def run_cache(args):
     """`keras-ecg cache list|remove`: trains nothing, so no --backend."""
+    from keras_ecg.data.signal_cache import default_cache_dir
     from keras_ecg.data.signal_cache import list_caches
     from keras_ecg.data.signal_cache import remove_caches
 
-    if not os.path.isdir(args.cache_dir):
-        raise CLIError(f"--cache-dir {args.cache_dir}: no such folder.")
+    folder = args.cache_dir or default_cache_dir()
+    if not os.path.isdir(folder):
+        if args.cache_dir is not None:
+            raise CLIError(f"--cache-dir {args.cache_dir}: no such folder.")
+        # The default folder appears with the first cached dataset.
+        entries = []
+    elif args.cache_action == "list":
+        entries = list_caches(folder)
     if args.cache_action == "list":
-        entries = list_caches(args.cache_dir)
         print(f"{len(entries)} cache entr{'y' if len(entries) == 1 else 'ies'} in "
-              f"{os.path.abspath(args.cache_dir)}")  # fmt: skip
+              f"{os.path.abspath(folder)}")  # fmt: skip
         for e in entries:
             records = "-" if e["records"] is None else e["records"]
             print(
@@ -802,7 +815,12 @@ def run_cache(args):
     if bool(args.keys) == bool(args.all):
         raise CLIError("cache remove: give entry keys or --all (not both).")
     try:
-        removed, freed = remove_caches(args.cache_dir, None if args.all else args.keys)
+        if not os.path.isdir(folder):
+            removed, freed = [], 0
+            if args.keys:
+                raise KeyError(f"no cache entry {args.keys} in {folder}")
+        else:
+            removed, freed = remove_caches(folder, None if args.all else args.keys)
     except KeyError as error:
         raise CLIError(f"cache remove: {error.args[0]}") from None
     print(f"removed {len(removed)} cache entr{'y' if len(removed) == 1 else 'ies'}, "

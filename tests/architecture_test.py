@@ -22,6 +22,8 @@ COMPONENTS = {
     "version": ("base", 0),
     "utils": ("base", 0),
     "quiet": ("base", 0),
+    # The CLI flags' choices, shared by the parser and the jobs' settings.
+    "choices": ("base", 0),
     # Records, formats, splits, tf.data pipelines.
     "data": ("data", 1),
     # Data parallelism: process settings, collectives, sharding, SyncBN.
@@ -44,12 +46,13 @@ COMPONENTS = {
     "evaluation": ("evaluation", 4),
     "callbacks": ("callbacks", 4),
     "training_logs": ("training_logs", 4),
-    "run_folder": ("run_folder", 4),
     # Built on evaluation (and training_logs).
     "tuning": ("tuning", 5),
     "online_probe": ("online_probe", 5),
-    # The commands' jobs: `keras_ecg/jobs/` and, until it replaces them,
-    # `workflows.py` and its helper `run_watch.py`.
+    # The run manifest; asks `callbacks` whether a failed run is resumable.
+    "run_folder": ("run_folder", 5),
+    # The commands' jobs: `keras_ecg/jobs/`, `workflows.py` (its backward-
+    # compatible re-exports) and `run_watch.py`.
     "jobs": ("jobs", 6),
     "workflows": ("jobs", 6),
     "run_watch": ("jobs", 6),

@@ -1136,6 +1136,26 @@ def test_cache_list_and_remove(tmp_path, capsys):
     assert code == 2 and "no such folder" in out.err
 
 
+@ONE_PASS
+def test_cache_commands_default_to_the_default_cache_folder(
+    tmp_path, capsys, monkeypatch
+):
+    default = tmp_path / "user_cache"
+    monkeypatch.setenv("KERAS_ECG_CACHE_DIR", str(default))
+    # Before the first cached dataset the folder does not exist: no entries.
+    code, out = _run(["cache", "list"], capsys)
+    assert code == 0 and out.out.startswith(f"0 cache entries in {default}")
+    from keras_ecg.data.wfdb_folder import load_wfdb_folder
+
+    # A loader with no cache_dir caches in the default folder.
+    load_wfdb_folder(_wfdb_folder(tmp_path, 2, seed=5), workers=1)
+    code, out = _run(["cache", "list"], capsys)
+    assert code == 0 and out.out.startswith(f"1 cache entry in {default}")
+    code, out = _run(["cache", "remove", "--all"], capsys)
+    assert code == 0 and out.out.startswith("removed 1 cache entry, ")
+    assert list(default.glob("*.npy")) == []
+
+
 # ----------------------------------------------------------------------------
 # Presets: preset save / info, --init-from-preset
 # ----------------------------------------------------------------------------

@@ -185,7 +185,15 @@ def interval_fields(scored, prefix=""):
     if intervals is not None:
         fields["bootstrap"] = {
             key: intervals[key]
-            for key in ("num_resamples", "seed", "confidence", "num_classes")
+            for key in (
+                "num_resamples",
+                "seed",
+                "confidence",
+                "num_classes",
+                "interval",
+                "resampling",
+            )
+            if key in intervals
         }
     return fields
 
