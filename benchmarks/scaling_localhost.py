@@ -58,6 +58,7 @@ sys.path.insert(0, HERE)
 
 from machine import cpu_name  # noqa: E402
 from machine import usable_cores  # noqa: E402
+from scaling_model import fit_alpha_beta  # noqa: E402
 
 METHODS = ("simclr", "byol", "swav", "cpc", "jepa")
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -475,19 +476,6 @@ def bandwidth_worker(settings):
     return 0
 
 
-def fit_alpha_beta(rows):
-    """Least squares `t = alpha * 2(N-1) + bytes * 2(N-1)/N / beta` over rows
-    of {"processes", "bytes", "seconds"}; returns (alpha s, beta bytes/s)."""
-    a = np.array([[2 * (r["processes"] - 1), 0.0] for r in rows])
-    for i, r in enumerate(rows):
-        n = r["processes"]
-        a[i, 1] = r["bytes"] * 2 * (n - 1) / n
-    t = np.array([r["seconds"] for r in rows])
-    # Relative errors: weigh each row by 1/t (small messages matter too).
-    (alpha, inverse_beta), *_ = np.linalg.lstsq(a / t[:, None], t / t, rcond=None)
-    return float(max(alpha, 0.0)), float(1.0 / inverse_beta)
-
-
 # --------------------------------------------------------------------------
 # Driver.
 # --------------------------------------------------------------------------
@@ -593,6 +581,15 @@ def main(argv=None):
                 f"fit t = alpha * 2(N-1) + bytes * 2(N-1)/N / beta: alpha "
                 f"{alpha * 1e6:.1f} us per ring step, beta {beta / 1e9:.2f} GB/s"
             )
+            result["fits"] = {}
+            for n in sorted({r["processes"] for r in result["bandwidth"]}):
+                rows = [r for r in result["bandwidth"] if r["processes"] == n]
+                alpha_n, beta_n = fit_alpha_beta(rows)
+                result["fits"][str(n)] = [alpha_n, beta_n]
+                print(
+                    f"  N={n} alone: alpha {alpha_n * 1e6:.1f} us, beta "
+                    f"{beta_n / 1e9:.2f} GB/s"
+                )
     for _ in range(args.repeats):
         for backend in args.backends:
             for method in args.methods:

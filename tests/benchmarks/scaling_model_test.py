@@ -166,7 +166,7 @@ def test_fit_alpha_beta_recovers_the_parameters():
         for n in (2, 4)
         for b in (4096, 1 << 20, 16 << 20)
     ]
-    fitted = scaling_localhost.fit_alpha_beta(rows)
+    fitted = sm.fit_alpha_beta(rows)
     assert fitted[0] == pytest.approx(alpha, rel=1e-6)
     assert fitted[1] == pytest.approx(beta, rel=1e-6)
 
@@ -203,3 +203,13 @@ def test_the_report_prints_every_table(capsys, tmp_path):
     ):
         assert title in out
     assert out.count("| simclr |") >= 3
+
+
+def test_hlo_ops_cost_other_collectives_as_gathers():
+    ops = sm.hlo_ops(
+        {
+            "all-reduce": {"calls": 2, "bytes": 800},
+            "collective-permute": {"calls": 1, "bytes": 64},
+        }
+    )
+    assert ops == [("all_reduce", 400), ("all_reduce", 400), ("all_gather", 64)]
