@@ -459,17 +459,18 @@ def check_localhost(result, cores=2):
     if alpha is None or beta is None:
         raise ValueError("the JSON has no bandwidth fit: run with --bandwidth")
     rows = []
+    # Each N-process row against the 1-process row of its round: the last
+    # one before it (the driver runs N = 1 first in every round).
     one = {}
-    for row in result["rows"]:
-        if row["processes"] == 1:
-            one.setdefault((row["backend"], row["method"]), []).append(row)
     for row in result["rows"]:
         n = row["processes"]
         key = (row["backend"], row["method"])
-        if n == 1 or key not in one:
+        if n == 1:
+            one[key] = row
             continue
-        ones = sorted(one[key], key=lambda r: r["step_s"])
-        reference = ones[len(ones) // 2]
+        if key not in one:
+            continue
+        reference = one[key]
         t1 = reference["step_s"]
         if row.get("collectives") and "ops" not in row["collectives"]:
             ops, source = measured_ops(row["collectives"]), "measured"
