@@ -24,9 +24,24 @@ estimate is a lower bound of what the device did. Peak FLOP/s come from
 NVIDIA's datasheets (dense, no sparsity) for the GPUs in `PEAK_TFLOPS`; other
 devices print "unknown".
 
+Multi-GPU mode (`--processes N`, N > 1): for each backend, method and
+precision, runs the same step as a job of 1 process and of N processes, one
+per GPU, joined through keras-ecg's multi-process support (the
+`KERAS_ECG_*` job settings that `keras_ecg.distribute.initialize_multi_process`
+reads; torch: process i takes GPU `LOCAL_RANK` = i and NCCL; JAX and
+TensorFlow: `CUDA_VISIBLE_DEVICES` = i, one GPU per process, `jax.distributed`
+/ `MultiWorkerMirroredStrategy`), training inside
+`keras_ecg.distribute.data_parallel()` with `--batch-size` per GPU (weak
+scaling), and prints samples/s of each and the scaling efficiency
+samples/s(N) / (N x samples/s(1)). The worker is scaling_localhost.py's (it
+needs no TensorFlow: without it the inputs are NumPy arrays). On a CPU
+machine the processes share the CPU (a smoke test only).
+
 Usage:
     python benchmarks/gpu_readiness.py --backends jax torch --output gpu.json
     KERAS_BACKEND=jax python benchmarks/gpu_readiness.py --tiny --backends jax
+    python benchmarks/gpu_readiness.py --backends torch jax --processes 8 \
+        --precisions mixed_bfloat16 --output gpu8.json
 See gpu_readiness.sh for a fresh GPU machine (venv, installs, run).
 """
 
@@ -494,14 +509,22 @@ def parse_args(argv=None):
     parser.add_argument(
         "--timeout", type=int, default=3600, help="seconds per worker process"
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="N > 1: multi-GPU mode, 1 and N processes (one per GPU) per run",
+    )
     parser.add_argument("--output", default=None, help="also write JSON here")
     args = parser.parse_args(argv)
     if args.tiny:
         args.size, args.batch_size, args.cpc_batch_size = "tiny", 4, 2
         args.steps, args.warmup_steps = 2, 1
         args.view_seconds, args.cpc_seconds, args.jepa_seconds = 1.28, 2.56, 2.5
-    if min(args.batch_size, args.cpc_batch_size, args.steps) < 1:
-        parser.error("--batch-size, --cpc-batch-size and --steps must be >= 1")
+    if min(args.batch_size, args.cpc_batch_size, args.steps, args.processes) < 1:
+        parser.error(
+            "--batch-size, --cpc-batch-size, --steps and --processes must be >= 1"
+        )
     return args
 
 
@@ -539,6 +562,8 @@ def main(argv=None):
         "forward), "
         "a lower bound; peaks: NVIDIA datasheet dense TFLOP/s"
     )
+    if args.processes > 1:
+        return multi_process_main(args, settings)
     result = {"settings": settings, "devices": {}, "rows": []}
     for backend in args.backends:
         jobs = (
@@ -565,6 +590,91 @@ def main(argv=None):
             for row in rows:
                 print(_format_row(row, peaks), flush=True)
             result["rows"].extend(rows)
+    failed = [r for r in result["rows"] if r["status"] != "ok"]
+    print(f"{len(result['rows']) - len(failed)} runs ok, {len(failed)} failed")
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(result, f, indent=2)
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------
+# Multi-GPU mode.
+# --------------------------------------------------------------------------
+
+
+def multi_process_run(backend, method, precision, settings, processes, timeout):
+    """One run as a job of `processes` processes (one GPU each): a row."""
+    import scaling_localhost
+
+    batch = settings["cpc_batch_size"] if method == "cpc" else settings["batch_size"]
+    single = settings["cpc_seconds"] if method == "cpc" else settings["jepa_seconds"]
+    job = {
+        "mode": "train",
+        "method": method,
+        "size": settings["size"],
+        "batch_size": batch,
+        "steps": settings["steps"],
+        "warmup_steps": max(settings["warmup_steps"], 1),
+        "threads": None,
+        "view_seconds": settings["view_seconds"],
+        "single_seconds": single,
+        "precision": precision,
+        "numpy_inputs": True,
+    }
+    messages, codes, tails = scaling_localhost.run_job(
+        backend, job, processes, timeout, gpus=True
+    )
+    rows = [m["row"] for m in messages if "row" in m]
+    if rows:
+        row = dict(rows[0], status="ok", precision=precision)
+        return row
+    return {
+        "backend": backend,
+        "method": method,
+        "precision": precision,
+        "processes": processes,
+        "status": f"failed: exit {codes}: {' | '.join(tails)}"[-500:],
+    }
+
+
+def multi_process_main(args, settings):
+    """`--processes N`: 1 and N processes per run, scaling efficiency."""
+    n = args.processes
+    print(
+        f"multi-GPU mode: {n} processes, one per GPU, batch {args.batch_size} (CPC "
+        f"{args.cpc_batch_size}) per process (weak scaling), against 1 process; "
+        "joined through keras-ecg's job settings, data_parallel()"
+    )
+    result = {"settings": dict(settings, processes=n), "rows": []}
+    for backend in args.backends:
+        for method in args.methods:
+            for precision in args.precisions:
+                one, many = (
+                    multi_process_run(
+                        backend, method, precision, settings, p, args.timeout
+                    )
+                    for p in (1, n)
+                )
+                head = f"{backend:<10} {method:<6} {precision:<14}"
+                if one["status"] != "ok" or many["status"] != "ok":
+                    failed = one if one["status"] != "ok" else many
+                    print(
+                        f"{head} {failed['processes']} process(es) {failed['status']}"
+                    )
+                else:
+                    many["efficiency"] = many["samples_per_s"] / (
+                        n * one["samples_per_s"]
+                    )
+                    print(
+                        f"{head} batch {one['batch_per_process']}/GPU: 1 GPU "
+                        f"{one['samples_per_s']:9.1f} samples/s, {n} GPUs "
+                        f"{many['samples_per_s']:9.1f} samples/s "
+                        f"({many['step_s'] * 1e3:.1f} ms/step), scaling "
+                        f"efficiency {many['efficiency']:.0%}",
+                        flush=True,
+                    )
+                result["rows"] += [one, many]
     failed = [r for r in result["rows"] if r["status"] != "ok"]
     print(f"{len(result['rows']) - len(failed)} runs ok, {len(failed)} failed")
     if args.output:

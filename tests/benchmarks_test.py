@@ -592,6 +592,32 @@ def test_gpu_readiness_tiny_run_reports_fields(tmp_path):
         assert row["input_shape"] == [128, 12]  # --tiny: 1.28 s at 100 Hz
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "torch",
+    reason="one backend pass runs the multi-process GPU script's smoke test",
+)
+def test_gpu_readiness_multi_process_mode_reports_efficiency(tmp_path):
+    out = tmp_path / "gpu2.json"
+    command = [sys.executable, os.path.join(BENCHMARKS, "gpu_readiness.py")]
+    command += ["--tiny", "--backends", "torch", "--methods", "simclr"]
+    command += ["--precisions", "float32", "--processes", "2", "--output", str(out)]
+    process = subprocess.run(
+        command, env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    assert "multi-GPU mode: 2 processes" in process.stdout
+    assert "2 runs ok, 0 failed" in process.stdout
+    one, two = json.loads(out.read_text())["rows"]
+    assert (one["processes"], two["processes"]) == (1, 2)
+    assert one["batch_per_process"] == two["batch_per_process"] == 4
+    assert two["samples_per_s"] == pytest.approx(2 * 4 / two["step_s"])
+    assert two["efficiency"] == pytest.approx(
+        two["samples_per_s"] / (2 * one["samples_per_s"])
+    )
+    # The torch job's collectives were logged: the gradient all-reduce.
+    assert two["collectives"]["all_reduce"]["bytes"] >= 4 * two["trainable_params"]
+
+
 def test_cpc_flop_count_hand_computed():
     readiness = _benchmark_module("gpu_readiness")
     from keras_ecg.models.cpc import CPC
