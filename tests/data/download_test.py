@@ -159,8 +159,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             site.drop.discard(path)
             payload = payload[: len(payload) // 2]
             self.close_connection = True  # the client sees the file cut short
-        self.wfile.write(payload)
+        # Logged before the body goes out: a client can finish reading (and
+        # the test read the log) before this thread runs another line.
         site.log.append((self.command, path, requested, status, len(payload)))
+        self.wfile.write(payload)
 
 
 class PhysioNetServer:
