@@ -54,7 +54,7 @@ class DemoSettings(
     None: 15, `label_fractions` None: 0.05 and 0.2)."""
 
     command: ClassVar[str] = "demo"
-    RULES: ClassVar[dict] = {"epochs": ">= 1", "lr": ">= 0", "batch_size": ">= 1"}
+    RULES: ClassVar[dict] = {"epochs": ">= 1", "lr": "> 0", "batch_size": ">= 1"}
     CHOICES: ClassVar[dict] = {
         "method": choices.METHODS,
         "encoder": choices.ENCODERS,

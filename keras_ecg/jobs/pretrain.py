@@ -69,7 +69,7 @@ class PretrainSettings(
     command: ClassVar[str] = "pretrain"
     RULES: ClassVar[dict] = {
         "epochs": ">= 1",
-        "lr": ">= 0",
+        "lr": "> 0",
         "batch_size": ">= 1",
         "crop_seconds": "> 0",
         "checkpoint_every_steps": ">= 0",
