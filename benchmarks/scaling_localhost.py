@@ -44,13 +44,14 @@ import json
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+from keras_ecg.testing.test_case import free_ports
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -81,16 +82,6 @@ def load_average():
 # --------------------------------------------------------------------------
 # Launching a job (also used by gpu_readiness.py --processes).
 # --------------------------------------------------------------------------
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def thread_env(backend, threads):

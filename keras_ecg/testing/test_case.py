@@ -1,6 +1,7 @@
 """Test helpers shared by the layer and model tests (keras-hub style)."""
 
 import os
+import socket
 
 import keras
 import numpy as np
@@ -69,3 +70,15 @@ def subprocess_env(backend=None, **extra):
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
+
+
+def free_ports(count):
+    """`count` TCP ports free on localhost now (for the addresses of a
+    multi-process job started by a test or a benchmark)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports

@@ -10,7 +10,6 @@ import glob
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 
@@ -20,6 +19,7 @@ import pytest
 
 from keras_ecg import distribute
 from keras_ecg.testing.multiprocess_worker import equality_methods
+from keras_ecg.testing.test_case import free_ports
 from keras_ecg.testing.test_case import subprocess_env
 
 BACKEND = keras.backend.backend()
@@ -30,22 +30,12 @@ METHODS = equality_methods(BACKEND)
 JOB_TIMEOUT = 240
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _start_job(command, tmp_path, name, env_of=None, num_processes=2):
     """Starts `command(index, addresses)` per process on free localhost ports.
 
     `env_of(index, addresses)` gives extra environment variables.
     """
-    addresses = ",".join(f"localhost:{p}" for p in _free_ports(num_processes))
+    addresses = ",".join(f"localhost:{p}" for p in free_ports(num_processes))
     processes = []
     for index in range(num_processes):
         extra = env_of(index, addresses) if env_of else {}
