@@ -10,10 +10,9 @@ pretraining settings well enough to steer a search.
 
 import numpy as np
 
-from keras_ecg.data.durations import seconds_to_samples
-from keras_ecg.data.pipelines import make_window_dataset
 from keras_ecg.evaluation.metrics import macro_auc
 from keras_ecg.inference.window_aggregation import aggregate_windows
+from keras_ecg.inference.windowed_prediction import window_batches
 
 
 def extract_embeddings(
@@ -76,20 +75,8 @@ def window_inputs(
     embeddings = embed_windows(model.backbone, inputs)
     ```
     """
-    rate = data.sampling_rate
-    window_length = seconds_to_samples(window_seconds, rate, "window_seconds")
-    stride = seconds_to_samples(
-        window_seconds / 2 if stride_seconds is None else stride_seconds,
-        rate,
-        "stride_seconds",
-    )
-    return make_window_dataset(
-        data,
-        labels=None,
-        window_length=window_length,
-        stride=stride,
-        batch_size=batch_size,
-        standardizer=standardizer,
+    return window_batches(
+        data, window_seconds, stride_seconds, batch_size, standardizer
     )
 
 
